@@ -1,0 +1,101 @@
+//! Standard cron expressions (5 fields, or 6 with seconds first), parsed and
+//! evaluated by the `croner` crate in an IANA zone (`CRON_TZ=Area/City`
+//! prefix, else the job's zone, else UTC).
+
+use std::fmt;
+
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use jiff::Timestamp;
+
+use crate::ScheduleError;
+use crate::zone::Zone;
+
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    expr: String,
+    zone: Option<Zone>,
+    default_zone: Option<Zone>,
+    cron: Cron,
+}
+
+impl PartialEq for CronSchedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.expr == other.expr
+            && self.zone == other.zone
+            && self.default_zone == other.default_zone
+    }
+}
+
+impl CronSchedule {
+    pub fn parse(text: &str, default_zone: Option<&Zone>) -> Result<CronSchedule, ScheduleError> {
+        let trimmed = text.trim();
+        let (zone, expr) = match trimmed
+            .strip_prefix("CRON_TZ=")
+            .or_else(|| trimmed.strip_prefix("TZ="))
+        {
+            Some(rest) => {
+                let (name, expr) =
+                    rest.split_once(char::is_whitespace)
+                        .ok_or_else(|| ScheduleError::Cron {
+                            input: text.to_string(),
+                            reason: "CRON_TZ=<zone> must be followed by an expression".into(),
+                        })?;
+                (Some(Zone::get(name)?), expr.trim())
+            }
+            None => (None, trimmed),
+        };
+        let expr: String = expr.split_whitespace().collect::<Vec<_>>().join(" ");
+        let fields = expr.split(' ').count();
+        if !(expr.starts_with('@') || fields == 5 || fields == 6) {
+            return Err(ScheduleError::Cron {
+                input: text.to_string(),
+                reason: format!("expected 5 fields (or 6 with seconds first), found {fields}"),
+            });
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .build()
+            .parse(&expr)
+            .map_err(|e| ScheduleError::Cron {
+                input: text.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(CronSchedule {
+            expr,
+            zone,
+            default_zone: default_zone.cloned(),
+            cron,
+        })
+    }
+
+    fn zone(&self) -> jiff::tz::TimeZone {
+        match (&self.zone, &self.default_zone) {
+            (Some(z), _) | (None, Some(z)) => z.tz().clone(),
+            (None, None) => jiff::tz::TimeZone::UTC,
+        }
+    }
+
+    /// The first matching instant strictly after `t`.
+    pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
+        let z = t.to_zoned(self.zone());
+        self.cron
+            .find_next_occurrence(&z, false)
+            .ok()
+            .map(|z| z.timestamp())
+    }
+
+    /// The expression in words ("At 09:00 on Monday"), from croner.
+    pub fn describe(&self) -> String {
+        self.cron.describe()
+    }
+}
+
+impl fmt::Display for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(z) = &self.zone {
+            write!(f, "CRON_TZ={} ", z.name())?;
+        }
+        f.write_str(&self.expr)
+    }
+}
