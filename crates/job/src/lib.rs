@@ -1,0 +1,377 @@
+//! # kala-job
+//!
+//! The job as Kala's API sees it, and everything that can be said about a
+//! job without running it: defaults, validation, the wire format (Kala's
+//! exact JSON, see [`wire`]), and the parent/child dependency graph
+//! ([`graph`]). No I/O happens here.
+
+pub mod graph;
+pub mod wire;
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use kala_schedule::{Duration, Schedule, Zone};
+use serde::{Deserialize, Serialize};
+
+pub use kala_schedule;
+
+/// A job id: a UUID string for jobs created over the API.
+pub type JobId = String;
+
+/// 0 = local command, 1 = remote HTTP request (Kala's numbering), plus
+/// in-process handlers for programs that embed the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum JobType {
+    #[default]
+    Local,
+    Remote,
+    /// Runs a handler registered with the engine under `command`.
+    InProcess,
+}
+
+impl JobType {
+    pub fn code(self) -> i64 {
+        match self {
+            JobType::Local => 0,
+            JobType::Remote => 1,
+            JobType::InProcess => 2,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<JobType> {
+        match code {
+            0 => Some(JobType::Local),
+            1 => Some(JobType::Remote),
+            2 => Some(JobType::InProcess),
+            _ => None,
+        }
+    }
+}
+
+/// What to do when a run falls due while the previous run of the same job
+/// is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Overlap {
+    /// Start the new run anyway.
+    #[default]
+    Allow,
+    /// Skip it (recorded as a skipped run).
+    Skip,
+}
+
+/// Run counters (Kala's `metadata`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub success_count: u64,
+    pub last_success: Option<Timestamp>,
+    /// Every failed attempt, retries included.
+    pub error_count: u64,
+    pub last_error: Option<Timestamp>,
+    pub last_attempted_run: Option<Timestamp>,
+    pub number_of_finished_runs: u64,
+}
+
+/// Settings of a remote (HTTP) job, Kala's `remote_properties`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteProperties {
+    pub url: String,
+    /// Empty means GET.
+    pub method: String,
+    pub body: String,
+    pub headers: Option<BTreeMap<String, Vec<String>>>,
+    /// Seconds; 0 means the default of 30 s, negative means none.
+    pub timeout: i64,
+    /// Empty means `[200]`.
+    pub expected_response_codes: Option<Vec<u16>>,
+}
+
+/// A job: its definition (what the user asked for) and its state (what
+/// the scheduler has done with it). Both are persisted together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub name: String,
+    pub command: String,
+    pub owner: String,
+    pub disabled: bool,
+    /// Children, in the order they were created (FIFO). `None` until the
+    /// first child is linked, `Some([])` after the last one is removed.
+    pub dependent_jobs: Option<Vec<JobId>>,
+    pub parent_jobs: Option<Vec<JobId>>,
+    pub on_failure_job: String,
+    pub schedule: String,
+    pub retries: u64,
+    pub epsilon: String,
+    pub template_delimiters: String,
+    pub resume_at_next_scheduled_time: bool,
+    pub job_type: JobType,
+    pub remote_properties: RemoteProperties,
+    // Extensions past Kala.
+    /// IANA zone for zoneless starts and cron expressions.
+    #[serde(default)]
+    pub time_zone: String,
+    /// ISO 8601 duration; a local run is killed (its process group) after it.
+    #[serde(default)]
+    pub timeout: String,
+    /// ISO 8601 duration before the first retry, doubled for each next one.
+    #[serde(default)]
+    pub retry_delay: String,
+    #[serde(default)]
+    pub overlap: Overlap,
+
+    // State.
+    pub metadata: Metadata,
+    pub next_run_at: Option<Timestamp>,
+    pub is_done: bool,
+    /// Scheduled runs consumed toward the schedule's repeat count.
+    #[serde(default)]
+    pub scheduled_runs: u64,
+    /// The schedule point the last scheduled run was for.
+    #[serde(default)]
+    pub last_scheduled_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// A validation failure, naming the field: `schedule: start … is in the past`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct JobError {
+    pub field: String,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> JobError {
+        JobError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Job {
+    /// A job with Kala's defaults and a fresh v4 UUID.
+    pub fn new(name: impl Into<String>, command: impl Into<String>) -> Job {
+        Job {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: name.into(),
+            command: command.into(),
+            owner: String::new(),
+            disabled: false,
+            dependent_jobs: None,
+            parent_jobs: None,
+            on_failure_job: String::new(),
+            schedule: String::new(),
+            retries: 0,
+            epsilon: String::new(),
+            template_delimiters: String::new(),
+            resume_at_next_scheduled_time: false,
+            job_type: JobType::Local,
+            remote_properties: RemoteProperties::default(),
+            time_zone: String::new(),
+            timeout: String::new(),
+            retry_delay: String::new(),
+            overlap: Overlap::Allow,
+            metadata: Metadata::default(),
+            next_run_at: None,
+            is_done: false,
+            scheduled_runs: 0,
+            last_scheduled_at: None,
+            created_at: Timestamp::now(),
+        }
+    }
+
+    /// A child of other jobs: it runs after each successful parent run.
+    pub fn is_child(&self) -> bool {
+        self.parent_jobs.as_ref().is_some_and(|p| !p.is_empty())
+    }
+
+    pub fn children(&self) -> &[JobId] {
+        self.dependent_jobs.as_deref().unwrap_or(&[])
+    }
+
+    pub fn parents(&self) -> &[JobId] {
+        self.parent_jobs.as_deref().unwrap_or(&[])
+    }
+
+    /// The job's zone, if it names one.
+    pub fn zone(&self) -> Result<Option<Zone>, JobError> {
+        if self.time_zone.is_empty() {
+            return Ok(None);
+        }
+        Zone::get(&self.time_zone)
+            .map(Some)
+            .map_err(|e| JobError::new("time_zone", e.to_string()))
+    }
+
+    /// The parsed schedule; `None` for one-off jobs and children.
+    pub fn parsed_schedule(&self) -> Result<Option<Schedule>, JobError> {
+        if self.schedule.is_empty() {
+            return Ok(None);
+        }
+        let zone = self.zone()?;
+        Schedule::parse_in(&self.schedule, zone.as_ref())
+            .map(Some)
+            .map_err(|e| JobError::new("schedule", e.to_string()))
+    }
+
+    pub fn epsilon_duration(&self) -> Result<Option<SignedDuration>, JobError> {
+        exact_duration("epsilon", &self.epsilon)
+    }
+
+    pub fn timeout_duration(&self) -> Result<Option<SignedDuration>, JobError> {
+        exact_duration("timeout", &self.timeout)
+    }
+
+    pub fn retry_delay_duration(&self) -> Result<Option<SignedDuration>, JobError> {
+        exact_duration("retry_delay", &self.retry_delay)
+    }
+
+    /// Checks everything that can be checked without other jobs. `now` is
+    /// used for the past-start rule (creation only; a reload skips it).
+    pub fn validate(&self, now: Option<Timestamp>) -> Result<(), JobError> {
+        if self.name.trim().is_empty() {
+            return Err(JobError::new("name", "is required"));
+        }
+        match self.job_type {
+            JobType::Local | JobType::InProcess => {
+                if self.command.trim().is_empty() {
+                    return Err(JobError::new(
+                        "command",
+                        "is required for a local job (type 0)",
+                    ));
+                }
+            }
+            JobType::Remote => {
+                let url = self.remote_properties.url.trim();
+                if url.is_empty() {
+                    return Err(JobError::new(
+                        "remote_properties.url",
+                        "is required for a remote job (type 1)",
+                    ));
+                }
+                if self.template_delimiters.is_empty()
+                    && !(url.starts_with("http://") || url.starts_with("https://"))
+                {
+                    return Err(JobError::new(
+                        "remote_properties.url",
+                        format!("{url:?} must start with http:// or https://"),
+                    ));
+                }
+                let m = &self.remote_properties.method;
+                if !m.bytes().all(|c| c.is_ascii_alphabetic()) {
+                    return Err(JobError::new(
+                        "remote_properties.method",
+                        format!("{m:?} is not an HTTP method"),
+                    ));
+                }
+                if let Some(codes) = &self.remote_properties.expected_response_codes
+                    && let Some(bad) = codes.iter().find(|c| !(100..=599).contains(*c))
+                {
+                    return Err(JobError::new(
+                        "remote_properties.expected_response_codes",
+                        format!("{bad} is not an HTTP status code"),
+                    ));
+                }
+            }
+        }
+        if !self.template_delimiters.is_empty() {
+            let parts: Vec<&str> = self.template_delimiters.split(' ').collect();
+            if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                return Err(JobError::new(
+                    "TemplateDelimiters",
+                    "must be two delimiters separated by one space, like \"{{ }}\"",
+                ));
+            }
+        }
+        self.zone()?;
+        if let Some(schedule) = self.parsed_schedule()?
+            && let (Some(now), Some(start)) = (now, schedule.start())
+            && !self.is_child()
+            && start < now
+        {
+            return Err(JobError::new(
+                "schedule",
+                format!("start {start} is in the past (now is {now})"),
+            ));
+        }
+        self.epsilon_duration()?;
+        self.timeout_duration()?;
+        self.retry_delay_duration()?;
+        Ok(())
+    }
+}
+
+/// Parses an optional ISO 8601 duration that must be exact (no years or
+/// months; weeks and days count as 7 × 24 h and 24 h).
+fn exact_duration(field: &str, text: &str) -> Result<Option<SignedDuration>, JobError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let d = Duration::parse(text).map_err(|e| JobError::new(field, e.to_string()))?;
+    if d.years != 0 || d.months != 0 {
+        return Err(JobError::new(
+            field,
+            format!("{text:?}: years and months are not allowed here"),
+        ));
+    }
+    let secs = d
+        .calendar_days()
+        .and_then(|days| days.checked_mul(86_400))
+        .and_then(|s| s.checked_add(d.exact_seconds()?))
+        .ok_or_else(|| JobError::new(field, format!("{text:?} is too long")))?;
+    Ok(Some(SignedDuration::from_secs(secs)))
+}
+
+/// Why a run happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    Parent,
+    OnFailure,
+    /// A one-off (empty schedule) job's single run.
+    Once,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// Not attempted: later than `epsilon`, or overlapping with `overlap: skip`.
+    Skipped,
+}
+
+/// One run of a job (Kala's JobStat, with more detail).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub job_id: JobId,
+    /// When the run began (wall clock).
+    pub ran_at: Timestamp,
+    /// The schedule point this run was for, if it came from the schedule.
+    pub scheduled_at: Option<Timestamp>,
+    pub trigger: Trigger,
+    pub outcome: Outcome,
+    /// Retries used.
+    pub number_of_retries: u64,
+    /// Nanoseconds from `ran_at` to the end of the last attempt.
+    pub execution_duration: u64,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    /// The tail of the combined output of the last attempt.
+    pub output: String,
+}
+
+impl RunRecord {
+    pub fn success(&self) -> bool {
+        self.outcome == Outcome::Succeeded
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+//! # kala-store
+//!
+//! The storage boundary of kala. Every backend (the embedded file store,
+//! Redis, PostgreSQL, MySQL/MariaDB, MongoDB, the in-memory store) implements
+//! [`JobStore`], and every backend must pass the shared [`conformance`]
+//! suite.
+//!
+//! Contract:
+//! * A write returns `Ok` only once it is durable in the backend (for the
+//!   embedded store: committed and fsynced). The API turns `Ok` into a 2xx.
+//! * [`JobStore::apply`] is the only write of jobs and run records, and it
+//!   is atomic: a [`Batch`] (jobs to put, jobs to delete with their runs,
+//!   runs to append) is stored entirely or not at all. Graph changes
+//!   (a child and its parents, a parent and its orphaned children) are one
+//!   batch.
+//! * [`JobStore::load_all`] returns every job in one bulk read (start-up).
+//! * [`JobStore::claim`] is the primitive that lets several instances on
+//!   one database agree that exactly one of them runs a given occurrence.
+
+mod memory;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use kala_job::{Job, JobId, RunRecord};
+
+pub use memory::MemoryStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached; the write did not happen. (HTTP 503.)
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The backend refused or failed the operation.
+    #[error("storage error: {0}")]
+    Backend(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One atomic write.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Jobs to insert or replace (whole jobs).
+    pub put: Vec<Job>,
+    /// Jobs to delete, with all their run records.
+    pub delete: Vec<JobId>,
+    /// Run records to append.
+    pub runs: Vec<RunRecord>,
+    /// After appending, keep at most this many run records for each job
+    /// that got a new one (oldest dropped first).
+    pub keep_runs: Option<usize>,
+}
+
+impl Batch {
+    pub fn put(job: Job) -> Batch {
+        Batch {
+            put: vec![job],
+            ..Batch::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.put.is_empty() && self.delete.is_empty() && self.runs.is_empty()
+    }
+}
+
+/// Which run records to drop in [`JobStore::prune_runs`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Retention {
+    /// Keep at most this many per job.
+    pub max_per_job: Option<usize>,
+    /// Drop records whose `ran_at` is older than this.
+    pub max_age: Option<SignedDuration>,
+}
+
+/// A claim on one occurrence of one job, held by one instance until
+/// `expires_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub job_id: JobId,
+    pub scheduled_at: Timestamp,
+    pub owner: String,
+    pub expires_at: Timestamp,
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// A short name for logs and metrics (`redb`, `memory`, `postgres`…).
+    fn name(&self) -> &'static str;
+
+    /// Every stored job, in one bulk read.
+    async fn load_all(&self) -> Result<Vec<Job>>;
+
+    async fn get(&self, id: &str) -> Result<Option<Job>>;
+
+    /// Stores `batch` atomically and durably.
+    async fn apply(&self, batch: Batch) -> Result<()>;
+
+    /// The job's run records, oldest first; with `limit`, only the newest
+    /// `limit` of them.
+    async fn runs(&self, job_id: &str, limit: Option<usize>) -> Result<Vec<RunRecord>>;
+
+    /// Drops run records by count and age, and expired claims. Returns the
+    /// number of run records dropped.
+    async fn prune_runs(&self, retention: Retention, now: Timestamp) -> Result<u64>;
+
+    /// Deletes every job, run record and claim.
+    async fn delete_all(&self) -> Result<()>;
+
+    /// Takes the claim if nobody holds an unexpired claim on the same
+    /// (job, occurrence). `Ok(true)` means this caller may run it.
+    async fn claim(&self, claim: Claim) -> Result<bool>;
+
+    /// Flushes and closes; later calls may fail.
+    async fn close(&self) -> Result<()>;
+}
+
+/// Keeps the newest `keep` of `runs` (sorted oldest first).
+pub fn trim_oldest<T>(runs: &mut Vec<T>, keep: usize) -> usize {
+    let extra = runs.len().saturating_sub(keep);
+    runs.drain(..extra);
+    extra
+}
