@@ -61,12 +61,20 @@ impl CronSchedule {
                 input: text.to_string(),
                 reason: e.to_string(),
             })?;
-        Ok(CronSchedule {
+        let schedule = CronSchedule {
             expr,
             zone,
             default_zone: default_zone.cloned(),
             cron,
-        })
+        };
+        // `0 0 30 2 *` parses but never fires; say so instead of waiting.
+        if schedule.next_after(Timestamp::UNIX_EPOCH).is_none() {
+            return Err(ScheduleError::Cron {
+                input: text.to_string(),
+                reason: "never matches any date".into(),
+            });
+        }
+        Ok(schedule)
     }
 
     fn zone(&self) -> jiff::tz::TimeZone {

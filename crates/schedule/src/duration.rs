@@ -85,7 +85,8 @@ impl std::str::FromStr for Duration {
     }
 }
 
-/// Kala's formatting: `P` for zero, `P1W` for the weeks form, otherwise the
+/// Kala's formatting (except zero, `PT0S`, which Kala prints as an
+/// unparsable `P`): `P1W` for the weeks form, otherwise the
 /// non-zero components in order (`P1Y2D`, `PT1H2M3S`).
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -96,6 +97,11 @@ impl fmt::Display for Duration {
             && self.hours == 0
             && self.minutes == 0
             && self.seconds == 0;
+        if self.is_zero() {
+            // Kala prints "P", which its own parser rejects; print a zero
+            // that parses back.
+            return f.write_str("PT0S");
+        }
         f.write_str("P")?;
         if only_weeks {
             return write!(f, "{}W", self.weeks);
@@ -353,7 +359,9 @@ mod tests {
 
     #[test]
     fn display_matches_kala() {
-        assert_eq!(Duration::default().to_string(), "P");
+        assert_eq!(Duration::default().to_string(), "PT0S");
+        assert_eq!(d("P00W").to_string(), "PT0S");
+        assert_eq!(d("P0D").to_string(), "PT0S");
         assert_eq!(d("P1Y2D").to_string(), "P1Y2D");
         assert_eq!(d("PT1H2M3S").to_string(), "PT1H2M3S");
         assert_eq!(d("P1Y2M3DT4H5M6S").to_string(), "P1Y2M3DT4H5M6S");

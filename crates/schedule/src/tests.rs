@@ -90,6 +90,7 @@ fn every_bad_example_is_rejected_with_a_named_part() {
         ("", "empty"),
         ("61 * * * *", "cron"),
         ("* * *", "cron"),
+        ("0 0 30 2 *", "never matches"),
         ("CRON_TZ=Mars/Base 0 9 * * *", "time zone"),
     ] {
         let e = Schedule::parse(bad).expect_err(bad).to_string();

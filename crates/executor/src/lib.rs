@@ -1,0 +1,434 @@
+//! # kala-executor
+//!
+//! Runs one attempt of a job and reports what happened. It knows nothing
+//! about schedules, retries or storage (that is the engine's job).
+//!
+//! * Local jobs (type 0): the command is split shell-style (`shell-words`:
+//!   quotes survive, `bash -c 'exit 3'` is three words) and run directly,
+//!   without a shell, like Kala. `$NAME`/`${NAME}` outside single quotes
+//!   are replaced from kala's environment (inside single quotes they stay
+//!   literal — Kala expands them there too, a bug). Backticks are not run.
+//!   Stdout and stderr share one pipe (interleaving kept); the last
+//!   [`OUTPUT_TAIL`] bytes are kept. With a timeout, the whole process
+//!   group is killed.
+//! * Remote jobs (type 1): an HTTP request; success is an expected status.
+//! * In-process jobs: an async handler registered under the job's command.
+
+pub mod template;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Read;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use kala_job::{Job, JobType};
+
+/// How much output is kept per attempt.
+pub const OUTPUT_TAIL: usize = 4096;
+
+/// What one attempt did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub success: bool,
+    pub exit_code: Option<i32>,
+    /// Why it failed (Kala's wording where Kala has one).
+    pub error: Option<String>,
+    /// The tail of the output (local) or response body (remote).
+    pub output: String,
+    pub duration: Duration,
+}
+
+impl Attempt {
+    fn failed(error: impl Into<String>, started: Instant) -> Attempt {
+        Attempt {
+            success: false,
+            exit_code: None,
+            error: Some(error.into()),
+            output: String::new(),
+            duration: started.elapsed(),
+        }
+    }
+}
+
+/// The result an in-process handler returns: `Err` is a failed attempt.
+pub type HandlerResult = Result<String, String>;
+type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
+type Handler = Arc<dyn Fn(Job) -> BoxFuture + Send + Sync>;
+
+/// Runs attempts. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Executor {
+    http: reqwest::Client,
+    handlers: Arc<RwLock<HashMap<String, Handler>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+impl Executor {
+    pub fn new() -> Result<Executor, ExecutorError> {
+        // reqwest is built without a default TLS provider; install ring once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kala/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ExecutorError::Http(e.to_string()))?;
+        Ok(Executor {
+            http,
+            handlers: Arc::default(),
+        })
+    }
+
+    /// Registers an in-process handler: jobs of type `InProcess` whose
+    /// `command` is `name` run it.
+    pub fn register<F, Fut>(&self, name: &str, handler: F)
+    where
+        F: Fn(Job) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let h: Handler = Arc::new(move |job| Box::pin(handler(job)));
+        if let Ok(mut map) = self.handlers.write() {
+            map.insert(name.to_string(), h);
+        }
+    }
+
+    /// Runs one attempt of `job`. `timeout` bounds a local command (its
+    /// process group is killed) or an in-process handler.
+    pub async fn run(&self, job: &Job, timeout: Option<Duration>) -> Attempt {
+        match job.job_type {
+            JobType::Local => {
+                let started = Instant::now();
+                match template::render(&job.command, job) {
+                    Ok(cmd) => run_command(&cmd, timeout).await,
+                    Err(e) => Attempt::failed(e, started),
+                }
+            }
+            JobType::Remote => self.run_remote(job).await,
+            JobType::InProcess => self.run_handler(job, timeout).await,
+        }
+    }
+
+    async fn run_handler(&self, job: &Job, timeout: Option<Duration>) -> Attempt {
+        let started = Instant::now();
+        let handler = self
+            .handlers
+            .read()
+            .ok()
+            .and_then(|m| m.get(&job.command).cloned());
+        let Some(handler) = handler else {
+            return Attempt::failed(
+                format!("no handler registered for {:?}", job.command),
+                started,
+            );
+        };
+        let fut = handler(job.clone());
+        let result = match timeout {
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("timed out after {t:?}")),
+            },
+            None => fut.await,
+        };
+        let (success, output, error) = match result {
+            Ok(out) => (true, tail(out.as_bytes()), None),
+            Err(e) => (false, String::new(), Some(e)),
+        };
+        Attempt {
+            success,
+            exit_code: None,
+            error,
+            output,
+            duration: started.elapsed(),
+        }
+    }
+
+    async fn run_remote(&self, job: &Job) -> Attempt {
+        let started = Instant::now();
+        let r = &job.remote_properties;
+        let url = match template::render(&r.url, job) {
+            Ok(u) => u,
+            Err(e) => return Attempt::failed(e, started),
+        };
+        let body = match template::render(&r.body, job) {
+            Ok(b) => b,
+            Err(e) => return Attempt::failed(e, started),
+        };
+        let method = if r.method.is_empty() {
+            "GET".to_string()
+        } else {
+            r.method.to_uppercase()
+        };
+        let method = match reqwest::Method::from_bytes(method.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => {
+                return Attempt::failed(format!("net/http: invalid method {method:?}"), started);
+            }
+        };
+        let mut req = self.http.request(method, &url);
+        let mut has_content_type = false;
+        if let Some(headers) = &r.headers {
+            for (name, values) in headers {
+                has_content_type |= name.eq_ignore_ascii_case("content-type");
+                for v in values {
+                    req = req.header(name.as_str(), v.as_str());
+                }
+            }
+        }
+        if !has_content_type {
+            req = req.header("Content-Type", "application/json");
+        }
+        if !body.is_empty() {
+            req = req.body(body);
+        }
+        match r.timeout {
+            0 => req = req.timeout(Duration::from_secs(30)),
+            t if t > 0 => req = req.timeout(Duration::from_secs(t.unsigned_abs())),
+            _ => {}
+        }
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => return Attempt::failed(error_chain(&e), started),
+        };
+        let status = resp.status();
+        let body = match resp.bytes().await {
+            Ok(b) => tail(&b),
+            Err(e) => return Attempt::failed(error_chain(&e), started),
+        };
+        let expected: &[u16] = match &r.expected_response_codes {
+            Some(c) if !c.is_empty() => c,
+            _ => &[200],
+        };
+        let success = expected.contains(&status.as_u16());
+        Attempt {
+            success,
+            exit_code: Some(i32::from(status.as_u16())),
+            error: (!success).then(|| format!("{status}{body}")),
+            output: body,
+            duration: started.elapsed(),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Keeps the last [`OUTPUT_TAIL`] bytes, cut at a character boundary.
+fn tail(bytes: &[u8]) -> String {
+    let from = bytes.len().saturating_sub(OUTPUT_TAIL);
+    let s = String::from_utf8_lossy(&bytes[from..]);
+    s.trim_start_matches('\u{FFFD}').to_string()
+}
+
+/// Replaces `$NAME` and `${NAME}` outside single quotes with the value from
+/// `env`, quoted so that it stays one word (as Kala does by expanding after
+/// splitting).
+pub fn expand_env(cmd: &str, env: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(cmd.len());
+    let mut chars = cmd.chars().peekable();
+    let (mut single, mut double) = (false, false);
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if !single => {
+                out.push(c);
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+            '\'' if !double => {
+                single = !single;
+                out.push(c);
+            }
+            '"' if !single => {
+                double = !double;
+                out.push(c);
+            }
+            '$' if !single => {
+                let braced = chars.peek() == Some(&'{');
+                if braced {
+                    chars.next();
+                }
+                let mut name = String::new();
+                while let Some(&n) = chars.peek() {
+                    if n.is_ascii_alphanumeric() || n == '_' {
+                        name.push(n);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                if braced && chars.peek() == Some(&'}') {
+                    chars.next();
+                } else if braced || name.is_empty() {
+                    // Not a variable reference: keep the text as written.
+                    out.push('$');
+                    if braced {
+                        out.push('{');
+                    }
+                    out.push_str(&name);
+                    continue;
+                }
+                let value = env(&name).unwrap_or_default();
+                if double {
+                    for v in value.chars() {
+                        if matches!(v, '"' | '\\') {
+                            out.push('\\');
+                        }
+                        out.push(v);
+                    }
+                } else {
+                    out.push('\'');
+                    out.push_str(&value.replace('\'', "'\\''"));
+                    out.push('\'');
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Runs a command line the way a local job does (also `kala-server run`).
+pub async fn run_command(cmd: &str, timeout: Option<Duration>) -> Attempt {
+    let started = Instant::now();
+    let expanded = expand_env(cmd, |name| std::env::var(name).ok());
+    let argv = match shell_words::split(&expanded) {
+        Ok(a) => a.into_iter().filter(|w| !w.is_empty()).collect::<Vec<_>>(),
+        Err(_) => return Attempt::failed("invalid command line string", started),
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return Attempt::failed("Job Command is empty.", started);
+    };
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return Attempt::failed(format!("cannot create a pipe: {e}"), started),
+    };
+    let writer2 = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return Attempt::failed(format!("cannot create a pipe: {e}"), started),
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(writer2))
+        .process_group(0)
+        .kill_on_drop(true);
+    let spawned = command.spawn();
+    // The parent's copies of the write end must go, or the reader never ends.
+    drop(command);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Attempt::failed(
+                format!("exec: {program:?}: executable file not found in $PATH"),
+                started,
+            );
+        }
+        Err(e) => return Attempt::failed(format!("exec: {program:?}: {e}"), started),
+    };
+    let pgid = child.id();
+    let collector = tokio::task::spawn_blocking(move || collect_tail(reader));
+    let status = match timeout {
+        None => child.wait().await,
+        Some(t) => match tokio::time::timeout(t, child.wait()).await {
+            Ok(s) => s,
+            Err(_) => {
+                if let Some(pgid) = pgid {
+                    kill_group(pgid);
+                }
+                let _ = child.wait().await;
+                let output = finish_collect(collector).await;
+                return Attempt {
+                    success: false,
+                    exit_code: None,
+                    error: Some(format!("timed out after {t:?}; process group killed")),
+                    output,
+                    duration: started.elapsed(),
+                };
+            }
+        },
+    };
+    let output = finish_collect(collector).await;
+    match status {
+        Ok(s) if s.success() => Attempt {
+            success: true,
+            exit_code: Some(0),
+            error: None,
+            output,
+            duration: started.elapsed(),
+        },
+        Ok(s) => {
+            let why = match s.code() {
+                Some(code) => format!("exit status {code}"),
+                None => {
+                    use std::os::unix::process::ExitStatusExt;
+                    format!("signal: {}", s.signal().unwrap_or(0))
+                }
+            };
+            Attempt {
+                success: false,
+                exit_code: s.code(),
+                error: Some(format!("{why}: {}", output.trim())),
+                output,
+                duration: started.elapsed(),
+            }
+        }
+        Err(e) => Attempt::failed(format!("wait: {e}"), started),
+    }
+}
+
+fn collect_tail(mut reader: std::io::PipeReader) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match reader.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > 2 * OUTPUT_TAIL {
+                    buf.drain(..buf.len() - OUTPUT_TAIL);
+                }
+            }
+        }
+    }
+    buf
+}
+
+/// Waits briefly for the output reader: a background grandchild holding the
+/// pipe open must not hold the run.
+async fn finish_collect(h: tokio::task::JoinHandle<Vec<u8>>) -> String {
+    match tokio::time::timeout(Duration::from_millis(200), h).await {
+        Ok(Ok(bytes)) => tail(&bytes),
+        _ => String::new(),
+    }
+}
+
+#[allow(unsafe_code)]
+fn kill_group(pgid: u32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a negative pid signals the process group we
+    // created with process_group(0); it touches no memory of ours.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests;
