@@ -93,6 +93,15 @@ impl CronSchedule {
             .map(|z| z.timestamp())
     }
 
+    /// The latest matching instant at or before `t`.
+    pub fn latest_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
+        let z = t.to_zoned(self.zone());
+        self.cron
+            .find_previous_occurrence(&z, true)
+            .ok()
+            .map(|z| z.timestamp())
+    }
+
     /// The expression in words ("At 09:00 on Monday"), from croner.
     pub fn describe(&self) -> String {
         self.cron.describe()

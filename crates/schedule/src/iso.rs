@@ -73,7 +73,7 @@ impl IsoSchedule {
         let start = Start::parse(parts[1])?;
         let interval = match repeat {
             Repeat::Times(0) => match Duration::parse(parts[2]) {
-                Ok(d) if parts[2] == d.to_string() => Interval::Every(d),
+                Ok(d) if !d.is_zero() && parts[2] == d.to_string() => Interval::Every(d),
                 _ => Interval::Ignored(parts[2].to_string()),
             },
             _ => {
@@ -178,7 +178,10 @@ impl IsoSchedule {
         if self.first > t {
             return Some(0);
         }
-        let d = self.interval()?;
+        // Only an R0 schedule lacks a usable interval: it has one point.
+        let Some(d) = self.interval().filter(|d| !d.is_zero()) else {
+            return Some(1);
+        };
         let elapsed = t.as_nanosecond() - self.first.as_nanosecond();
         let mut k: u64 = if d.is_exact() {
             let step = i128::from(d.exact_seconds()?) * 1_000_000_000;

@@ -112,6 +112,22 @@ impl Schedule {
         self.next_after(just_before)
     }
 
+    /// The latest occurrence at or before `t` (the run a catch-up after
+    /// downtime stands for), or `None` if the first is later than `t`.
+    pub fn latest_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
+        match self {
+            Schedule::Iso(s) => {
+                let k = s.index_after(t)?;
+                let last = match s.max_runs() {
+                    Some(max) => k.min(max),
+                    None => k,
+                };
+                last.checked_sub(1).and_then(|i| s.nth(i))
+            }
+            Schedule::Cron(c) => c.latest_at_or_before(t),
+        }
+    }
+
     /// The start of an ISO schedule (its first run); `None` for cron.
     pub fn start(&self) -> Option<Timestamp> {
         match self {

@@ -158,6 +158,39 @@ fn next_after_is_strict_and_bounded() {
 }
 
 #[test]
+fn r0_with_a_zero_interval_does_not_divide_by_zero() {
+    // Found by the fuzzer: this used to panic in next_after.
+    let s = sched("R0/2017-06-04T19:25:16.82/PT0S");
+    assert_eq!(s.next_after(ts("2030-01-01T00:00:00Z")), None);
+    assert_eq!(s.next_after(ts("2000-01-01T00:00:00Z")), Some(ts("2017-06-04T19:25:16.82Z")));
+    assert_eq!(s.to_string(), "R0/2017-06-04T19:25:16.82/PT0S");
+    assert_eq!(s.latest_at_or_before(ts("2030-01-01T00:00:00Z")), Some(ts("2017-06-04T19:25:16.82Z")));
+}
+
+#[test]
+fn latest_at_or_before_for_catch_up() {
+    let s = sched("R2/2030-01-01T00:00:00Z/PT10S");
+    assert_eq!(s.latest_at_or_before(ts("2029-12-31T00:00:00Z")), None);
+    assert_eq!(
+        s.latest_at_or_before(ts("2030-01-01T00:00:00Z")),
+        Some(ts("2030-01-01T00:00:00Z"))
+    );
+    assert_eq!(
+        s.latest_at_or_before(ts("2030-01-01T00:00:15Z")),
+        Some(ts("2030-01-01T00:00:10Z"))
+    );
+    assert_eq!(
+        s.latest_at_or_before(ts("2031-01-01T00:00:00Z")),
+        Some(ts("2030-01-01T00:00:20Z"))
+    );
+    let c = sched("0 9 * * *");
+    assert_eq!(
+        c.latest_at_or_before(ts("2030-01-02T08:00:00Z")),
+        Some(ts("2030-01-01T09:00:00Z"))
+    );
+}
+
+#[test]
 fn exact_intervals_from_kala_tests() {
     let at = |s: &str, k| match sched(s) {
         Schedule::Iso(i) => i.nth(k).unwrap(),

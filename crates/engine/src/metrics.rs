@@ -1,0 +1,77 @@
+//! Counters the engine keeps for `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jiff::SignedDuration;
+use kala_job::Outcome;
+
+/// Upper bounds (seconds) of the run-lateness histogram buckets.
+pub const LATENESS_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 60.0,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+    store_errors: AtomicU64,
+    lateness: [AtomicU64; LATENESS_BUCKETS.len()],
+    lateness_count: AtomicU64,
+    lateness_sum_ns: AtomicU64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSnapshot {
+    pub runs_succeeded: u64,
+    pub runs_failed: u64,
+    pub runs_skipped: u64,
+    pub store_errors: u64,
+    /// Cumulative counts per bucket of [`LATENESS_BUCKETS`].
+    pub lateness_buckets: Vec<u64>,
+    pub lateness_count: u64,
+    pub lateness_sum_seconds: f64,
+}
+
+impl Metrics {
+    pub fn count(&self, outcome: Outcome) {
+        let c = match outcome {
+            Outcome::Succeeded => &self.succeeded,
+            Outcome::Failed => &self.failed,
+            Outcome::Skipped => &self.skipped,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn store_error(&self) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observe_lateness(&self, late: SignedDuration) {
+        let secs = late.as_secs_f64().max(0.0);
+        for (i, bound) in LATENESS_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.lateness[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.lateness_count.fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(late.as_nanos().max(0)).unwrap_or(u64::MAX);
+        self.lateness_sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            runs_succeeded: self.succeeded.load(Ordering::Relaxed),
+            runs_failed: self.failed.load(Ordering::Relaxed),
+            runs_skipped: self.skipped.load(Ordering::Relaxed),
+            store_errors: self.store_errors.load(Ordering::Relaxed),
+            lateness_buckets: self
+                .lateness
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            lateness_count: self.lateness_count.load(Ordering::Relaxed),
+            lateness_sum_seconds: self.lateness_sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
