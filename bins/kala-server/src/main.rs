@@ -1,0 +1,305 @@
+//! `kala-server`: composes the schedule, job, store, executor, engine and
+//! API crates into Kala's single binary. Flag names follow Kala's.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use kala_api::ApiConfig;
+use kala_engine::{Engine, EngineConfig, SystemClock};
+use kala_executor::Executor;
+use kala_store::{JobStore, MemoryStore};
+use kala_store_redb::RedbStore;
+
+#[derive(Parser)]
+#[command(
+    name = "kala-server",
+    version,
+    about = "A Kala-compatible job scheduler"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the scheduler and its HTTP API.
+    Serve(Box<Serve>),
+    /// Run a command exactly as a local job would, and report the result.
+    Run {
+        /// The command line, e.g. "bash -c 'echo hi'".
+        command: Vec<String>,
+    },
+}
+
+/// The backends `--jobdb` accepts.
+const JOBDBS: &[&str] = &["boltdb", "redis", "postgres", "mysql", "mariadb", "mongo"];
+
+#[derive(Args, Debug)]
+struct Serve {
+    /// Port to listen on (Kala's ":8000" form works too).
+    #[arg(short, long, env = "KALA_PORT", default_value = "8000")]
+    port: String,
+    /// Interface to bind. Kala binds every interface; kala binds loopback
+    /// unless told otherwise.
+    #[arg(short, long, env = "KALA_INTERFACE", default_value = "127.0.0.1")]
+    interface: String,
+    /// Job store: boltdb (the embedded store), redis, postgres, mysql, mariadb, mongo.
+    #[arg(long, env = "KALA_JOBDB", default_value = "boltdb")]
+    jobdb: String,
+    /// Directory of the embedded store's file (kala.redb).
+    #[arg(
+        long = "bolt-path",
+        alias = "boltpath",
+        env = "KALA_BOLT_PATH",
+        default_value = "."
+    )]
+    bolt_path: PathBuf,
+    /// Address of the job store's server.
+    #[arg(long = "jobdb-address", env = "KALA_JOBDB_ADDRESS", default_value = "")]
+    jobdb_address: String,
+    #[arg(
+        long = "jobdb-username",
+        env = "KALA_JOBDB_USERNAME",
+        default_value = ""
+    )]
+    jobdb_username: String,
+    #[arg(
+        long = "jobdb-password",
+        env = "KALA_JOBDB_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    jobdb_password: String,
+    #[arg(
+        long = "jobdb-tls-capath",
+        env = "KALA_JOBDB_TLS_CAPATH",
+        default_value = ""
+    )]
+    jobdb_tls_capath: String,
+    #[arg(
+        long = "jobdb-tls-certpath",
+        env = "KALA_JOBDB_TLS_CERTPATH",
+        default_value = ""
+    )]
+    jobdb_tls_certpath: String,
+    #[arg(
+        long = "jobdb-tls-keypath",
+        env = "KALA_JOBDB_TLS_KEYPATH",
+        default_value = ""
+    )]
+    jobdb_tls_keypath: String,
+    #[arg(
+        long = "jobdb-tls-servername",
+        env = "KALA_JOBDB_TLS_SERVERNAME",
+        default_value = ""
+    )]
+    jobdb_tls_servername: String,
+    /// Owner given to jobs created without one.
+    #[arg(
+        short = 'o',
+        long = "default-owner",
+        env = "KALA_DEFAULT_OWNER",
+        default_value = ""
+    )]
+    default_owner: String,
+    /// Minutes to keep run records; -1 keeps them (up to --keep-runs per job).
+    #[arg(long = "jobstat-ttl", env = "KALA_JOBSTAT_TTL", default_value_t = -1, allow_negative_numbers = true)]
+    jobstat_ttl: i64,
+    /// Run records kept per job (oldest dropped first); 0 keeps all.
+    #[arg(long = "keep-runs", env = "KALA_KEEP_RUNS", default_value_t = 1000)]
+    keep_runs: usize,
+    /// Keep everything in memory; nothing is loaded or saved.
+    #[arg(short = 'n', long = "no-persist", env = "KALA_NO_PERSIST")]
+    no_persist: bool,
+    /// Debug logging.
+    #[arg(short, long, env = "KALA_VERBOSE")]
+    verbose: bool,
+    /// Require "Authorization: Bearer <token>" on every /api/v1 request.
+    #[arg(long = "auth-token", env = "KALA_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long = "max-body-bytes", env = "KALA_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Runs executing at once, at most.
+    #[arg(
+        long = "max-concurrent-runs",
+        env = "KALA_MAX_CONCURRENT_RUNS",
+        default_value_t = 256
+    )]
+    max_concurrent_runs: usize,
+    /// Seconds running jobs get to finish on SIGTERM/SIGINT.
+    #[arg(long = "grace-period", env = "KALA_GRACE_PERIOD", default_value_t = 30)]
+    grace_period: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kala-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Run { command } => runtime.block_on(run(command)),
+        Command::Serve(args) => match runtime.block_on(serve(*args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kala-server: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn run(command: Vec<String>) -> ExitCode {
+    match command.as_slice() {
+        [] => {
+            eprintln!("Must include a command");
+            ExitCode::FAILURE
+        }
+        [cmd] => {
+            let attempt = kala_executor::run_command(cmd, None).await;
+            if attempt.success {
+                println!("Command Succeeded!");
+                println!("Output:  {}", attempt.output.trim());
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "Command Failed with err: {}",
+                    attempt.error.unwrap_or_default()
+                );
+                ExitCode::FAILURE
+            }
+        }
+        _ => {
+            eprintln!("Must only include a command (quote it: kala-server run \"echo hi\")");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn listen_addr(interface: &str, port: &str) -> anyhow::Result<SocketAddr> {
+    let port = port.strip_prefix(':').unwrap_or(port);
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("--port {port:?} is not a port number"))?;
+    let ip: std::net::IpAddr = interface
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .with_context(|| format!("--interface {interface:?} is not an IP address"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn open_store(args: &Serve) -> anyhow::Result<Arc<dyn JobStore>> {
+    if args.no_persist {
+        tracing::warn!(
+            "--no-persist: jobs are kept in memory only and are lost when the server stops"
+        );
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    match args.jobdb.as_str() {
+        "boltdb" => {
+            let store = RedbStore::open_dir(&args.bolt_path)?;
+            tracing::info!(path = %store.path().display(), "embedded store opened");
+            Ok(Arc::new(store))
+        }
+        "redis" | "postgres" | "mysql" | "mariadb" | "mongo" => {
+            bail!(
+                "--jobdb={} is not built into this version yet; use --jobdb=boltdb (the embedded store)",
+                args.jobdb
+            )
+        }
+        other => bail!(
+            "unknown --jobdb {other:?}; valid values: {}",
+            JOBDBS.join(", ")
+        ),
+    }
+}
+
+async fn serve(args: Serve) -> anyhow::Result<()> {
+    let filter = if args.verbose { "debug" } else { "info" };
+    let env_filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let addr = listen_addr(&args.interface, &args.port)?;
+    let store = open_store(&args)?;
+    let executor = Executor::new()?;
+    let config = EngineConfig {
+        max_concurrent_runs: args.max_concurrent_runs.max(1),
+        keep_runs: (args.keep_runs > 0).then_some(args.keep_runs),
+        run_ttl: (args.jobstat_ttl > 0).then(|| jiff::SignedDuration::from_mins(args.jobstat_ttl)),
+        ..EngineConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let engine = Engine::start(store.clone(), executor, Arc::new(SystemClock), config).await?;
+    tracing::info!(
+        jobs = engine.len(),
+        scheduled = engine.scheduled_count(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "jobs loaded and scheduled"
+    );
+
+    let api = ApiConfig {
+        default_owner: args.default_owner.clone(),
+        max_body_bytes: args.max_body_bytes,
+        auth_token: args.auth_token.clone().filter(|t| !t.is_empty()),
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    // Machine-readable: tests and scripts wait for this line.
+    println!("kala-server listening on http://{bound}");
+    tracing::info!(%bound, store = store.name(), "serving the API");
+    let app = kala_api::app(engine.clone(), api);
+    axum::serve(listener, kala_api::into_service(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped accepting requests; waiting for running jobs");
+    if !engine
+        .shutdown(Duration::from_secs(args.grace_period))
+        .await
+    {
+        tracing::warn!(
+            grace_seconds = args.grace_period,
+            "some runs did not finish within the grace period"
+        );
+    }
+    store.close().await?;
+    tracing::info!("store closed; bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

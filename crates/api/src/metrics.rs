@@ -1,0 +1,99 @@
+//! `/metrics` in Prometheus' text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use axum::http::{Method, StatusCode};
+use kala_engine::{Engine, LATENESS_BUCKETS};
+
+/// HTTP requests by method and status.
+#[derive(Default)]
+pub struct HttpMetrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+}
+
+impl HttpMetrics {
+    pub fn count(&self, method: &Method, status: StatusCode) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((crate::method_label(method), status.as_u16()))
+                .or_default() += 1;
+        }
+    }
+}
+
+pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
+    let stats = engine.app_stats();
+    let m = engine.metrics().snapshot();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP kala_jobs Jobs stored, by state.\n# TYPE kala_jobs gauge"
+    );
+    let _ = writeln!(out, "kala_jobs{{state=\"enabled\"}} {}", stats.active_jobs);
+    let _ = writeln!(
+        out,
+        "kala_jobs{{state=\"disabled\"}} {}",
+        stats.disabled_jobs
+    );
+    let _ = writeln!(
+        out,
+        "# HELP kala_jobs_scheduled Jobs waiting in the timer queue.\n# TYPE kala_jobs_scheduled gauge"
+    );
+    let _ = writeln!(out, "kala_jobs_scheduled {}", engine.scheduled_count());
+    let _ = writeln!(
+        out,
+        "# HELP kala_runs_running Runs executing now.\n# TYPE kala_runs_running gauge"
+    );
+    let _ = writeln!(out, "kala_runs_running {}", engine.running_count());
+    let _ = writeln!(
+        out,
+        "# HELP kala_runs_total Finished runs, by result.\n# TYPE kala_runs_total counter"
+    );
+    for (result, v) in [
+        ("succeeded", m.runs_succeeded),
+        ("failed", m.runs_failed),
+        ("skipped", m.runs_skipped),
+    ] {
+        let _ = writeln!(out, "kala_runs_total{{result=\"{result}\"}} {v}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP kala_run_lateness_seconds Actual start minus scheduled time of scheduled runs.\n# TYPE kala_run_lateness_seconds histogram"
+    );
+    for (bound, count) in LATENESS_BUCKETS.iter().zip(&m.lateness_buckets) {
+        let _ = writeln!(
+            out,
+            "kala_run_lateness_seconds_bucket{{le=\"{bound}\"}} {count}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "kala_run_lateness_seconds_bucket{{le=\"+Inf\"}} {}",
+        m.lateness_count
+    );
+    let _ = writeln!(
+        out,
+        "kala_run_lateness_seconds_sum {}",
+        m.lateness_sum_seconds
+    );
+    let _ = writeln!(out, "kala_run_lateness_seconds_count {}", m.lateness_count);
+    let _ = writeln!(
+        out,
+        "# HELP kala_store_errors_total Failed writes to the store.\n# TYPE kala_store_errors_total counter"
+    );
+    let _ = writeln!(out, "kala_store_errors_total {}", m.store_errors);
+    let _ = writeln!(
+        out,
+        "# HELP kala_http_requests_total HTTP requests, by method and status.\n# TYPE kala_http_requests_total counter"
+    );
+    if let Ok(reqs) = http.requests.lock() {
+        for ((method, status), v) in reqs.iter() {
+            let _ = writeln!(
+                out,
+                "kala_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {v}"
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,648 @@
+//! Kala's HTTP API, route by route, against the real binary.
+
+mod common;
+
+use std::io::Read;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn create(c: &reqwest::Client, s: &Server, body: Value) -> String {
+    let r = req(c, "POST", &s.url("/api/v1/job/"), Some(&body.to_string())).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("content-type"), "application/json;charset=UTF-8");
+    r.json()["id"].as_str().expect("id").to_string()
+}
+
+async fn get_job(c: &reqwest::Client, s: &Server, id: &str) -> Value {
+    let r = req(c, "GET", &s.url(&format!("/api/v1/job/{id}/")), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["job"].clone()
+}
+
+#[tokio::test]
+async fn every_route_with_kala_status_codes_and_envelopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--default-owner", "ops@example.com"]);
+    let c = client();
+
+    let r = req(&c, "GET", &s.url("/api/v1/job/"), None).await;
+    assert_eq!((r.status, r.text()), (200, "{\"jobs\":{}}\n".to_string()));
+    let r = req(&c, "GET", &s.url("/api/v1/stats/"), None).await;
+    assert_eq!(r.json()["Stats"]["jobs"], 0);
+    assert_eq!(r.json()["Stats"]["next_run_at"], "0001-01-01T00:00:00Z");
+
+    let id = create(&c, &s, json!({"name": "sched", "command": "true", "schedule": starts_in(3600, "R2", "PT10S"), "epsilon": "PT5S"})).await;
+    let job = get_job(&c, &s, &id).await;
+    assert_eq!(job["name"], "sched");
+    assert_eq!(job["owner"], "ops@example.com", "default owner");
+    assert_eq!(job["stats"], Value::Null);
+    assert_ne!(job["next_run_at"], "0001-01-01T00:00:00Z");
+    let keys: Vec<&str> = job
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for k in [
+        "name",
+        "id",
+        "command",
+        "owner",
+        "disabled",
+        "dependent_jobs",
+        "parent_jobs",
+        "on_failure_job",
+        "schedule",
+        "retries",
+        "epsilon",
+        "next_run_at",
+        "TemplateDelimiters",
+        "resume_at_next_scheduled_time",
+        "metadata",
+        "type",
+        "remote_properties",
+        "stats",
+        "is_done",
+    ] {
+        assert!(keys.contains(&k), "job has {k}");
+    }
+    let list = req(&c, "GET", &s.url("/api/v1/job/"), None).await.json();
+    assert_eq!(list["jobs"][&id]["schedule"], job["schedule"]);
+
+    // Start runs synchronously: the counters are there when the 204 comes.
+    let r = req(
+        &c,
+        "POST",
+        &s.url(&format!("/api/v1/job/start/{id}/")),
+        None,
+    )
+    .await;
+    assert_eq!((r.status, r.body.len()), (204, 0));
+    let job = get_job(&c, &s, &id).await;
+    assert_eq!(job["metadata"]["success_count"], 1);
+    assert_eq!(job["success_count"], 1, "README spelling too");
+    let stats = req(&c, "GET", &s.url(&format!("/api/v1/job/stats/{id}/")), None)
+        .await
+        .json();
+    let stat = &stats["job_stats"][0];
+    assert_eq!(
+        (
+            stat["job_id"].as_str(),
+            stat["success"].as_bool(),
+            stat["number_of_retries"].as_u64()
+        ),
+        (Some(id.as_str()), Some(true), Some(0))
+    );
+    assert_eq!(stat["JobId"], stat["job_id"]);
+    assert!(stat["execution_duration"].as_u64().unwrap() > 0);
+    let runs = req(&c, "GET", &s.url(&format!("/api/v1/job/{id}/runs/")), None)
+        .await
+        .json();
+    assert_eq!(runs["runs"][0]["trigger"], "manual");
+
+    for (path, flag) in [("disable", true), ("enable", false)] {
+        let r = req(
+            &c,
+            "POST",
+            &s.url(&format!("/api/v1/job/{path}/{id}/")),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 204);
+        assert_eq!(get_job(&c, &s, &id).await["disabled"], flag);
+    }
+    let app = req(&c, "GET", &s.url("/api/v1/stats/"), None).await.json();
+    assert_eq!(
+        (
+            app["Stats"]["jobs"].as_u64(),
+            app["Stats"]["active_jobs"].as_u64(),
+            app["Stats"]["success_count"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(app["Stats"]["ActiveJobs"], 1);
+    assert_eq!(app["Stats"]["next_run_at"], job["next_run_at"]);
+
+    let r = req(&c, "DELETE", &s.url(&format!("/api/v1/job/{id}/")), None).await;
+    assert_eq!((r.status, r.body.len()), (204, 0));
+    assert_eq!(
+        req(&c, "GET", &s.url(&format!("/api/v1/job/{id}/")), None)
+            .await
+            .status,
+        404
+    );
+
+    create(
+        &c,
+        &s,
+        json!({"name": "a", "command": "true", "schedule": starts_in(3600, "R", "PT1H")}),
+    )
+    .await;
+    create(
+        &c,
+        &s,
+        json!({"name": "b", "command": "true", "schedule": starts_in(3600, "R", "PT1H")}),
+    )
+    .await;
+    assert_eq!(
+        req(&c, "DELETE", &s.url("/api/v1/job/all/"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        req(&c, "GET", &s.url("/api/v1/job/"), None).await.json()["jobs"],
+        json!({})
+    );
+}
+
+#[tokio::test]
+async fn routes_answer_with_and_without_the_trailing_slash() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    let body = json!({"name": "x", "command": "true", "schedule": starts_in(3600, "R", "PT1H")})
+        .to_string();
+    let r = req(&c, "POST", &s.url("/api/v1/job"), Some(&body)).await;
+    assert_eq!(r.status, 201, "POST without slash is answered directly");
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    for path in [
+        format!("/api/v1/job/{id}"),
+        "/api/v1/job".into(),
+        "/api/v1/stats".into(),
+        format!("/api/v1/job/stats/{id}"),
+    ] {
+        assert_eq!(
+            req(&c, "GET", &s.url(&path), None).await.status,
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        req(
+            &c,
+            "POST",
+            &s.url(&format!("/api/v1/job/disable/{id}")),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        req(&c, "DELETE", &s.url(&format!("/api/v1/job/{id}")), None)
+            .await
+            .status,
+        204
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_json_4xx_naming_the_problem_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--max-body-bytes", "2048"]);
+    let c = client();
+    let past = "R2/2017-06-04T19:25:16.828696-07:00/PT10S";
+    let future = starts_in(3600, "R", "PT1H");
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("{not json".into(), 400, "body: invalid JSON"),
+        ("".into(), 400, "body: is empty"),
+        ("[]".into(), 400, "found an array"),
+        ("\"job\"".into(), 400, "found a string"),
+        ("null".into(), 400, "name: is required"),
+        (
+            json!({"name": 5, "command": "true"}).to_string(),
+            400,
+            "name: expected a string",
+        ),
+        (
+            json!({"name": "x", "command": "true", "retries": -1}).to_string(),
+            400,
+            "retries:",
+        ),
+        (
+            json!({"name": "x", "command": "true", "type": "1"}).to_string(),
+            400,
+            "type: expected a whole number",
+        ),
+        (
+            json!({"command": "true"}).to_string(),
+            400,
+            "name: is required",
+        ),
+        (
+            json!({"name": "x"}).to_string(),
+            400,
+            "command: is required",
+        ),
+        (
+            json!({"name": "x", "type": 1}).to_string(),
+            400,
+            "remote_properties.url: is required",
+        ),
+        (
+            json!({"name": "x", "command": "true", "type": 7}).to_string(),
+            400,
+            "type: unknown job type 7",
+        ),
+        (
+            json!({"name": "x", "command": "true", "schedule": "garbage"}).to_string(),
+            400,
+            "schedule:",
+        ),
+        (
+            json!({"name": "x", "command": "true", "schedule": "r/2030-01-01T00:00:00Z/PT1S"})
+                .to_string(),
+            400,
+            "schedule: repeat",
+        ),
+        (
+            json!({"name": "x", "command": "true", "schedule": past}).to_string(),
+            400,
+            "is in the past",
+        ),
+        (
+            json!({"name": "x", "command": "true", "schedule": future, "epsilon": "soon"})
+                .to_string(),
+            400,
+            "epsilon:",
+        ),
+        (
+            json!({"name": "x", "command": "true", "parent_jobs": ["no-such-parent"]}).to_string(),
+            400,
+            "parent_jobs: job no-such-parent does not exist",
+        ),
+        (
+            format!("{{\"name\":\"{}\",\"command\":\"true\"}}", "x".repeat(4096)),
+            413,
+            "body: larger than the limit of 2048 bytes",
+        ),
+    ];
+    for (body, status, want) in cases {
+        let r = req(&c, "POST", &s.url("/api/v1/job/"), Some(&body)).await;
+        assert_eq!(r.status, status, "{body:.60}: {}", r.text());
+        assert!(
+            r.header("content-type").starts_with("application/json"),
+            "{body:.60}"
+        );
+        let err = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(
+            err.contains(want),
+            "{body:.60}: {err:?} should contain {want:?}"
+        );
+    }
+    assert_eq!(
+        req(&c, "GET", &s.url("/api/v1/job/"), None).await.json()["jobs"],
+        json!({}),
+        "nothing was stored"
+    );
+
+    let r = req(&c, "PUT", &s.url("/api/v1/job/"), Some("{}")).await;
+    assert_eq!(r.status, 405);
+    assert!(
+        r.header("allow").contains("POST"),
+        "Allow: {}",
+        r.header("allow")
+    );
+    assert!(r.json()["error"].as_str().unwrap().contains("PUT"));
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    for (m, p) in [
+        ("GET", format!("/api/v1/job/{unknown}/")),
+        ("DELETE", format!("/api/v1/job/{unknown}/")),
+        ("GET", format!("/api/v1/job/stats/{unknown}/")),
+        ("POST", format!("/api/v1/job/start/{unknown}/")),
+        ("POST", format!("/api/v1/job/enable/{unknown}/")),
+        ("POST", format!("/api/v1/job/disable/{unknown}/")),
+        ("GET", "/api/v1/nope/".into()),
+    ] {
+        let r = req(&c, m, &s.url(&p), None).await;
+        assert_eq!(r.status, 404, "{m} {p}");
+        assert!(r.json()["error"].is_string());
+    }
+    // Still serving.
+    create(
+        &c,
+        &s,
+        json!({"name": "ok", "command": "true", "schedule": starts_in(3600, "R", "PT1H")}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gzip_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    let r = c
+        .get(s.url("/api/v1/stats/"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let bytes = r.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.starts_with("{\"Stats\":{"), "{text}");
+    let plain = req(&c, "GET", &s.url("/api/v1/stats/"), None).await;
+    assert!(plain.header("content-encoding").is_empty());
+}
+
+#[tokio::test]
+async fn scheduled_one_off_dependent_and_failing_jobs_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    // A one-off runs at once; output is kept.
+    let once = create(
+        &c,
+        &s,
+        json!({"name": "once", "command": "bash -c 'echo hello'"}),
+    )
+    .await;
+    let runs = eventually(10, || async {
+        let r = req(
+            &c,
+            "GET",
+            &s.url(&format!("/api/v1/job/{once}/runs/")),
+            None,
+        )
+        .await
+        .json();
+        r["runs"].as_array().filter(|a| !a.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(
+        (runs[0]["output"].as_str(), runs[0]["outcome"].as_str()),
+        (Some("hello\n"), Some("succeeded"))
+    );
+    assert_eq!(get_job(&c, &s, &once).await["is_done"], true);
+    // R1 = two runs, one second apart, starting in one second.
+    let sched = create(
+        &c,
+        &s,
+        json!({"name": "twice", "command": "true", "schedule": starts_in(1, "R1", "PT1S")}),
+    )
+    .await;
+    let stats = eventually(15, || async {
+        let r = req(
+            &c,
+            "GET",
+            &s.url(&format!("/api/v1/job/stats/{sched}/")),
+            None,
+        )
+        .await
+        .json();
+        r["job_stats"].as_array().filter(|a| a.len() == 2).cloned()
+    })
+    .await;
+    assert!(stats.iter().all(|s| s["success"] == true));
+    eventually(5, || async {
+        (get_job(&c, &s, &sched).await["is_done"] == true).then_some(())
+    })
+    .await;
+    // Retries: one stat, every failed attempt counted.
+    let fails = create(
+        &c,
+        &s,
+        json!({"name": "fails", "command": "bash -c 'exit 3'", "retries": 2}),
+    )
+    .await;
+    let job = eventually(10, || async {
+        let j = get_job(&c, &s, &fails).await;
+        (j["metadata"]["number_of_finished_runs"] == 1).then_some(j)
+    })
+    .await;
+    assert_eq!(job["metadata"]["error_count"], 3);
+    assert_eq!(job["stats"][0]["number_of_retries"], 2);
+    assert_eq!(job["stats"][0]["success"], false);
+    // A child runs after its parent's successful run.
+    let parent = create(
+        &c,
+        &s,
+        json!({"name": "parent", "command": "true", "schedule": starts_in(3600, "R", "PT1H")}),
+    )
+    .await;
+    let child = create(
+        &c,
+        &s,
+        json!({"name": "child", "command": "true", "parent_jobs": [parent]}),
+    )
+    .await;
+    assert_eq!(
+        get_job(&c, &s, &parent).await["dependent_jobs"],
+        json!([child])
+    );
+    assert_eq!(
+        req(
+            &c,
+            "POST",
+            &s.url(&format!("/api/v1/job/start/{parent}/")),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        get_job(&c, &s, &child).await["metadata"]["success_count"],
+        1
+    );
+    // Deleting the parent deletes its only child.
+    req(
+        &c,
+        "DELETE",
+        &s.url(&format!("/api/v1/job/{parent}/")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        req(&c, "GET", &s.url(&format!("/api/v1/job/{child}/")), None)
+            .await
+            .status,
+        404
+    );
+    // A remote job against the server's own health endpoint.
+    let remote = create(
+        &c,
+        &s,
+        json!({"name": "remote", "type": 1, "remote_properties": {"url": s.url("/healthz")}}),
+    )
+    .await;
+    eventually(10, || async {
+        (get_job(&c, &s, &remote).await["metadata"]["success_count"] == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn restart_keeps_jobs_history_flags_children_and_one_offs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    let parent = create(
+        &c,
+        &s,
+        json!({"name": "parent", "command": "true", "schedule": starts_in(3600, "R", "PT1H")}),
+    )
+    .await;
+    let child = create(
+        &c,
+        &s,
+        json!({"name": "child", "command": "true", "parent_jobs": [parent]}),
+    )
+    .await;
+    let off = create(&c, &s, json!({"name": "off", "command": "true", "schedule": starts_in(3600, "R", "PT1H"), "disabled": true})).await;
+    let once = create(&c, &s, json!({"name": "once", "command": "true"})).await;
+    req(
+        &c,
+        "POST",
+        &s.url(&format!("/api/v1/job/start/{parent}/")),
+        None,
+    )
+    .await;
+    eventually(10, || async {
+        (get_job(&c, &s, &once).await["is_done"] == true).then_some(())
+    })
+    .await;
+    let before = get_job(&c, &s, &parent).await;
+    assert_eq!(s.stop(), Some(0), "SIGTERM exits 0");
+
+    let s = Server::start(dir.path(), &[]);
+    let after = get_job(&c, &s, &parent).await;
+    assert_eq!(after["dependent_jobs"], json!([child]));
+    assert_eq!(after["metadata"], before["metadata"]);
+    assert_eq!(
+        after["stats"].as_array().unwrap().len(),
+        1,
+        "history survives"
+    );
+    assert_eq!(after["next_run_at"], before["next_run_at"]);
+    assert_eq!(get_job(&c, &s, &off).await["disabled"], true);
+    let once_after = get_job(&c, &s, &once).await;
+    assert_eq!(
+        once_after["metadata"]["success_count"], 1,
+        "a one-off that ran does not run again"
+    );
+    assert_eq!(
+        get_job(&c, &s, &child).await["metadata"]["success_count"],
+        1
+    );
+    // Children still work after the restart.
+    req(
+        &c,
+        "POST",
+        &s.url(&format!("/api/v1/job/start/{parent}/")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        get_job(&c, &s, &child).await["metadata"]["success_count"],
+        2
+    );
+    // And a job disabled before the restart can be enabled.
+    assert_eq!(
+        req(
+            &c,
+            "POST",
+            &s.url(&format!("/api/v1/job/enable/{off}/")),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(get_job(&c, &s, &off).await["disabled"], false);
+}
+
+#[tokio::test]
+async fn auth_token_guards_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--auth-token", "s3cret"]);
+    let c = client();
+    let r = req(&c, "GET", &s.url("/api/v1/job/"), None).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), "Bearer");
+    let r = c
+        .get(s.url("/api/v1/job/"))
+        .header("Authorization", "Bearer wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c
+        .get(s.url("/api/v1/job/"))
+        .header("Authorization", "Bearer s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        req(&c, "GET", &s.url("/healthz"), None).await.status,
+        200,
+        "health stays open"
+    );
+}
+
+#[tokio::test]
+async fn health_metrics_pagination_and_preview() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    for k in 0..5 {
+        create(&c, &s, json!({"name": format!("j{k}"), "command": "true", "schedule": starts_in(3600, "R", "PT1H")})).await;
+    }
+    let h = req(&c, "GET", &s.url("/healthz"), None).await.json();
+    assert_eq!(
+        (
+            h["status"].as_str(),
+            h["jobs"].as_u64(),
+            h["store"].as_str()
+        ),
+        (Some("ok"), Some(5), Some("redb"))
+    );
+    let m = req(&c, "GET", &s.url("/metrics"), None).await.text();
+    assert!(m.contains("kala_jobs{state=\"enabled\"} 5"), "{m}");
+    assert!(m.contains("kala_run_lateness_seconds_bucket"));
+    assert!(
+        m.contains("kala_http_requests_total{method=\"POST\",status=\"201\"} 5"),
+        "{m}"
+    );
+    let p1 = req(&c, "GET", &s.url("/api/v1/job/?limit=3"), None)
+        .await
+        .json();
+    assert_eq!(p1["jobs"].as_object().unwrap().len(), 3);
+    let cursor = p1["next_cursor"].as_str().unwrap().to_string();
+    let p2 = req(
+        &c,
+        "GET",
+        &s.url(&format!("/api/v1/job/?limit=3&cursor={cursor}")),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(p2["jobs"].as_object().unwrap().len(), 2);
+    assert_eq!(p2["next_cursor"], Value::Null);
+    let pv = req(
+        &c,
+        "POST",
+        &s.url("/api/v1/schedule/preview/"),
+        Some(
+            &json!({"schedule": "0 9 * * *", "time_zone": "Europe/Berlin", "count": 3}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(pv.status, 200);
+    assert_eq!(pv.json()["next"].as_array().unwrap().len(), 3);
+    let bad = req(
+        &c,
+        "POST",
+        &s.url("/api/v1/schedule/preview/"),
+        Some(&json!({"schedule": "R/x/PT1S"}).to_string()),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+}
