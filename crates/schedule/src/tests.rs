@@ -162,9 +162,15 @@ fn r0_with_a_zero_interval_does_not_divide_by_zero() {
     // Found by the fuzzer: this used to panic in next_after.
     let s = sched("R0/2017-06-04T19:25:16.82/PT0S");
     assert_eq!(s.next_after(ts("2030-01-01T00:00:00Z")), None);
-    assert_eq!(s.next_after(ts("2000-01-01T00:00:00Z")), Some(ts("2017-06-04T19:25:16.82Z")));
+    assert_eq!(
+        s.next_after(ts("2000-01-01T00:00:00Z")),
+        Some(ts("2017-06-04T19:25:16.82Z"))
+    );
     assert_eq!(s.to_string(), "R0/2017-06-04T19:25:16.82/PT0S");
-    assert_eq!(s.latest_at_or_before(ts("2030-01-01T00:00:00Z")), Some(ts("2017-06-04T19:25:16.82Z")));
+    assert_eq!(
+        s.latest_at_or_before(ts("2030-01-01T00:00:00Z")),
+        Some(ts("2017-06-04T19:25:16.82Z"))
+    );
 }
 
 #[test]
