@@ -646,3 +646,85 @@ async fn health_metrics_pagination_and_preview() {
     .await;
     assert_eq!(bad.status, 400);
 }
+
+#[tokio::test]
+async fn tls_serves_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is needed for this test");
+    assert!(status.success());
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(s.base.starts_with("https://"), "{}", s.base);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let c = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let r = c.get(s.url("/api/v1/stats/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(s.url("/api/v1/job/"))
+        .body(json!({"name": "tls", "command": "true"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = s.base.replacen("https://", "http://", 1);
+    assert!(
+        client()
+            .get(format!("{plain}/api/v1/stats/"))
+            .send()
+            .await
+            .is_err()
+    );
+    let (code, _, err) = {
+        let out = std::process::Command::new(BIN)
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--tls-cert",
+                "/nonexistent.pem",
+                "--tls-key",
+                "/nonexistent.pem",
+                "--bolt-path",
+            ])
+            .arg(dir.path().join("other"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::new(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--tls-cert /nonexistent.pem"), "{err}");
+}

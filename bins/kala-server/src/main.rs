@@ -133,6 +133,12 @@ struct Serve {
         default_value_t = 256
     )]
     max_concurrent_runs: usize,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long = "tls-cert", env = "KALA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long = "tls-key", env = "KALA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Seconds running jobs get to finish on SIGTERM/SIGINT.
     #[arg(long = "grace-period", env = "KALA_GRACE_PERIOD", default_value_t = 30)]
     grace_period: u64,
@@ -260,17 +266,27 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         auth_token: args.auth_token.clone().filter(|t| !t.is_empty()),
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Machine-readable: tests and scripts wait for this line.
-    println!("kala-server listening on http://{bound}");
-    tracing::info!(%bound, store = store.name(), "serving the API");
+    println!("kala-server listening on {scheme}://{bound}");
+    tracing::info!(%bound, store = store.name(), tls = tls.is_some(), "serving the API");
     let app = kala_api::app(engine.clone(), api);
-    axum::serve(listener, kala_api::into_service(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    match tls {
+        None => {
+            axum::serve(listener, kala_api::into_service(app))
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+        Some(acceptor) => serve_tls(listener, acceptor, app).await,
+    }
     tracing::info!("stopped accepting requests; waiting for running jobs");
     if !engine
         .shutdown(Duration::from_secs(args.grace_period))
@@ -284,6 +300,73 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     store.close().await?;
     tracing::info!("store closed; bye");
     Ok(())
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("--tls-cert {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("--tls-cert {}: not a PEM certificate chain", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("--tls-key {}: not a PEM private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("--tls-cert/--tls-key do not form a usable certificate and key")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// HTTPS: accept, handshake, serve each connection with hyper; stop
+/// accepting on SIGTERM/SIGINT.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: kala_api::App,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(stream).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let svc = app.map_request(|req: hyper::Request<hyper::body::Incoming>| {
+                req.map(axum::body::Body::new)
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc))
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() {

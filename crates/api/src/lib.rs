@@ -75,7 +75,10 @@ struct AppState {
 
 /// The whole HTTP service: routes, trailing-slash handling, gzip, auth,
 /// request metrics. Serve it with `axum::serve(listener, app(…).into_make_service())`.
-pub fn app(engine: Engine, config: ApiConfig) -> NormalizePath<Router> {
+/// The HTTP service type.
+pub type App = NormalizePath<Router>;
+
+pub fn app(engine: Engine, config: ApiConfig) -> App {
     let state = AppState {
         engine,
         config: Arc::new(config),
