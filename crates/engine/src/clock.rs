@@ -61,6 +61,12 @@ impl FakeClock {
         self.tick.send_replace(now);
     }
 
+    /// How many sleeps are waiting on this clock now (for tests that must
+    /// not advance time before the engine has started waiting).
+    pub fn sleepers(&self) -> usize {
+        self.tick.receiver_count()
+    }
+
     pub fn set(&self, to: Timestamp) {
         if let Ok(mut g) = self.now.lock() {
             *g = to;

@@ -131,6 +131,7 @@ struct Inner {
     graph: tokio::sync::Mutex<()>,
     events: broadcast::Sender<Event>,
     shutdown: watch::Sender<bool>,
+    timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: Metrics,
 }
 
@@ -166,6 +167,7 @@ impl Engine {
             graph: tokio::sync::Mutex::new(()),
             events,
             shutdown,
+            timer: Mutex::new(None),
             metrics: Metrics::default(),
         });
         let engine = Engine { inner };
@@ -186,8 +188,11 @@ impl Engine {
         for id in pending_once {
             engine.spawn_run(id, Trigger::Once);
         }
-        let timer = engine.clone();
-        tokio::spawn(async move { timer.inner.clone().timer_loop().await });
+        let timer = engine.inner.clone();
+        let handle = tokio::spawn(async move { timer.timer_loop().await });
+        if let Ok(mut t) = engine.inner.timer.lock() {
+            *t = Some(handle);
+        }
         if engine.inner.config.run_ttl.is_some() {
             let e = engine.clone();
             tokio::spawn(async move { e.maintenance_loop().await });
@@ -480,12 +485,18 @@ impl Engine {
     }
 
     /// Stops the timer and waits up to `grace` for running jobs to finish.
-    /// Returns whether they all finished.
+    /// Returns whether they all finished. Runs still waiting for a worker
+    /// are dropped; the engine accepts no new work afterwards.
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.inner.shutdown.send_replace(true);
         self.inner.wake.notify_one();
+        let timer = self.inner.timer.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = timer {
+            let _ = t.await;
+        }
         let all = u32::try_from(self.inner.config.max_concurrent_runs.max(1)).unwrap_or(u32::MAX);
         let done = tokio::time::timeout(grace, self.inner.workers.acquire_many(all)).await;
+        self.inner.workers.close();
         matches!(done, Ok(Ok(_)))
     }
 

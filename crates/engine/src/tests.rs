@@ -133,6 +133,18 @@ impl H {
         }
     }
 
+    /// Waits until `calls` attempts were made and the engine sleeps on the
+    /// fake clock (so advancing it now cannot race the engine).
+    async fn wait_for_sleep(&self, calls: usize) {
+        for _ in 0..2000 {
+            if self.calls.lock().unwrap().len() == calls && self.clock.sleepers() > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the engine did not start waiting");
+    }
+
     fn names(&self) -> Vec<String> {
         self.calls
             .lock()
@@ -223,18 +235,12 @@ async fn retry_delay_backs_off_exponentially() {
     j.retry_delay = "PT10S".into();
     h.engine.create(j).await.unwrap();
     // Attempt 1 at t0 fails; attempt 2 waits 10 s; attempt 3 waits 20 s.
-    for _ in 0..50 {
-        if h.calls.lock().unwrap().len() == 1 {
-            break;
-        }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    h.wait_for_sleep(1).await;
     h.advance(9).await;
     h.quiet().await;
     assert_eq!(h.calls.lock().unwrap().len(), 1);
     h.advance(1).await;
-    h.quiet().await;
+    h.wait_for_sleep(2).await;
     h.advance(20).await;
     let r = h.finished().await;
     assert_eq!((r.outcome, r.number_of_retries), (Outcome::Succeeded, 2));

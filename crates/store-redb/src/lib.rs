@@ -71,7 +71,9 @@ struct Msg {
 }
 
 pub struct RedbStore {
-    db: Arc<Database>,
+    /// `None` once closed, so the file lock goes with `close()` even while
+    /// other owners still hold the store.
+    db: std::sync::RwLock<Option<Arc<Database>>>,
     path: PathBuf,
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -122,7 +124,7 @@ impl RedbStore {
             .spawn(move || writer_loop(&wdb, rx))
             .map_err(backend)?;
         Ok(RedbStore {
-            db,
+            db: std::sync::RwLock::new(Some(db)),
             path,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
@@ -131,6 +133,14 @@ impl RedbStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn db(&self) -> Result<Arc<Database>> {
+        self.db
+            .read()
+            .map_err(backend)?
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))
     }
 
     async fn send(&self, op: Op) -> Result<Reply> {
@@ -148,7 +158,7 @@ impl RedbStore {
     }
 
     fn read_job(&self, id: &str) -> Result<Option<Job>> {
-        let txn = self.db.begin_read().map_err(backend)?;
+        let txn = self.db()?.begin_read().map_err(backend)?;
         let table = txn.open_table(JOBS).map_err(backend)?;
         match table.get(id).map_err(backend)? {
             Some(v) => decode(id, v.value()).map(Some),
@@ -157,7 +167,7 @@ impl RedbStore {
     }
 
     fn read_runs(&self, job_id: &str, limit: Option<usize>) -> Result<Vec<RunRecord>> {
-        let txn = self.db.begin_read().map_err(backend)?;
+        let txn = self.db()?.begin_read().map_err(backend)?;
         let table = txn.open_table(RUNS).map_err(backend)?;
         let range = table
             .range((job_id, i128::MIN)..=(job_id, i128::MAX))
@@ -356,7 +366,7 @@ impl JobStore for RedbStore {
     }
 
     async fn load_all(&self) -> Result<Vec<Job>> {
-        let db = self.db.clone();
+        let db = self.db()?;
         tokio::task::spawn_blocking(move || read_all(&db))
             .await
             .map_err(backend)?
@@ -419,6 +429,7 @@ impl JobStore for RedbStore {
                 .map_err(backend)?
                 .map_err(|_| StoreError::Backend("writer thread panicked".into()))?;
         }
+        self.db.write().map_err(backend)?.take();
         Ok(())
     }
 }
