@@ -597,7 +597,8 @@ async fn bench_lateness(
     let engine = Engine::start(store, executor, Arc::new(SystemClock), config).await?;
     let mut events = engine.subscribe();
     // `rate` jobs, each once a second, spread evenly over the second.
-    let start = Timestamp::now() + SignedDuration::from_secs(2);
+    // Jobs are created one durable commit at a time (~2k/s): leave room.
+    let start = Timestamp::now() + SignedDuration::from_secs(2 + (rate / 500) as i64);
     for k in 0..rate {
         let offset = SignedDuration::from_nanos((1_000_000_000 / rate as i64) * k as i64);
         let mut j = match kind {
@@ -613,7 +614,8 @@ async fn bench_lateness(
         engine.create(j).await?;
     }
     let measure_from = start + SignedDuration::from_secs(1);
-    let until = Instant::now() + Duration::from_secs_f64(seconds + 3.0);
+    let wait = measure_from.duration_since(Timestamp::now()).as_secs_f64().max(0.0);
+    let until = Instant::now() + Duration::from_secs_f64(wait + seconds + 1.0);
     let mut late = Vec::new();
     let mut finished = 0u64;
     while Instant::now() < until {
