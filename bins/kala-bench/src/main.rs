@@ -189,6 +189,22 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Stores `n` far-future repeating jobs in batches of 10,000.
+async fn fill(store: &dyn JobStore, n: usize) -> anyhow::Result<()> {
+    let mut k = 0;
+    while k < n {
+        let end = (k + 10_000).min(n);
+        store
+            .apply(Batch {
+                put: (k..end).map(far_future_job).collect(),
+                ..Batch::default()
+            })
+            .await?;
+        k = end;
+    }
+    Ok(())
+}
+
 fn far_future_job(k: usize) -> Job {
     let mut j = Job::new(format!("bench job {k}"), "true");
     let start = Timestamp::now() + SignedDuration::from_hours(24 * 365);
@@ -243,17 +259,7 @@ async fn bench_store(
             let dir = tempfile::tempdir()?;
             let store = RedbStore::open_dir(dir.path())?;
             let started = Instant::now();
-            let mut k = 0;
-            while k < n {
-                let end = (k + 10_000).min(n);
-                store
-                    .apply(Batch {
-                        put: (k..end).map(far_future_job).collect(),
-                        ..Batch::default()
-                    })
-                    .await?;
-                k = end;
-            }
+            fill(&store, n).await?;
             insert.push(started.elapsed().as_secs_f64());
             store.close().await?;
             drop(store);
@@ -504,17 +510,7 @@ async fn bench_restart(
         let dir = tempfile::tempdir()?;
         {
             let store = RedbStore::open_dir(dir.path())?;
-            let mut k = 0;
-            while k < n {
-                let end = (k + 10_000).min(n);
-                store
-                    .apply(Batch {
-                        put: (k..end).map(far_future_job).collect(),
-                        ..Batch::default()
-                    })
-                    .await?;
-                k = end;
-            }
+            fill(&store, n).await?;
             store.close().await?;
         }
         let mut times = Vec::new();
@@ -577,17 +573,7 @@ async fn bench_lateness(
         other => bail!("--store {other:?}: use redb or memory"),
     };
     // Idle jobs go straight to the store; the engine loads them at start.
-    let mut k = 0;
-    while k < idle {
-        let end = (k + 10_000).min(idle);
-        store
-            .apply(Batch {
-                put: (k..end).map(far_future_job).collect(),
-                ..Batch::default()
-            })
-            .await?;
-        k = end;
-    }
+    fill(&*store, idle).await?;
     let executor = Executor::new()?;
     executor.register("noop", |_job: Job| async { Ok(String::new()) });
     let config = EngineConfig {
@@ -614,7 +600,10 @@ async fn bench_lateness(
         engine.create(j).await?;
     }
     let measure_from = start + SignedDuration::from_secs(1);
-    let wait = measure_from.duration_since(Timestamp::now()).as_secs_f64().max(0.0);
+    let wait = measure_from
+        .duration_since(Timestamp::now())
+        .as_secs_f64()
+        .max(0.0);
     let until = Instant::now() + Duration::from_secs_f64(wait + seconds + 1.0);
     let mut late = Vec::new();
     let mut finished = 0u64;

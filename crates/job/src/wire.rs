@@ -298,54 +298,44 @@ impl Fields {
         }
     }
 
-    fn string(&mut self, name: &str) -> Result<Option<String>, JobError> {
+    /// Takes `name` and converts it with `get`; `what` names the expected
+    /// type in the error.
+    fn typed<T>(
+        &mut self,
+        name: &str,
+        what: &str,
+        get: impl Fn(&Value) -> Option<T>,
+    ) -> Result<Option<T>, JobError> {
         match self.take(name) {
             None => Ok(None),
-            Some((_, Value::String(s))) => Ok(Some(s)),
-            Some((f, v)) => Err(JobError::new(
-                f,
-                format!("expected a string, found {}", kind(&v)),
-            )),
+            Some((f, v)) => match get(&v) {
+                Some(x) => Ok(Some(x)),
+                None => {
+                    // A number of the wrong kind (-1, 1.5) is shown as it is.
+                    let found = match &v {
+                        Value::Number(n) if what.contains("number") => n.to_string(),
+                        other => kind(other).to_string(),
+                    };
+                    Err(JobError::new(f, format!("expected {what}, found {found}")))
+                }
+            },
         }
+    }
+
+    fn string(&mut self, name: &str) -> Result<Option<String>, JobError> {
+        self.typed(name, "a string", |v| v.as_str().map(str::to_string))
     }
 
     fn boolean(&mut self, name: &str) -> Result<Option<bool>, JobError> {
-        match self.take(name) {
-            None => Ok(None),
-            Some((_, Value::Bool(b))) => Ok(Some(b)),
-            Some((f, v)) => Err(JobError::new(
-                f,
-                format!("expected true or false, found {}", kind(&v)),
-            )),
-        }
+        self.typed(name, "true or false", Value::as_bool)
     }
 
     fn int(&mut self, name: &str) -> Result<Option<i64>, JobError> {
-        match self.take(name) {
-            None => Ok(None),
-            Some((f, Value::Number(n))) => n
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| JobError::new(f, format!("expected a whole number, found {n}"))),
-            Some((f, v)) => Err(JobError::new(
-                f,
-                format!("expected a whole number, found {}", kind(&v)),
-            )),
-        }
+        self.typed(name, "a whole number", Value::as_i64)
     }
 
     fn uint(&mut self, name: &str) -> Result<Option<u64>, JobError> {
-        match self.take(name) {
-            None => Ok(None),
-            Some((f, Value::Number(n))) => n
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| JobError::new(f, format!("expected a whole number ≥ 0, found {n}"))),
-            Some((f, v)) => Err(JobError::new(
-                f,
-                format!("expected a whole number ≥ 0, found {}", kind(&v)),
-            )),
-        }
+        self.typed(name, "a whole number ≥ 0", Value::as_u64)
     }
 
     fn strings(&mut self, name: &str) -> Result<Option<Vec<String>>, JobError> {
