@@ -68,7 +68,15 @@ impl CronSchedule {
             cron,
         };
         // `0 0 30 2 *` parses but never fires; say so instead of waiting.
-        if schedule.next_after(Timestamp::UNIX_EPOCH).is_none() {
+        // The Gregorian calendar repeats every 400 years, so a pattern that
+        // matches at all matches within 400 years of any instant: search
+        // only the last 401 years before croner's limit (the year 5000)
+        // rather than from 1970, which costs ~7× less for impossible ones.
+        let probe = jiff::civil::date(4599, 1, 1)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp())
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        if schedule.next_after(probe).is_none() {
             return Err(ScheduleError::Cron {
                 input: text.to_string(),
                 reason: "never matches any date".into(),

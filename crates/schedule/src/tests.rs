@@ -365,6 +365,11 @@ fn cron_five_and_six_fields() {
         sched("0 0 * * 7").next_after(ts("2030-01-01T00:00:00Z")),
         Some(ts("2030-01-06T00:00:00Z"))
     );
+    // Rare but possible: only leap days.
+    assert_eq!(
+        sched("0 0 29 2 *").next_after(ts("2030-01-01T00:00:00Z")),
+        Some(ts("2032-02-29T00:00:00Z"))
+    );
     let berlin = Zone::get("Europe/Berlin").unwrap();
     let s = Schedule::parse_in("0 9 * * *", Some(&berlin)).unwrap();
     assert_eq!(
