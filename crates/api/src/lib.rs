@@ -132,10 +132,6 @@ impl ApiError {
             message: message.into(),
         }
     }
-
-    fn not_found(id: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, format!("job {id} does not exist"))
-    }
 }
 
 impl From<JobError> for ApiError {
@@ -147,7 +143,7 @@ impl From<JobError> for ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
-            EngineError::NotFound => StatusCode::NOT_FOUND,
+            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
             EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
             EngineError::Store(StoreError::Unavailable(_)) | EngineError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -294,14 +290,11 @@ fn kala_runs(runs: Vec<kala_job::RunRecord>) -> Vec<kala_job::RunRecord> {
 }
 
 async fn get_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    let job = s.engine.get(&id).ok_or_else(|| ApiError::not_found(&id))?;
-    let runs = kala_runs(
-        s.engine
-            .store()
-            .runs(&id, None)
-            .await
-            .map_err(EngineError::from)?,
-    );
+    let job = s
+        .engine
+        .get(&id)
+        .ok_or_else(|| EngineError::NotFound(id.clone()))?;
+    let runs = kala_runs(s.engine.runs(&id, None).await?);
     #[derive(Serialize)]
     struct One<'a> {
         job: JobOut<'a>,
@@ -315,10 +308,8 @@ async fn get_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult
 }
 
 async fn delete_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    match s.engine.delete(&id).await {
-        Err(EngineError::NotFound) => Err(ApiError::not_found(&id)),
-        other => other.map(|_| no_content()).map_err(ApiError::from),
-    }
+    s.engine.delete(&id).await?;
+    Ok(no_content())
 }
 
 async fn delete_all(State(s): State<AppState>) -> ApiResult {
@@ -327,10 +318,7 @@ async fn delete_all(State(s): State<AppState>) -> ApiResult {
 }
 
 async fn job_stats(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    let runs = match s.engine.runs(&id, None).await {
-        Err(EngineError::NotFound) => return Err(ApiError::not_found(&id)),
-        other => kala_runs(other?),
-    };
+    let runs = kala_runs(s.engine.runs(&id, None).await?);
     #[derive(Serialize)]
     struct Stats<'a> {
         job_stats: Option<Vec<StatOut<'a>>>,
@@ -349,10 +337,7 @@ async fn job_runs(
     Path(id): Path<String>,
     Query(q): Query<RunsQuery>,
 ) -> ApiResult {
-    let runs = match s.engine.runs(&id, q.limit).await {
-        Err(EngineError::NotFound) => return Err(ApiError::not_found(&id)),
-        other => other?,
-    };
+    let runs = s.engine.runs(&id, q.limit).await?;
     #[derive(Serialize)]
     struct Runs {
         runs: Vec<kala_job::RunRecord>,
@@ -361,24 +346,18 @@ async fn job_runs(
 }
 
 async fn start_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    match s.engine.run_now(&id).await {
-        Err(EngineError::NotFound) => Err(ApiError::not_found(&id)),
-        other => other.map(|_| no_content()).map_err(ApiError::from),
-    }
+    s.engine.run_now(&id).await?;
+    Ok(no_content())
 }
 
 async fn enable_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    match s.engine.enable(&id).await {
-        Err(EngineError::NotFound) => Err(ApiError::not_found(&id)),
-        other => other.map(|_| no_content()).map_err(ApiError::from),
-    }
+    s.engine.enable(&id).await?;
+    Ok(no_content())
 }
 
 async fn disable_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    match s.engine.disable(&id).await {
-        Err(EngineError::NotFound) => Err(ApiError::not_found(&id)),
-        other => other.map(|_| no_content()).map_err(ApiError::from),
-    }
+    s.engine.disable(&id).await?;
+    Ok(no_content())
 }
 
 async fn app_stats(State(s): State<AppState>) -> ApiResult {

@@ -84,8 +84,8 @@ impl Default for EngineConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("the job you requested does not exist")]
-    NotFound,
+    #[error("job {0} does not exist")]
+    NotFound(JobId),
     #[error(transparent)]
     Invalid(#[from] JobError),
     #[error(transparent)]
@@ -320,7 +320,8 @@ impl Engine {
         let _graph = inner.graph.lock().await;
         let plan = {
             let st = inner.lock();
-            plan_delete(id, |x| st.jobs.get(x).cloned()).ok_or(EngineError::NotFound)?
+            plan_delete(id, |x| st.jobs.get(x).cloned())
+                .ok_or_else(|| EngineError::NotFound(id.to_string()))?
         };
         let ids: Vec<&str> = plan
             .deleted
@@ -387,7 +388,7 @@ impl Engine {
             .jobs
             .get(id)
             .cloned()
-            .ok_or(EngineError::NotFound)?;
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         if job.disabled == disabled {
             return Ok(());
         }
@@ -397,7 +398,7 @@ impl Engine {
         let run_once = {
             let mut st = inner.lock();
             let Some(cur) = st.jobs.get_mut(id) else {
-                return Err(EngineError::NotFound);
+                return Err(EngineError::NotFound(id.to_string()));
             };
             cur.disabled = disabled;
             let once = !disabled && job_is_pending_once(cur);
@@ -425,7 +426,7 @@ impl Engine {
             .jobs
             .get(id)
             .map(|j| j.disabled)
-            .ok_or(EngineError::NotFound)?;
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         if disabled {
             return Ok(None);
         }
@@ -444,7 +445,7 @@ impl Engine {
         limit: Option<usize>,
     ) -> Result<Vec<RunRecord>, EngineError> {
         if !self.inner.lock().jobs.contains_key(id) {
-            return Err(EngineError::NotFound);
+            return Err(EngineError::NotFound(id.to_string()));
         }
         Ok(self.inner.store.runs(id, limit).await?)
     }

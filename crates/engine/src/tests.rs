@@ -356,7 +356,7 @@ async fn manual_start_runs_now_and_keeps_the_schedule() {
     );
     assert!(matches!(
         h.engine.run_now("nope").await,
-        Err(EngineError::NotFound)
+        Err(EngineError::NotFound(_))
     ));
 }
 
@@ -466,7 +466,7 @@ async fn deleted_jobs_never_run_again() {
     assert!(h.engine.get(&id).is_none());
     assert!(matches!(
         h.engine.delete(&id).await,
-        Err(EngineError::NotFound)
+        Err(EngineError::NotFound(_))
     ));
     assert_eq!(h.engine.scheduled_count(), 0);
 }
