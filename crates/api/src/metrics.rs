@@ -16,7 +16,7 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     pub fn count(&self, method: &Method, status: StatusCode) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((crate::method_label(method), status.as_u16()))
+            *m.entry((method_label(method), status.as_u16()))
                 .or_default() += 1;
         }
     }
@@ -96,4 +96,18 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
         }
     }
     out
+}
+
+/// Methods the API uses, for metrics labels.
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
+    }
 }
