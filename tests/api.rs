@@ -14,6 +14,17 @@ async fn create(c: &reqwest::Client, s: &Server, body: Value) -> String {
     r.json()["id"].as_str().expect("id").to_string()
 }
 
+/// POST /api/v1/job/{start|enable|disable}/{id}/.
+async fn action(c: &reqwest::Client, s: &Server, what: &str, id: &str) -> Resp {
+    req(
+        c,
+        "POST",
+        &s.url(&format!("/api/v1/job/{what}/{id}/")),
+        None,
+    )
+    .await
+}
+
 async fn get_job(c: &reqwest::Client, s: &Server, id: &str) -> Value {
     let r = req(c, "GET", &s.url(&format!("/api/v1/job/{id}/")), None).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -71,13 +82,7 @@ async fn every_route_with_kala_status_codes_and_envelopes() {
     assert_eq!(list["jobs"][&id]["schedule"], job["schedule"]);
 
     // Start runs synchronously: the counters are there when the 204 comes.
-    let r = req(
-        &c,
-        "POST",
-        &s.url(&format!("/api/v1/job/start/{id}/")),
-        None,
-    )
-    .await;
+    let r = action(&c, &s, "start", &id).await;
     assert_eq!((r.status, r.body.len()), (204, 0));
     let job = get_job(&c, &s, &id).await;
     assert_eq!(job["metadata"]["success_count"], 1);
@@ -436,17 +441,7 @@ async fn scheduled_one_off_dependent_and_failing_jobs_run() {
         get_job(&c, &s, &parent).await["dependent_jobs"],
         json!([child])
     );
-    assert_eq!(
-        req(
-            &c,
-            "POST",
-            &s.url(&format!("/api/v1/job/start/{parent}/")),
-            None
-        )
-        .await
-        .status,
-        204
-    );
+    assert_eq!(action(&c, &s, "start", &parent).await.status, 204);
     assert_eq!(
         get_job(&c, &s, &child).await["metadata"]["success_count"],
         1
@@ -497,13 +492,7 @@ async fn restart_keeps_jobs_history_flags_children_and_one_offs() {
     .await;
     let off = create(&c, &s, json!({"name": "off", "command": "true", "schedule": starts_in(3600, "R", "PT1H"), "disabled": true})).await;
     let once = create(&c, &s, json!({"name": "once", "command": "true"})).await;
-    req(
-        &c,
-        "POST",
-        &s.url(&format!("/api/v1/job/start/{parent}/")),
-        None,
-    )
-    .await;
+    action(&c, &s, "start", &parent).await;
     eventually(10, || async {
         (get_job(&c, &s, &once).await["is_done"] == true).then_some(())
     })
@@ -532,29 +521,13 @@ async fn restart_keeps_jobs_history_flags_children_and_one_offs() {
         1
     );
     // Children still work after the restart.
-    req(
-        &c,
-        "POST",
-        &s.url(&format!("/api/v1/job/start/{parent}/")),
-        None,
-    )
-    .await;
+    action(&c, &s, "start", &parent).await;
     assert_eq!(
         get_job(&c, &s, &child).await["metadata"]["success_count"],
         2
     );
     // And a job disabled before the restart can be enabled.
-    assert_eq!(
-        req(
-            &c,
-            "POST",
-            &s.url(&format!("/api/v1/job/enable/{off}/")),
-            None
-        )
-        .await
-        .status,
-        204
-    );
+    assert_eq!(action(&c, &s, "enable", &off).await.status, 204);
     assert_eq!(get_job(&c, &s, &off).await["disabled"], false);
 }
 

@@ -26,29 +26,32 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
     let stats = engine.app_stats();
     let m = engine.metrics().snapshot();
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP kala_jobs Jobs stored, by state.\n# TYPE kala_jobs gauge"
-    );
+    header(&mut out, "kala_jobs", "Jobs stored, by state.", "gauge");
     let _ = writeln!(out, "kala_jobs{{state=\"enabled\"}} {}", stats.active_jobs);
     let _ = writeln!(
         out,
         "kala_jobs{{state=\"disabled\"}} {}",
         stats.disabled_jobs
     );
-    let _ = writeln!(
-        out,
-        "# HELP kala_jobs_scheduled Jobs waiting in the timer queue.\n# TYPE kala_jobs_scheduled gauge"
+    header(
+        &mut out,
+        "kala_jobs_scheduled",
+        "Jobs waiting in the timer queue.",
+        "gauge",
     );
     let _ = writeln!(out, "kala_jobs_scheduled {}", engine.scheduled_count());
-    let _ = writeln!(
-        out,
-        "# HELP kala_runs_running Runs executing now.\n# TYPE kala_runs_running gauge"
+    header(
+        &mut out,
+        "kala_runs_running",
+        "Runs executing now.",
+        "gauge",
     );
     let _ = writeln!(out, "kala_runs_running {}", engine.running_count());
-    let _ = writeln!(
-        out,
-        "# HELP kala_runs_total Finished runs, by result.\n# TYPE kala_runs_total counter"
+    header(
+        &mut out,
+        "kala_runs_total",
+        "Finished runs, by result.",
+        "counter",
     );
     for (result, v) in [
         ("succeeded", m.runs_succeeded),
@@ -57,9 +60,11 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
     ] {
         let _ = writeln!(out, "kala_runs_total{{result=\"{result}\"}} {v}");
     }
-    let _ = writeln!(
-        out,
-        "# HELP kala_run_lateness_seconds Actual start minus scheduled time of scheduled runs.\n# TYPE kala_run_lateness_seconds histogram"
+    header(
+        &mut out,
+        "kala_run_lateness_seconds",
+        "Actual start minus scheduled time of scheduled runs.",
+        "histogram",
     );
     for (bound, count) in LATENESS_BUCKETS.iter().zip(&m.lateness_buckets) {
         let _ = writeln!(
@@ -78,14 +83,18 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
         m.lateness_sum_seconds
     );
     let _ = writeln!(out, "kala_run_lateness_seconds_count {}", m.lateness_count);
-    let _ = writeln!(
-        out,
-        "# HELP kala_store_errors_total Failed writes to the store.\n# TYPE kala_store_errors_total counter"
+    header(
+        &mut out,
+        "kala_store_errors_total",
+        "Failed writes to the store.",
+        "counter",
     );
     let _ = writeln!(out, "kala_store_errors_total {}", m.store_errors);
-    let _ = writeln!(
-        out,
-        "# HELP kala_http_requests_total HTTP requests, by method and status.\n# TYPE kala_http_requests_total counter"
+    header(
+        &mut out,
+        "kala_http_requests_total",
+        "HTTP requests, by method and status.",
+        "counter",
     );
     if let Ok(reqs) = http.requests.lock() {
         for ((method, status), v) in reqs.iter() {
@@ -110,4 +119,9 @@ fn method_label(m: &Method) -> &'static str {
         Method::PATCH => "PATCH",
         _ => "OTHER",
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of one metric.
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }

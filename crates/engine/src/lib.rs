@@ -249,7 +249,7 @@ impl Engine {
         };
         let mut job = plan.job;
         // The first run, so that the stored job shows it.
-        if let Some((fire, _)) = inner.first_arm(&job, now) {
+        if let Some((fire, _)) = inner.next_arm(&job, now, false) {
             job.next_run_at = Some(fire);
         }
         let mut ids: Vec<&str> = plan.updated_parents.iter().map(|p| p.id.as_str()).collect();
@@ -622,10 +622,6 @@ impl Inner {
         Some((now, missed))
     }
 
-    fn first_arm(&self, job: &Job, now: Timestamp) -> Option<(Timestamp, Timestamp)> {
-        self.next_arm(job, now, false)
-    }
-
     /// (Re)arms `id` from its current state.
     fn arm_from_state(&self, st: &mut State, id: &str, now: Timestamp, catch_up: bool) {
         let Some(job) = st.jobs.get(id) else { return };
@@ -947,7 +943,7 @@ impl Inner {
         };
         if let Err(e) = self.store.apply(batch).await {
             self.metrics.store_error();
-            tracing::error!(job = %id, error = %e, "cannot store the run; it is kept in memory and stored with the job's next write");
+            tracing::error!(job = %id, error = %e, "cannot store the run: its record is lost; the job's counters stay in memory and are stored with its next write");
         }
         {
             let mut st = self.lock();
