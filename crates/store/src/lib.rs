@@ -127,3 +127,32 @@ pub fn trim_oldest<T>(runs: &mut Vec<T>, keep: usize) -> usize {
     runs.drain(..extra);
     extra
 }
+
+/// The JSON record format every JSON-valued backend shares (Redis,
+/// PostgreSQL, MySQL, the embedded store): encode a job or run record,
+/// decode it with an error that names the key.
+pub mod json {
+    use super::{Result, StoreError};
+
+    pub fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+        serde_json::to_vec(v).map_err(|e| StoreError::Backend(format!("encoding a record: {e}")))
+    }
+
+    pub fn encode_string<T: serde::Serialize>(v: &T) -> Result<String> {
+        serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encoding a record: {e}")))
+    }
+
+    pub fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// A timestamp as whole nanoseconds since 1970 in an `i64` (SQL `BIGINT`),
+/// which covers 1677–2262.
+pub fn ns_i64(t: Timestamp) -> Result<i64> {
+    i64::try_from(t.as_nanosecond())
+        .map_err(|_| StoreError::Backend(format!("timestamp {t} is outside 1677-2262")))
+}

@@ -1,0 +1,44 @@
+//! The shared conformance suite against the real PostgreSQL on this
+//! machine (`KALA_TEST_POSTGRES`, default
+//! `postgres://postgres@127.0.0.1:5432/test`), in a fresh schema that is
+//! dropped afterwards. If PostgreSQL cannot be reached the test fails.
+
+use std::sync::Arc;
+
+use kala_store::JobStore;
+use kala_store_postgres::{PostgresOptions, PostgresStore};
+
+fn url() -> String {
+    std::env::var("KALA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_conformance_suite() {
+    let schema = format!("kala_test_{}", uuid::Uuid::new_v4().simple());
+    let options = PostgresOptions {
+        address: url(),
+        schema: Some(schema.clone()),
+        ..PostgresOptions::default()
+    };
+    let open = || {
+        let o = options.clone();
+        async move {
+            let s = PostgresStore::connect(&o).await.unwrap_or_else(|e| {
+                panic!("PostgreSQL at {:?} is needed for this test: {e}", o.address)
+            });
+            Arc::new(s) as Arc<dyn JobStore>
+        }
+    };
+    kala_store::conformance::run_all(open, 100_000).await;
+
+    // Migrations are idempotent, and the schema goes away afterwards.
+    let s = PostgresStore::connect(&options).await.expect("reconnect");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(s.pool())
+    .await
+    .expect("drop the test schema");
+    s.close().await.expect("close");
+}
