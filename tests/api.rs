@@ -7,30 +7,6 @@ use std::io::Read;
 use common::*;
 use serde_json::{Value, json};
 
-async fn create(c: &reqwest::Client, s: &Server, body: Value) -> String {
-    let r = req(c, "POST", &s.url("/api/v1/job/"), Some(&body.to_string())).await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(r.header("content-type"), "application/json;charset=UTF-8");
-    r.json()["id"].as_str().expect("id").to_string()
-}
-
-/// POST /api/v1/job/{start|enable|disable}/{id}/.
-async fn action(c: &reqwest::Client, s: &Server, what: &str, id: &str) -> Resp {
-    req(
-        c,
-        "POST",
-        &s.url(&format!("/api/v1/job/{what}/{id}/")),
-        None,
-    )
-    .await
-}
-
-async fn get_job(c: &reqwest::Client, s: &Server, id: &str) -> Value {
-    let r = req(c, "GET", &s.url(&format!("/api/v1/job/{id}/")), None).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["job"].clone()
-}
-
 #[tokio::test]
 async fn every_route_with_kala_status_codes_and_envelopes() {
     let dir = tempfile::tempdir().unwrap();

@@ -100,6 +100,11 @@ struct Serve {
         default_value = ""
     )]
     jobdb_tls_servername: String,
+    /// Where in the job store kala keeps its data: the Redis key prefix
+    /// (default kala), the PostgreSQL schema (default: the search path),
+    /// the MongoDB database (default kala).
+    #[arg(long = "jobdb-namespace", env = "KALA_JOBDB_NAMESPACE")]
+    jobdb_namespace: Option<String>,
     /// Owner given to jobs created without one.
     #[arg(
         short = 'o',
@@ -208,30 +213,102 @@ fn listen_addr(interface: &str, port: &str) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
-fn open_store(args: &Serve) -> anyhow::Result<Arc<dyn JobStore>> {
+async fn open_store(args: &Serve) -> anyhow::Result<Arc<dyn JobStore>> {
     if args.no_persist {
         tracing::warn!(
             "--no-persist: jobs are kept in memory only and are lost when the server stops"
         );
         return Ok(Arc::new(MemoryStore::new()));
     }
-    match args.jobdb.as_str() {
+    let namespace = args.jobdb_namespace.clone().filter(|n| !n.is_empty());
+    let store: Arc<dyn JobStore> = match args.jobdb.as_str() {
         "boltdb" => {
             let store = RedbStore::open_dir(&args.bolt_path)?;
             tracing::info!(path = %store.path().display(), "embedded store opened");
-            Ok(Arc::new(store))
+            Arc::new(store)
         }
-        "redis" | "postgres" | "mysql" | "mariadb" | "mongo" => {
-            bail!(
-                "--jobdb={} is not built into this version yet; use --jobdb=boltdb (the embedded store)",
-                args.jobdb
+        #[cfg(feature = "redis")]
+        "redis" => {
+            let options = kala_store_redis::RedisOptions {
+                address: args.jobdb_address.clone(),
+                password: args.jobdb_password.clone(),
+                prefix: namespace.unwrap_or_else(|| "kala".into()),
+                ..Default::default()
+            };
+            Arc::new(
+                kala_store_redis::RedisStore::connect(&options)
+                    .await
+                    .context("--jobdb=redis")?,
             )
         }
+        #[cfg(feature = "postgres")]
+        "postgres" => {
+            let options = kala_store_postgres::PostgresOptions {
+                address: args.jobdb_address.clone(),
+                username: args.jobdb_username.clone(),
+                password: args.jobdb_password.clone(),
+                schema: namespace,
+                ..Default::default()
+            };
+            Arc::new(
+                kala_store_postgres::PostgresStore::connect(&options)
+                    .await
+                    .context("--jobdb=postgres")?,
+            )
+        }
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => {
+            if namespace.is_some() {
+                bail!(
+                    "--jobdb-namespace does not apply to {}: name the database in --jobdb-address",
+                    args.jobdb
+                );
+            }
+            let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
+            let options = kala_store_mysql::MySqlOptions {
+                address: args.jobdb_address.clone(),
+                username: args.jobdb_username.clone(),
+                password: args.jobdb_password.clone(),
+                tls_ca: path(&args.jobdb_tls_capath),
+                tls_cert: path(&args.jobdb_tls_certpath),
+                tls_key: path(&args.jobdb_tls_keypath),
+                tls_servername: Some(args.jobdb_tls_servername.clone()),
+                ..Default::default()
+            };
+            Arc::new(
+                kala_store_mysql::MySqlStore::connect(&options)
+                    .await
+                    .with_context(|| format!("--jobdb={}", args.jobdb))?,
+            )
+        }
+        #[cfg(feature = "mongo")]
+        "mongo" => {
+            let options = kala_store_mongo::MongoOptions {
+                address: args.jobdb_address.clone(),
+                username: args.jobdb_username.clone(),
+                password: args.jobdb_password.clone(),
+                database: namespace.unwrap_or_else(|| "kala".into()),
+                ..Default::default()
+            };
+            Arc::new(
+                kala_store_mongo::MongoStore::connect(&options)
+                    .await
+                    .context("--jobdb=mongo")?,
+            )
+        }
+        other if JOBDBS.contains(&other) => bail!(
+            "--jobdb={other} is not built into this binary (cargo feature {:?} of kala-server is off)",
+            if other == "mariadb" { "mysql" } else { other }
+        ),
         other => bail!(
             "unknown --jobdb {other:?}; valid values: {}",
             JOBDBS.join(", ")
         ),
+    };
+    if args.jobdb != "boltdb" {
+        tracing::info!(store = store.name(), "job store connected");
     }
+    Ok(store)
 }
 
 async fn serve(args: Serve) -> anyhow::Result<()> {
@@ -244,7 +321,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         .init();
 
     let addr = listen_addr(&args.interface, &args.port)?;
-    let store = open_store(&args)?;
+    let store = open_store(&args).await?;
     let executor = Executor::new()?;
     let config = EngineConfig {
         max_concurrent_runs: args.max_concurrent_runs.max(1),
