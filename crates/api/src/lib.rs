@@ -289,12 +289,27 @@ fn kala_runs(runs: Vec<kala_job::RunRecord>) -> Vec<kala_job::RunRecord> {
         .collect()
 }
 
-async fn get_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+#[derive(Deserialize, Default)]
+struct StatsQuery {
+    /// `stats=false` leaves run history out (and answers from memory, so it
+    /// works while the store is unreachable).
+    stats: Option<bool>,
+}
+
+async fn get_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<StatsQuery>,
+) -> ApiResult {
     let job = s
         .engine
         .get(&id)
         .ok_or_else(|| EngineError::NotFound(id.clone()))?;
-    let runs = kala_runs(s.engine.runs(&id, None).await?);
+    let runs = if q.stats.unwrap_or(true) {
+        kala_runs(s.engine.runs(&id, None).await?)
+    } else {
+        Vec::new()
+    };
     #[derive(Serialize)]
     struct One<'a> {
         job: JobOut<'a>,
@@ -302,7 +317,7 @@ async fn get_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult
     Ok(json_response(
         StatusCode::OK,
         &One {
-            job: JobOut::new(&job, Some(&runs)),
+            job: JobOut::new(&job, q.stats.unwrap_or(true).then_some(runs.as_slice())),
         },
     ))
 }
