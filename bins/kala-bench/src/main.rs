@@ -63,6 +63,10 @@ enum Cmd {
         /// The kala-server binary to start (default: next to this binary).
         #[arg(long)]
         server: Option<PathBuf>,
+        /// Extra arguments for the started kala-server, e.g.
+        /// `--server-arg=--jobdb=postgres`.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         connections: Vec<usize>,
         /// Seconds per measurement.
@@ -75,6 +79,11 @@ enum Cmd {
         jobs: Vec<usize>,
         #[arg(long)]
         server: Option<PathBuf>,
+        /// Extra arguments for kala-server (another --jobdb). With them the
+        /// jobs are created over HTTP instead of written to a redb file, and
+        /// deleted afterwards.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
     },
     /// Lateness of scheduled runs at a rate, with idle jobs queued.
     Lateness {
@@ -111,19 +120,25 @@ fn main() -> anyhow::Result<()> {
             Cmd::Http {
                 url,
                 server,
+                server_args,
                 connections,
                 seconds,
             } => {
                 bench_http(
                     url.clone(),
                     server.clone(),
+                    server_args,
                     connections,
                     *seconds,
                     cli.repeat,
                 )
                 .await
             }
-            Cmd::Restart { jobs, server } => bench_restart(jobs, server.clone(), cli.repeat).await,
+            Cmd::Restart {
+                jobs,
+                server,
+                server_args,
+            } => bench_restart(jobs, server.clone(), server_args, cli.repeat).await,
             Cmd::Lateness {
                 rate,
                 idle,
@@ -315,11 +330,16 @@ fn server_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-fn start_server(bin: &Path, dir: &Path) -> anyhow::Result<(Child, String, Instant)> {
+fn start_server(
+    bin: &Path,
+    dir: &Path,
+    extra: &[String],
+) -> anyhow::Result<(Child, String, Instant)> {
     let started = Instant::now();
     let mut child = Command::new(bin)
         .args(["serve", "--port", "0", "--bolt-path"])
         .arg(dir)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -350,16 +370,18 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 async fn bench_http(
     url: Option<String>,
     server: Option<PathBuf>,
+    server_args: &[String],
     conns: &[usize],
     seconds: f64,
     repeat: usize,
 ) -> anyhow::Result<Vec<Measure>> {
     let _server;
+    let owned = url.is_none();
     let base = match url {
         Some(u) => u.trim_end_matches('/').to_string(),
         None => {
             let dir = tempfile::tempdir()?;
-            let (child, base, _) = start_server(&server_binary(server)?, dir.path())?;
+            let (child, base, _) = start_server(&server_binary(server)?, dir.path(), server_args)?;
             _server = Server {
                 child,
                 base: base.clone(),
@@ -431,6 +453,19 @@ async fn bench_http(
         out.push(measure(format!("GET job p50, {c} conn"), "ms", p50));
         out.push(measure(format!("GET job p99, {c} conn"), "ms", p99));
     }
+    if owned && !server_args.is_empty() {
+        // Leave the remote store as we found it.
+        let r = client
+            .delete(format!("{base}/api/v1/job/all/"))
+            .send()
+            .await?;
+        if r.status().as_u16() != 204 {
+            bail!(
+                "cleaning up: DELETE /api/v1/job/all/ answered {}",
+                r.status()
+            );
+        }
+    }
     Ok(out)
 }
 
@@ -490,13 +525,14 @@ where
 async fn bench_restart(
     jobs: &[usize],
     server: Option<PathBuf>,
+    server_args: &[String],
     repeat: usize,
 ) -> anyhow::Result<Vec<Measure>> {
     let bin = server_binary(server)?;
     let mut out = Vec::new();
     let base_rss = {
         let dir = tempfile::tempdir()?;
-        let (child, _, _) = start_server(&bin, dir.path())?;
+        let (child, _, _) = start_server(&bin, dir.path(), server_args)?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let rss = rss_kib(child.id())?;
         drop(Server {
@@ -508,17 +544,26 @@ async fn bench_restart(
     };
     for &n in jobs {
         let dir = tempfile::tempdir()?;
-        {
+        if server_args.is_empty() {
             let store = RedbStore::open_dir(dir.path())?;
             fill(&store, n).await?;
             store.close().await?;
+        } else {
+            let (child, base, _) = start_server(&bin, dir.path(), server_args)?;
+            let server = Server {
+                child,
+                base,
+                _dir: None,
+            };
+            fill_http(&server.base, n).await?;
+            stop(server)?;
         }
         let mut times = Vec::new();
         let mut per_job = Vec::new();
         for _ in 0..repeat {
             // The server prints its listening line only after every job is
             // loaded and scheduled.
-            let (child, base, started) = start_server(&bin, dir.path())?;
+            let (child, base, started) = start_server(&bin, dir.path(), server_args)?;
             let elapsed = started.elapsed().as_secs_f64();
             let server = Server {
                 child,
@@ -536,6 +581,27 @@ async fn bench_restart(
             times.push(elapsed);
             let rss = rss_kib(server.child.id())?;
             per_job.push((rss.saturating_sub(base_rss) as f64 * 1024.0) / n as f64);
+            stop(server)?;
+        }
+        if !server_args.is_empty() {
+            let (child, base, _) = start_server(&bin, dir.path(), server_args)?;
+            let server = Server {
+                child,
+                base,
+                _dir: None,
+            };
+            let r = reqwest::Client::new()
+                .delete(format!("{}/api/v1/job/all/", server.base))
+                .send()
+                .await?;
+            if r.status().as_u16() != 204 {
+                eprintln!(
+                    "warning: cleaning up: DELETE /api/v1/job/all/ answered {}: {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                );
+            }
+            stop(server)?;
         }
         eprintln!("restart: {n} jobs done");
         out.push(measure(
@@ -555,6 +621,49 @@ async fn bench_restart(
         vec![base_rss as f64],
     ));
     Ok(out)
+}
+
+/// SIGTERM and wait, so a remote store is closed cleanly.
+fn stop(mut server: Server) -> anyhow::Result<()> {
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()?;
+    server.child.wait()?;
+    Ok(())
+}
+
+/// Creates `n` far-future jobs over HTTP with 64 connections.
+async fn fill_http(base: &str, n: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (client, base, next) = (client.clone(), base.to_string(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if k >= n {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let body = json!({"name": format!("restart {k}"), "command": "true",
+                    "schedule": format!("R/{}/PT1H", Timestamp::now() + SignedDuration::from_hours(24 * 365))});
+                let r = client
+                    .post(format!("{base}/api/v1/job/"))
+                    .body(body.to_string())
+                    .send()
+                    .await?;
+                if r.status().as_u16() != 201 {
+                    bail!("create answered {}", r.status());
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
 }
 
 // ---------- lateness ----------

@@ -98,6 +98,10 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let router = Router::new()
         .merge(api)
+        .route("/", get(webui_redirect))
+        .route("/webui", get(webui_index))
+        .route("/webui/app.js", get(webui_js))
+        .route("/webui/app.css", get(webui_css))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
@@ -518,5 +522,52 @@ async fn count_requests(State(s): State<AppState>, req: Request, next: Next) -> 
     let method = req.method().clone();
     let resp = next.run(req).await;
     s.http.count(&method, resp.status());
+    resp
+}
+
+// ---------- web UI ----------
+// Three files, compiled into the binary: no CDN, no build step, works
+// offline. The API calls it makes carry the token the user typed.
+
+const WEBUI_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
+
+fn webui_asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(WEBUI_CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+async fn webui_index() -> Response {
+    webui_asset(
+        "text/html; charset=utf-8",
+        include_str!("../webui/index.html"),
+    )
+}
+
+async fn webui_js() -> Response {
+    webui_asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../webui/app.js"),
+    )
+}
+
+async fn webui_css() -> Response {
+    webui_asset("text/css; charset=utf-8", include_str!("../webui/app.css"))
+}
+
+async fn webui_redirect() -> Response {
+    let mut resp = StatusCode::FOUND.into_response();
+    resp.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/webui/"));
     resp
 }

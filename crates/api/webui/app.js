@@ -1,0 +1,659 @@
+// kala web UI: plain JavaScript, no build step, no network beyond this
+// server. Hash routes: #/jobs, #/job/<id>, #/new, #/dashboard.
+'use strict';
+
+const PAGE = 100;
+const POLL_MS = 2000;
+
+const state = {
+  token: sessionStorage.getItem('kala-token') || '',
+  list: { cursors: [null], page: 0, filter: '', status: 'all', sort: 'name', asc: true, jobs: [], next: null },
+  samples: [],
+  timer: null,
+  renderId: 0,
+};
+
+// ---------- helpers ----------
+
+const $ = (sel, root = document) => root.querySelector(sel);
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'value') el.value = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (state.token) headers.Authorization = 'Bearer ' + state.token;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let r;
+  try {
+    r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiError(0, 'cannot reach the server: ' + e.message);
+  }
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { /* not JSON */ }
+  if (r.status === 401) {
+    await askToken(data && data.error);
+    return api(method, path, body);
+  }
+  if (!r.ok) throw new ApiError(r.status, (data && data.error) || text || r.statusText);
+  return data;
+}
+
+let tokenPrompt = null;
+function askToken(message) {
+  if (tokenPrompt) return tokenPrompt;
+  const dlg = $('#login');
+  const err = $('#login-error');
+  err.hidden = !state.token;
+  err.textContent = state.token ? 'That token was refused.' : '';
+  if (message && !state.token) { err.hidden = false; err.textContent = message; }
+  tokenPrompt = new Promise((resolve) => {
+    $('#login-form').onsubmit = (ev) => {
+      ev.preventDefault();
+      state.token = $('#login-token').value.trim();
+      sessionStorage.setItem('kala-token', state.token);
+      dlg.close();
+      tokenPrompt = null;
+      resolve();
+    };
+  });
+  if (!dlg.open) dlg.showModal();
+  $('#login-token').focus();
+  return tokenPrompt;
+}
+
+function confirmDialog(title, body, okLabel) {
+  const dlg = $('#confirm');
+  $('#confirm-title').textContent = title;
+  const b = $('#confirm-body');
+  b.replaceChildren(body);
+  $('#confirm-ok').textContent = okLabel;
+  return new Promise((resolve) => {
+    dlg.onclose = () => resolve(dlg.returnValue === 'ok');
+    dlg.returnValue = 'cancel';
+    dlg.showModal();
+  });
+}
+
+function parseTime(s) {
+  if (!s || s.startsWith('0001-01-01')) return null;
+  const t = new Date(s);
+  return isNaN(t) ? null : t;
+}
+
+function relative(t) {
+  if (!t) return '—';
+  const d = (t.getTime() - Date.now()) / 1000;
+  const a = Math.abs(d);
+  let s;
+  if (a < 1) return 'now';
+  if (a < 60) s = Math.round(a) + ' s';
+  else if (a < 3600) s = Math.round(a / 60) + ' min';
+  else if (a < 86400 * 2) s = Math.round(a / 3600) + ' h';
+  else s = Math.round(a / 86400) + ' days';
+  return d > 0 ? 'in ' + s : s + ' ago';
+}
+
+function absolute(t) {
+  return t ? t.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' }) : '';
+}
+
+function timeCell(s) {
+  const t = parseTime(s);
+  return h('span', { title: absolute(t), 'data-time': s || '' }, relative(t));
+}
+
+function duration(ns) {
+  const ms = ns / 1e6;
+  if (ms < 1) return (ns / 1e3).toFixed(0) + ' µs';
+  if (ms < 1000) return ms.toFixed(ms < 10 ? 2 : 0) + ' ms';
+  const s = ms / 1000;
+  return s < 120 ? s.toFixed(2) + ' s' : (s / 60).toFixed(1) + ' min';
+}
+
+const UNITS = { Y: 'year', M: 'month', W: 'week', D: 'day', H: 'hour', m: 'minute', S: 'second' };
+
+function describeDuration(d) {
+  const m = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/.exec(d);
+  if (!m) return d;
+  const keys = ['Y', 'M', 'W', 'D', 'H', 'm', 'S'];
+  const parts = [];
+  keys.forEach((k, i) => {
+    const n = m[i + 1];
+    if (n && n !== '0') parts.push(n === '1' ? UNITS[k] : `${n} ${UNITS[k]}s`);
+  });
+  return parts.length ? parts.join(' ') : '0 seconds';
+}
+
+// Schedules in words, for the list (the create form asks the server).
+function describeSchedule(s) {
+  if (!s) return 'once, right away';
+  const parts = s.split('/');
+  if (parts.length !== 3) return 'cron: ' + s;
+  const [rep, start, interval] = parts;
+  const t = parseTime(start.replace(/\[.*\]$/, ''));
+  const from = t ? ' from ' + absolute(t) : '';
+  if (rep === 'R0') return 'once' + (t ? ' at ' + absolute(t) : '');
+  const n = rep === 'R' || rep === 'R-1' ? null : parseInt(rep.slice(1), 10);
+  const every = 'every ' + describeDuration(interval);
+  return n === null ? every + from : `${every}, ${n + 1} times${from}`;
+}
+
+function lastResult(job) {
+  const m = job.metadata || {};
+  const ok = parseTime(m.last_success);
+  const bad = parseTime(m.last_error);
+  if (!ok && !bad) return h('span', { class: 'muted' }, 'never ran');
+  if (bad && (!ok || bad > ok)) return h('span', { class: 'badge bad', title: absolute(bad) }, 'failed');
+  return h('span', { class: 'badge ok', title: absolute(ok) }, 'succeeded');
+}
+
+function jobState(job) {
+  if (job.disabled) return h('span', { class: 'badge off' }, 'disabled');
+  if (job.is_done) return h('span', { class: 'badge warn' }, 'done');
+  return h('span', { class: 'badge ok' }, 'enabled');
+}
+
+function setView(...nodes) {
+  $('#view').replaceChildren(...nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false));
+}
+
+function banner(kind, text) {
+  return h('div', { class: 'banner ' + kind, role: kind === 'error' ? 'alert' : 'status' }, text);
+}
+
+function markLive(ok) {
+  const el = $('#live');
+  el.classList.toggle('stale', !ok);
+  el.title = ok ? 'refreshes every 2 seconds' : 'cannot reach the server';
+}
+
+// ---------- job list ----------
+
+function matches(job, filter, status) {
+  const f = filter.trim().toLowerCase();
+  if (f && !(job.name || '').toLowerCase().includes(f) && !(job.owner || '').toLowerCase().includes(f)
+      && !(job.id || '').startsWith(f)) return false;
+  const failing = parseTime(job.metadata.last_error) > (parseTime(job.metadata.last_success) || 0);
+  switch (status) {
+    case 'enabled': return !job.disabled && !job.is_done;
+    case 'disabled': return !!job.disabled;
+    case 'done': return !!job.is_done;
+    case 'failing': return failing;
+    default: return true;
+  }
+}
+
+const SORTS = {
+  name: (j) => (j.name || '').toLowerCase(),
+  owner: (j) => (j.owner || '').toLowerCase(),
+  next: (j) => (parseTime(j.next_run_at) || new Date(8.64e15)).getTime(),
+  last: (j) => (parseTime(j.metadata.last_attempted_run) || new Date(0)).getTime(),
+  success: (j) => j.metadata.success_count || 0,
+  errors: (j) => j.metadata.error_count || 0,
+};
+
+async function loadJobs() {
+  const L = state.list;
+  const cursor = L.cursors[L.page];
+  const q = `?limit=${PAGE}&stats=false` + (cursor ? '&cursor=' + encodeURIComponent(cursor) : '');
+  const data = await api('GET', '/api/v1/job/' + q);
+  L.jobs = Object.values(data.jobs || {});
+  L.next = data.next_cursor || null;
+}
+
+function jobsTable() {
+  const L = state.list;
+  const key = SORTS[L.sort];
+  const rows = L.jobs.filter((j) => matches(j, L.filter, L.status))
+    .sort((a, b) => {
+      const x = key(a), y = key(b);
+      return (x < y ? -1 : x > y ? 1 : 0) * (L.asc ? 1 : -1);
+    });
+  const th = (label, sort) => h('th', {
+    class: 'sortable' + (L.sort === sort ? ' sorted' + (L.asc ? ' asc' : '') : ''),
+    'data-sort': sort,
+    onclick: () => { if (L.sort === sort) L.asc = !L.asc; else { L.sort = sort; L.asc = true; } renderList(); },
+  }, label);
+  if (!rows.length) {
+    return h('div', { class: 'card empty' }, L.jobs.length ? 'No job on this page matches the filter.'
+      : 'No jobs yet. ', L.jobs.length ? null : h('a', { href: '#/new' }, 'Create one.'));
+  }
+  return h('table', { id: 'jobs' },
+    h('thead', {}, h('tr', {}, th('Name', 'name'), th('Owner', 'owner'), h('th', {}, 'Schedule'),
+      th('Next run', 'next'), th('Last run', 'last'), h('th', {}, 'Result'), th('OK', 'success'),
+      th('Errors', 'errors'), h('th', {}, 'State'))),
+    h('tbody', {}, rows.map((j) => h('tr', { 'data-id': j.id },
+      h('td', {}, h('a', { href: '#/job/' + j.id }, j.name || '(no name)')),
+      h('td', { class: 'muted' }, j.owner || ''),
+      h('td', {}, describeSchedule(j.schedule), h('br'), h('code', { class: 'muted small' }, j.schedule || '')),
+      h('td', {}, j.disabled || j.is_done ? h('span', { class: 'muted' }, '—') : timeCell(j.next_run_at)),
+      h('td', {}, timeCell(j.metadata.last_attempted_run)),
+      h('td', {}, lastResult(j)),
+      h('td', { class: 'mono' }, j.metadata.success_count || 0),
+      h('td', { class: 'mono' }, j.metadata.error_count || 0),
+      h('td', {}, jobState(j))))));
+}
+
+function renderList(error) {
+  const L = state.list;
+  const filter = h('input', { id: 'filter', type: 'search', placeholder: 'Filter by name, owner or id', value: L.filter,
+    oninput: (e) => { L.filter = e.target.value; $('#jobs-area').replaceChildren(jobsTable()); } });
+  const status = h('select', { id: 'status', onchange: (e) => { L.status = e.target.value; renderList(); } },
+    ['all', 'enabled', 'disabled', 'done', 'failing'].map((s) => h('option', { value: s, selected: L.status === s }, s)));
+  const prev = h('button', { id: 'prev', disabled: L.page === 0, onclick: async () => { L.page--; await refreshList(); } }, '← Previous');
+  const next = h('button', { id: 'next', disabled: !L.next, onclick: async () => {
+    L.cursors[L.page + 1] = L.next; L.page++; await refreshList();
+  } }, 'Next →');
+  const focused = document.activeElement && document.activeElement.id;
+  setView(
+    h('h1', {}, 'Jobs'),
+    error ? banner('error', error) : null,
+    h('div', { class: 'toolbar' }, filter, status, h('span', { class: 'grow' }),
+      h('span', { class: 'muted small' }, `page ${L.page + 1} · ${L.jobs.length} jobs on this page`), prev, next,
+      h('a', { href: '#/new' }, h('button', { class: 'primary' }, 'New job'))),
+    h('div', { id: 'jobs-area' }, jobsTable()));
+  if (focused === 'filter') { const f = $('#filter'); f.focus(); f.setSelectionRange(f.value.length, f.value.length); }
+}
+
+async function refreshList() {
+  try {
+    await loadJobs();
+    markLive(true);
+    renderList();
+  } catch (e) {
+    markLive(false);
+    renderList(e.message);
+  }
+}
+
+// ---------- create ----------
+
+const FIELDS = [
+  ['name', 'Name', 'text', 'What the job is called.'],
+  ['owner', 'Owner', 'text', 'An e-mail address or team (the server may fill a default).'],
+  ['type', 'Type', 'select', 'Local runs a command on this machine; remote makes an HTTP request.', [['0', 'local command'], ['1', 'remote HTTP request']]],
+  ['command', 'Command', 'text', 'Split like a shell would, run without a shell: bash -c \'…\' for pipes.'],
+  ['schedule', 'Schedule', 'text', 'R[n]/start/interval, e.g. R/2030-01-01T09:00:00Z/PT1H; cron like "0 9 * * 1-5"; empty = once, now.'],
+  ['time_zone', 'Time zone', 'text', 'IANA name such as Europe/Berlin (for schedules without an offset and for cron).'],
+  ['epsilon', 'Epsilon', 'text', 'ISO duration, e.g. PT5S: a run later than this is skipped.'],
+  ['retries', 'Retries', 'number', 'Extra attempts when a run fails.'],
+  ['retry_delay', 'Retry delay', 'text', 'ISO duration before the first retry; doubles each time.'],
+  ['timeout', 'Timeout', 'text', 'ISO duration; a local command is killed after it.'],
+  ['parent_jobs', 'Parent jobs', 'text', 'Comma-separated ids: this job runs after each successful run of a parent.'],
+  ['on_failure_job', 'On-failure job', 'text', 'Id of a job to run when every attempt of a run failed.'],
+  ['overlap', 'Overlap', 'select', 'Skip a run while the previous one is still going?', [['allow', 'allow'], ['skip', 'skip']]],
+  ['disabled', 'Disabled', 'checkbox', 'Create it without scheduling it.'],
+  ['resume_at_next_scheduled_time', 'Resume at next time', 'checkbox', 'After enabling, wait for the next point instead of running a missed one.'],
+  ['remote.url', 'URL', 'text', 'Remote jobs: the URL to call.'],
+  ['remote.method', 'Method', 'select', '', [['GET', 'GET'], ['POST', 'POST'], ['PUT', 'PUT'], ['PATCH', 'PATCH'], ['DELETE', 'DELETE']]],
+  ['remote.headers', 'Headers', 'textarea', 'JSON object of lists, e.g. {"X-Token": ["abc"]}.'],
+  ['remote.body', 'Body', 'textarea', ''],
+  ['remote.timeout', 'Timeout (s)', 'number', 'Seconds; default 30.'],
+  ['remote.expected_response_codes', 'Expected codes', 'text', 'Comma-separated; default 200.'],
+];
+
+function fieldInput(name, kind, options) {
+  const id = 'f-' + name.replace('.', '-');
+  if (kind === 'select') return h('select', { id, name }, options.map(([v, l]) => h('option', { value: v }, l)));
+  if (kind === 'textarea') return h('textarea', { id, name });
+  if (kind === 'checkbox') return h('input', { id, name, type: 'checkbox' });
+  return h('input', { id, name, type: kind, autocomplete: 'off', min: kind === 'number' ? '0' : undefined });
+}
+
+function formBody(form) {
+  const v = (n) => form.elements[n];
+  const text = (n) => v(n).value.trim();
+  const body = { name: text('name'), owner: text('owner'), type: parseInt(v('type').value, 10) };
+  const put = (k, x) => { if (x !== '' && x !== undefined) body[k] = x; };
+  put('command', text('command'));
+  put('schedule', text('schedule'));
+  put('time_zone', text('time_zone'));
+  put('epsilon', text('epsilon'));
+  if (text('retries') !== '') body.retries = Number(text('retries'));
+  put('retry_delay', text('retry_delay'));
+  put('timeout', text('timeout'));
+  if (text('parent_jobs')) body.parent_jobs = text('parent_jobs').split(',').map((s) => s.trim()).filter(Boolean);
+  put('on_failure_job', text('on_failure_job'));
+  if (v('overlap').value !== 'allow') body.overlap = v('overlap').value;
+  if (v('disabled').checked) body.disabled = true;
+  if (v('resume_at_next_scheduled_time').checked) body.resume_at_next_scheduled_time = true;
+  if (body.type === 1) {
+    const rp = { url: text('remote.url'), method: v('remote.method').value };
+    const headers = text('remote.headers');
+    if (headers) {
+      try { rp.headers = JSON.parse(headers); } catch (e) { throw new FieldError('remote.headers', 'headers: not JSON: ' + e.message); }
+    }
+    if (text('remote.body')) rp.body = v('remote.body').value;
+    if (text('remote.timeout') !== '') rp.timeout = Number(text('remote.timeout'));
+    if (text('remote.expected_response_codes')) {
+      rp.expected_response_codes = text('remote.expected_response_codes').split(',').map((s) => Number(s.trim()));
+    }
+    body.remote_properties = rp;
+  }
+  return body;
+}
+
+class FieldError extends Error {
+  constructor(field, message) { super(message); this.field = field; }
+}
+
+// The server names the field first: "schedule: …", "remote_properties.url: …".
+function fieldOf(message) {
+  const m = /^([A-Za-z_.]+)(?:\[\d+\])?:/.exec(message || '');
+  if (!m) return null;
+  const f = m[1].replace(/^remote_properties\./, 'remote.');
+  return f;
+}
+
+function showFormError(form, message, field) {
+  form.querySelectorAll('.invalid').forEach((el) => el.classList.remove('invalid'));
+  const box = $('#form-error');
+  box.hidden = false;
+  box.textContent = message;
+  const el = field && form.elements[field];
+  if (el) { el.classList.add('invalid'); el.focus(); }
+}
+
+let previewTimer = null;
+async function previewSchedule() {
+  const out = $('#schedule-preview');
+  if (!out) return;
+  const schedule = $('#f-schedule').value.trim();
+  const tz = $('#f-time_zone').value.trim();
+  if (!schedule) { out.replaceChildren(h('span', { class: 'muted' }, 'Runs once, as soon as it is created.')); return; }
+  try {
+    const p = await api('POST', '/api/v1/schedule/preview/', { schedule, time_zone: tz, count: 5 });
+    out.replaceChildren(h('div', {}, h('strong', {}, p.description)),
+      p.next.length ? h('ol', { id: 'next-runs' }, p.next.map((t) => h('li', {}, absolute(parseTime(t)), ' ',
+        h('span', { class: 'muted' }, '(' + relative(parseTime(t)) + ')')))) : h('div', { class: 'muted' }, 'No future runs.'));
+    $('#f-schedule').classList.remove('invalid');
+  } catch (e) {
+    out.replaceChildren(h('span', { class: 'error', id: 'schedule-error' }, e.message));
+  }
+}
+
+function renderNew() {
+  const rows = [];
+  let section = null;
+  for (const [name, label, kind, hint, options] of FIELDS) {
+    const group = name.startsWith('remote.') ? 'remote' : name === 'command' ? 'local' : null;
+    if (group === 'remote' && section !== 'remote') {
+      section = 'remote';
+      rows.push(h('div', { class: 'section', 'data-group': 'remote' }, 'Remote request'));
+    }
+    rows.push(h('label', { for: 'f-' + name.replace('.', '-'), 'data-group': group }, label));
+    const field = h('div', { class: 'field', 'data-group': group }, fieldInput(name, kind, options), hint ? h('div', { class: 'hint' }, hint) : null);
+    if (name === 'schedule') field.append(h('div', { id: 'schedule-preview', class: 'preview' }));
+    rows.push(field);
+  }
+  const form = h('form', { class: 'job', id: 'new-job', novalidate: true }, rows,
+    h('span'), h('div', { class: 'actions' }, h('button', { class: 'primary', type: 'submit', id: 'create' }, 'Create job'),
+      h('a', { href: '#/jobs' }, h('button', { type: 'button' }, 'Cancel'))));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    let body;
+    try { body = formBody(form); } catch (e) { showFormError(form, e.message, e.field); return; }
+    $('#create').disabled = true;
+    try {
+      const r = await api('POST', '/api/v1/job/', body);
+      location.hash = '#/job/' + r.id;
+    } catch (e) {
+      showFormError(form, e.message, fieldOf(e.message));
+    } finally {
+      const b = $('#create');
+      if (b) b.disabled = false;
+    }
+  });
+  setView(h('h1', {}, 'New job'), h('div', { class: 'banner error', id: 'form-error', role: 'alert', hidden: true }),
+    h('div', { class: 'card' }, form));
+  const showGroups = () => {
+    const remote = $('#f-type').value === '1';
+    form.querySelectorAll('[data-group]').forEach((el) => { el.hidden = (el.dataset.group === 'remote') !== remote; });
+  };
+  $('#f-type').addEventListener('change', showGroups);
+  showGroups();
+  for (const id of ['#f-schedule', '#f-time_zone']) {
+    $(id).addEventListener('input', () => { clearTimeout(previewTimer); previewTimer = setTimeout(previewSchedule, 250); });
+  }
+  previewSchedule();
+}
+
+// ---------- job detail ----------
+
+function chart(runs) {
+  const shown = runs.filter((r) => r.outcome !== 'skipped').slice(-60);
+  const W = 600, H = 110, pad = 4;
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('class', 'chart');
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  svg.setAttribute('preserveAspectRatio', 'none');
+  svg.setAttribute('id', 'durations');
+  if (!shown.length) return svg;
+  const max = Math.max(...shown.map((r) => r.execution_duration), 1);
+  const bw = (W - pad * 2) / 60;
+  shown.forEach((r, i) => {
+    const bh = Math.max(2, (r.execution_duration / max) * (H - pad * 2));
+    const rect = document.createElementNS('http://www.w3.org/2000/svg', 'rect');
+    rect.setAttribute('x', pad + i * bw + 1);
+    rect.setAttribute('y', H - pad - bh);
+    rect.setAttribute('width', Math.max(1, bw - 2));
+    rect.setAttribute('height', bh);
+    rect.setAttribute('fill', r.outcome === 'succeeded' ? '#2f9e6b' : '#d4473d');
+    const title = document.createElementNS('http://www.w3.org/2000/svg', 'title');
+    title.textContent = `${absolute(parseTime(r.ran_at))}: ${duration(r.execution_duration)} (${r.outcome})`;
+    rect.append(title);
+    svg.append(rect);
+  });
+  return svg;
+}
+
+async function renderJob(id, rid) {
+  let job, runs, all;
+  try {
+    [job, runs] = await Promise.all([
+      api('GET', `/api/v1/job/${encodeURIComponent(id)}/?stats=false`).then((d) => d.job),
+      api('GET', `/api/v1/job/${encodeURIComponent(id)}/runs/?limit=100`).then((d) => d.runs),
+    ]);
+    markLive(true);
+  } catch (e) {
+    if (rid !== state.renderId) return;
+    markLive(e.status !== 0);
+    setView(h('h1', {}, 'Job'), banner('error', e.message), h('a', { href: '#/jobs' }, '← all jobs'));
+    return;
+  }
+  if (rid !== state.renderId) return;
+  const m = job.metadata || {};
+  const link = (x) => h('a', { href: '#/job/' + x }, x);
+  const links = (xs) => (xs && xs.length ? xs.map((x, i) => [i ? ', ' : '', link(x)]) : h('span', { class: 'muted' }, 'none'));
+  const rp = job.remote_properties || {};
+  const rows = [
+    ['Id', h('code', {}, job.id)], ['Owner', job.owner || '—'],
+    ['Type', job.type === 1 ? 'remote HTTP request' : 'local command'],
+    job.type === 1 ? ['Request', h('code', {}, `${rp.method || 'GET'} ${rp.url || ''}`)] : ['Command', h('code', {}, job.command)],
+    ['Schedule', [describeSchedule(job.schedule), ' ', h('code', { class: 'muted' }, job.schedule || '(none)')]],
+    ['Next run', job.disabled || job.is_done ? '—' : [timeCell(job.next_run_at), ' ', h('span', { class: 'muted small' }, absolute(parseTime(job.next_run_at)))]],
+    ['State', jobState(job)],
+    ['Parents', links(job.parent_jobs)], ['Children', links(job.dependent_jobs)],
+    ['On failure', job.on_failure_job ? link(job.on_failure_job) : '—'],
+    ['Retries', job.retries || 0], ['Retry delay', job.retry_delay || '—'], ['Epsilon', job.epsilon || '—'],
+    ['Timeout', job.timeout || '—'], ['Time zone', job.time_zone || '—'], ['Overlap', job.overlap || 'allow'],
+    ['Successes / errors', `${m.success_count || 0} / ${m.error_count || 0}`],
+    ['Last success', timeCell(m.last_success)], ['Last error', timeCell(m.last_error)],
+    ['Last attempted run', timeCell(m.last_attempted_run)],
+  ];
+  const act = async (what) => {
+    try {
+      await api('POST', `/api/v1/job/${what}/${encodeURIComponent(id)}/`);
+      renderJob(id, state.renderId);
+    } catch (e) { $('#job-error').replaceChildren(banner('error', e.message)); }
+  };
+  const del = async () => {
+    // Children whose only parent is this job are deleted with it; others are unlinked.
+    const kids = await Promise.all((job.dependent_jobs || []).map((c) =>
+      api('GET', `/api/v1/job/${encodeURIComponent(c)}/?stats=false`).then((d) => d.job).catch(() => null)));
+    const going = kids.filter((k) => k && (k.parent_jobs || []).every((p) => p === id));
+    const body = h('div', {}, h('p', {}, 'Delete ', h('strong', {}, job.name), ' and its run history?'),
+      going.length ? [h('p', {}, 'These children have no other parent and will be deleted too:'),
+        h('ul', { id: 'cascade' }, going.map((k) => h('li', {}, k.name, ' ', h('code', { class: 'muted' }, k.id))))]
+        : h('p', { class: 'muted' }, 'No other job is deleted with it.'));
+    if (!(await confirmDialog('Delete job', body, 'Delete'))) return;
+    try {
+      await api('DELETE', `/api/v1/job/${encodeURIComponent(id)}/`);
+      location.hash = '#/jobs';
+    } catch (e) { $('#job-error').replaceChildren(banner('error', e.message)); }
+  };
+  const history = runs.slice().reverse();
+  setView(
+    h('div', { class: 'toolbar' }, h('a', { href: '#/jobs' }, '← all jobs')),
+    h('h1', { id: 'job-name' }, job.name || '(no name)'),
+    h('div', { id: 'job-error' }),
+    h('div', { class: 'actions spaced' },
+      h('button', { id: 'run-now', class: 'primary', onclick: () => act('start'), disabled: job.disabled }, 'Run now'),
+      job.disabled ? h('button', { id: 'enable', onclick: () => act('enable') }, 'Enable')
+        : h('button', { id: 'disable', onclick: () => act('disable') }, 'Disable'),
+      h('button', { id: 'delete', class: 'danger', onclick: del }, 'Delete')),
+    h('div', { class: 'card' }, h('dl', { class: 'fields' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
+    h('h2', {}, 'Durations'), chart(runs),
+    h('h2', {}, `Run history (${runs.length})`),
+    history.length ? h('table', { id: 'runs' },
+      h('thead', {}, h('tr', {}, ['Started', 'Trigger', 'Result', 'Duration', 'Retries', 'Exit', 'Output'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, history.map((r) => h('tr', { class: 'run' },
+        h('td', {}, timeCell(r.ran_at)),
+        h('td', { class: 'muted' }, r.trigger),
+        h('td', {}, h('span', { class: 'badge ' + (r.outcome === 'succeeded' ? 'ok' : r.outcome === 'failed' ? 'bad' : 'off') }, r.outcome)),
+        h('td', { class: 'mono' }, duration(r.execution_duration)),
+        h('td', { class: 'mono' }, r.number_of_retries),
+        h('td', { class: 'mono' }, r.exit_code ?? '—'),
+        h('td', {}, r.error ? h('div', { class: 'error small' }, r.error) : null,
+          r.output ? h('details', {}, h('summary', { class: 'small' }, 'output'), h('pre', { class: 'out' }, r.output)) : h('span', { class: 'muted' }, '—'))))))
+      : h('div', { class: 'card empty', id: 'no-runs' }, 'No runs yet.'));
+}
+
+// ---------- dashboard ----------
+
+function parseMetrics(text) {
+  const out = { runs: {}, buckets: [], lateCount: 0, lateSum: 0, storeErrors: 0, running: 0, scheduled: 0 };
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!m) continue;
+    const [, name, labels, v] = m;
+    const val = Number(v);
+    const label = (k) => { const x = new RegExp(k + '="([^"]*)"').exec(labels || ''); return x && x[1]; };
+    if (name === 'kala_runs_total') out.runs[label('result')] = val;
+    else if (name === 'kala_run_lateness_seconds_bucket') out.buckets.push([label('le') === '+Inf' ? Infinity : Number(label('le')), val]);
+    else if (name === 'kala_run_lateness_seconds_count') out.lateCount = val;
+    else if (name === 'kala_run_lateness_seconds_sum') out.lateSum = val;
+    else if (name === 'kala_store_errors_total') out.storeErrors = val;
+    else if (name === 'kala_runs_running') out.running = val;
+    else if (name === 'kala_jobs_scheduled') out.scheduled = val;
+  }
+  return out;
+}
+
+function quantile(buckets, q) {
+  const total = buckets.length ? buckets[buckets.length - 1][1] : 0;
+  if (!total) return null;
+  for (const [le, c] of buckets) if (c >= q * total) return le;
+  return Infinity;
+}
+
+function fmtSeconds(s) {
+  if (s === null) return '—';
+  if (s === Infinity) return '> largest bucket';
+  return s < 1 ? (s * 1000).toFixed(s < 0.01 ? 1 : 0) + ' ms' : s.toFixed(1) + ' s';
+}
+
+async function renderDashboard(rid) {
+  let stats, metrics;
+  try {
+    stats = (await api('GET', '/api/v1/stats/')).Stats;
+    const r = await fetch('/metrics');
+    metrics = parseMetrics(await r.text());
+    markLive(true);
+  } catch (e) {
+    if (rid !== state.renderId) return;
+    markLive(false);
+    setView(h('h1', {}, 'Dashboard'), banner('error', e.message));
+    return;
+  }
+  if (rid !== state.renderId) return;
+  const total = Object.values(metrics.runs).reduce((a, b) => a + b, 0);
+  const now = Date.now();
+  state.samples.push([now, total, metrics.runs.failed || 0]);
+  state.samples = state.samples.filter(([t]) => now - t <= 10 * 60 * 1000);
+  const first = state.samples[0];
+  const mins = (now - first[0]) / 60000;
+  const perMin = mins > 0.02 ? ((total - first[1]) / mins).toFixed(1) : '—';
+  const failPerMin = mins > 0.02 ? ((metrics.runs.failed || 0) - first[2]) / mins : null;
+  const stat = (k, v, id) => h('div', { class: 'stat', id }, h('div', { class: 'k' }, k), h('div', { class: 'v' }, v));
+  setView(
+    h('h1', {}, 'Dashboard'),
+    h('div', { class: 'grid' },
+      stat('Jobs', stats.jobs, 'stat-jobs'), stat('Enabled', stats.active_jobs), stat('Disabled', stats.disabled_jobs),
+      stat('Scheduled', metrics.scheduled), stat('Running now', metrics.running),
+      stat('Successes', stats.success_count, 'stat-success'), stat('Errors', stats.error_count, 'stat-errors'),
+      stat('Runs / minute', perMin, 'stat-rpm'),
+      stat('Failures / minute', failPerMin === null ? '—' : failPerMin.toFixed(1)),
+      stat('Skipped runs', metrics.runs.skipped || 0),
+      stat('Lateness p50', fmtSeconds(quantile(metrics.buckets, 0.5))),
+      stat('Lateness p99', fmtSeconds(quantile(metrics.buckets, 0.99))),
+      stat('Lateness mean', metrics.lateCount ? fmtSeconds(metrics.lateSum / metrics.lateCount) : '—'),
+      stat('Store errors', metrics.storeErrors)),
+    h('h2', {}, 'Times'),
+    h('div', { class: 'card' }, h('dl', { class: 'fields' },
+      h('dt', {}, 'Next run'), h('dd', {}, timeCell(stats.next_run_at), ' ', h('span', { class: 'muted small' }, absolute(parseTime(stats.next_run_at)))),
+      h('dt', {}, 'Last attempted run'), h('dd', {}, timeCell(stats.last_attempted_run)),
+      h('dt', {}, 'Server started'), h('dd', {}, absolute(parseTime(stats.created))))),
+    h('p', { class: 'muted small' }, 'Rates are measured in this page over the last ', Math.max(1, Math.round(mins)),
+      ' min; lateness is the bucket bound from /metrics.'));
+}
+
+// ---------- routing ----------
+
+async function route(initial) {
+  const rid = ++state.renderId;
+  const hash = location.hash || '#/jobs';
+  const [, page, arg] = hash.split('/');
+  document.querySelectorAll('[data-nav]').forEach((a) => a.classList.toggle('active', a.dataset.nav === page || (page === 'job' && a.dataset.nav === 'jobs')));
+  if (page === 'new') { if (initial !== 'poll') renderNew(); return; }
+  if (page === 'job' && arg) return renderJob(decodeURIComponent(arg), rid);
+  if (page === 'dashboard') return renderDashboard(rid);
+  return refreshList();
+}
+
+function poll() {
+  clearInterval(state.timer);
+  state.timer = setInterval(() => {
+    if (document.hidden || $('#confirm').open || $('#login').open) return;
+    const page = (location.hash || '#/jobs').split('/')[1];
+    if (page === 'new') return;
+    // Keep what the user is doing: an open output stays open.
+    if (document.querySelector('details[open]')) return;
+    route('poll');
+  }, POLL_MS);
+}
+
+window.addEventListener('hashchange', () => route());
+route();
+poll();

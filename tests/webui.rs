@@ -1,0 +1,88 @@
+//! The web UI in a real browser: Debian's chromium driven by playwright-core
+//! (`tests/webui/run.mjs`) against a kala-server started here. Creates a job
+//! through the form, watches it run and its history appear, disables it,
+//! deletes it; a bad schedule shows the server's error in the form. Once
+//! without and once with `--auth-token`. Screenshots of every page go to
+//! `test-output/webui/`. `.ci/run` installs chromium and the npm package;
+//! without them this test fails and says what is missing.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn drive(base: &str, shots: &str, token: Option<&str>) {
+    let dir = root().join("tests/webui");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci` in tests/webui (.ci/run does)"
+    );
+    let chromium = std::env::var("KALA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "no browser at {chromium}: apt-get install chromium (.ci/run does), or set KALA_CHROMIUM"
+    );
+    let out_dir = root().join("test-output/webui").join(shots);
+    let mut cmd = Command::new("node");
+    cmd.current_dir(&dir)
+        .arg("run.mjs")
+        .arg(base)
+        .arg(&out_dir)
+        .env("KALA_CHROMIUM", &chromium);
+    if let Some(t) = token {
+        cmd.arg(t);
+    }
+    let out = cmd.output().expect("node must be installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser test failed (screenshots in {}):\n{stdout}\n{stderr}",
+        out_dir.display()
+    );
+    assert!(stdout.contains("webui: all checks passed"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webui_in_a_real_browser() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    // The assets are served from the binary with a strict CSP.
+    let r = req(&c, "GET", &s.url("/webui/"), None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").starts_with("text/html"));
+    assert!(
+        r.header("content-security-policy")
+            .contains("default-src 'self'")
+    );
+    for asset in ["/webui/app.js", "/webui/app.css"] {
+        assert_eq!(
+            req(&c, "GET", &s.url(asset), None).await.status,
+            200,
+            "{asset}"
+        );
+    }
+    let base = s.base.clone();
+    tokio::task::spawn_blocking(move || drive(&base, "plain", None))
+        .await
+        .expect("driver");
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webui_asks_for_the_token_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &["--auth-token", "s3cret-token"]);
+    let base = s.base.clone();
+    tokio::task::spawn_blocking(move || drive(&base, "auth", Some("s3cret-token")))
+        .await
+        .expect("driver");
+    assert_eq!(s.stop(), Some(0));
+}

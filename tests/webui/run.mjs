@@ -1,0 +1,180 @@
+// Drives kala's web UI in a real browser (Debian's chromium through
+// playwright-core). Started by tests/webui.rs with a running kala-server:
+//   node run.mjs <base-url> <screenshot-dir> [token]
+// Exits non-zero with a message on the first failed check.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+const [base, outDir, token] = process.argv.slice(2);
+if (!base || !outDir) {
+  console.error('usage: node run.mjs <base-url> <screenshot-dir> [token]');
+  process.exit(2);
+}
+mkdirSync(outDir, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.KALA_CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+const consoleErrors = [];
+// JavaScript errors fail the test. The browser also logs every 4xx answer
+// ("Failed to load resource"); the bad schedule and the token prompt cause
+// those on purpose, so they are not errors of the page.
+page.on('console', (m) => {
+  if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) consoleErrors.push(m.text());
+});
+page.on('pageerror', (e) => consoleErrors.push(e.message));
+// Nothing may leave loopback: every asset ships in the binary.
+const external = [];
+page.on('request', (r) => { if (!r.url().startsWith(base) && !r.url().startsWith('data:')) external.push(r.url()); });
+
+// An API call from the page, with the token the page keeps.
+const apiCall = (method, path, body) => page.evaluate(async ([method, path, body]) => {
+  const headers = { 'Content-Type': 'application/json' };
+  const t = sessionStorage.getItem('kala-token');
+  if (t) headers.Authorization = 'Bearer ' + t;
+  const r = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  return { status: r.status, body: await r.text() };
+}, [method, path, body]);
+const shot = (name) => page.screenshot({ path: `${outDir}/${name}.png`, fullPage: true });
+const step = (msg) => console.log('step:', msg);
+function check(cond, msg) {
+  if (!cond) throw new Error('check failed: ' + msg);
+}
+
+try {
+  step('/ redirects to /webui/');
+  await page.goto(base + '/');
+  check(page.url().startsWith(base + '/webui'), 'redirected to /webui/, got ' + page.url());
+
+  if (token) {
+    step('asks for the token once');
+    await page.waitForSelector('#login[open]');
+    await shot('00-token');
+    await page.fill('#login-token', token);
+    await page.click('#login-ok');
+  }
+
+  step('empty job list');
+  await page.waitForSelector('#view h1:text("Jobs")');
+  await shot('01-empty-list');
+
+  step('a bad schedule shows the server\'s error in the form');
+  await page.click('a[data-nav="new"]');
+  await page.waitForSelector('#new-job');
+  await page.fill('#f-name', 'bad schedule');
+  await page.fill('#f-command', 'true');
+  await page.fill('#f-schedule', 'R2/2017-06-04T19:25:16Z/PT10S');
+  await page.waitForSelector('#schedule-preview strong');
+  await page.click('#create');
+  await page.waitForSelector('#form-error:not([hidden])');
+  const err = await page.textContent('#form-error');
+  check(/^schedule: .*in the past/.test(err), 'form shows the server error, got: ' + err);
+  check(await page.$('#f-schedule.invalid'), 'the schedule field is marked');
+  await shot('02-bad-schedule');
+
+  step('the schedule helper shows the next 5 runs as you type');
+  const start = new Date(Date.now() + 2000).toISOString().replace(/\.\d+Z$/, 'Z');
+  await page.fill('#f-name', 'hello from the browser');
+  await page.fill('#f-owner', 'ui@example.com');
+  await page.fill('#f-command', "bash -c 'echo hello from kala'");
+  await page.fill('#f-schedule', `R/${start}/PT1S`);
+  await page.waitForSelector('#next-runs li:nth-child(5)');
+  await shot('03-create-form');
+
+  step('remote fields appear only for remote jobs');
+  check(!(await page.isVisible('#f-remote-url')), 'remote URL hidden for a local job');
+  await page.selectOption('#f-type', '1');
+  check(await page.isVisible('#f-remote-url'), 'remote URL shown for a remote job');
+  await page.selectOption('#f-type', '0');
+
+  step('create the job through the form');
+  await page.click('#create');
+  await page.waitForSelector('#job-name:text("hello from the browser")');
+
+  step('see it run and its history appear (no reload)');
+  await page.waitForSelector('#runs tr.run:nth-child(2)', { timeout: 20000 });
+  const firstResult = await page.textContent('#runs tr.run td:nth-child(3)');
+  check(firstResult.includes('succeeded'), 'a run succeeded, got ' + firstResult);
+  await page.click('#runs tr.run details summary');
+  const out = await page.textContent('#runs tr.run pre.out');
+  check(out.includes('hello from kala'), 'output tail shown, got ' + out);
+  check(await page.$('#durations rect'), 'duration chart drawn');
+  await shot('04-job-detail');
+
+  step('disable it');
+  await page.click('#disable');
+  await page.waitForSelector('#enable');
+  check((await page.textContent('#view')).includes('disabled'), 'state shows disabled');
+  await shot('05-disabled');
+
+  step('job list shows it, with the filter');
+  await page.click('a[data-nav="jobs"]');
+  await page.waitForSelector('#jobs tr[data-id]');
+  await page.fill('#filter', 'hello');
+  check((await page.$$('#jobs tbody tr')).length === 1, 'filter keeps the job');
+  const row = await page.textContent('#jobs tbody tr');
+  check(row.includes('every second') && row.includes('disabled'), 'row shows schedule in words and state: ' + row);
+  await page.fill('#filter', '');
+  await shot('06-job-list');
+
+  step('dashboard');
+  await page.click('a[data-nav="dashboard"]');
+  await page.waitForSelector('#stat-jobs');
+  check((await page.textContent('#stat-success .v')).trim() !== '0', 'dashboard counts successes');
+  await shot('07-dashboard');
+
+  step('delete it, with confirmation naming the child deleted with it');
+  await page.goBack();
+  await page.click('#jobs tbody tr a');
+  await page.waitForSelector('#delete');
+  const parentId = (await page.textContent('dl.fields dd code')).trim();
+  const child = await apiCall('POST', '/api/v1/job/', { name: 'only child', command: 'true', parent_jobs: [parentId] });
+  check(child.status === 201, 'child created: ' + JSON.stringify(child));
+  await page.reload();
+  await page.waitForSelector('#delete');
+  await page.click('#delete');
+  await page.waitForSelector('#confirm[open] #cascade li');
+  check((await page.textContent('#cascade')).includes('only child'), 'the dialog names the child');
+  await shot('08-delete-confirm');
+  await page.click('#confirm-ok');
+  await page.waitForSelector('#view h1:text("Jobs")');
+  await page.waitForSelector('.empty');
+  await shot('09-after-delete');
+
+  if (!token) {
+    step('a fuller job list for the README');
+    const soon = (s) => new Date(Date.now() + s * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+    const jobs = [
+      { name: 'nightly backup', owner: 'ops@example.com', command: "bash -c 'echo backing up'", schedule: `R/${soon(3600)}/P1D` },
+      { name: 'refresh search index', owner: 'search@example.com', command: 'true', schedule: `R/${soon(1)}/PT2S` },
+      { name: 'flaky report', owner: 'data@example.com', command: "bash -c 'exit 3'", schedule: `R/${soon(1)}/PT3S` },
+      { name: 'weekday digest', owner: 'team@example.com', command: 'true', schedule: 'CRON_TZ=Europe/Berlin 0 9 * * 1-5' },
+      { name: 'ping status page', owner: 'ops@example.com', type: 1, schedule: `R/${soon(1)}/PT5S`,
+        remote_properties: { url: base + '/healthz', method: 'GET' } },
+      { name: 'one-off migration', owner: 'db@example.com', command: 'true' },
+      { name: 'paused cleanup', owner: 'ops@example.com', command: 'true', schedule: `R/${soon(600)}/PT1H`, disabled: true },
+    ];
+    for (const j of jobs) {
+      const r = await apiCall('POST', '/api/v1/job/', j);
+      check(r.status === 201, 'created ' + j.name + ': ' + JSON.stringify(r));
+    }
+    await page.waitForTimeout(4500);
+    await page.goto(base + '/webui/#/jobs');
+    await page.waitForSelector('#jobs tbody tr:nth-child(7)');
+    await shot('10-job-list-many');
+  }
+
+  check(external.length === 0, 'no request left the server: ' + external.join(', '));
+  check(consoleErrors.length === 0, 'no console errors: ' + consoleErrors.join(' | '));
+  console.log('webui: all checks passed');
+} catch (e) {
+  await shot('failure').catch(() => {});
+  console.error(e.stack || String(e));
+  if (consoleErrors.length) console.error('console errors:', consoleErrors);
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
