@@ -84,6 +84,11 @@ enum Cmd {
         /// deleted afterwards.
         #[arg(long = "server-arg", allow_hyphen_values = true)]
         server_args: Vec<String>,
+        /// Keep the filled embedded store in this directory (one --jobs
+        /// value): reused when it already holds that many jobs, so a
+        /// profiler can be pointed at the same start-up again.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Lateness of scheduled runs at a rate, with idle jobs queued.
     Lateness {
@@ -138,7 +143,8 @@ fn main() -> anyhow::Result<()> {
                 jobs,
                 server,
                 server_args,
-            } => bench_restart(jobs, server.clone(), server_args, cli.repeat).await,
+                dir,
+            } => bench_restart(jobs, server.clone(), server_args, dir.clone(), cli.repeat).await,
             Cmd::Lateness {
                 rate,
                 idle,
@@ -526,9 +532,13 @@ async fn bench_restart(
     jobs: &[usize],
     server: Option<PathBuf>,
     server_args: &[String],
+    keep_dir: Option<PathBuf>,
     repeat: usize,
 ) -> anyhow::Result<Vec<Measure>> {
     let bin = server_binary(server)?;
+    if keep_dir.is_some() && (jobs.len() != 1 || !server_args.is_empty()) {
+        bail!("--dir takes one --jobs value and the embedded store");
+    }
     let mut out = Vec::new();
     let base_rss = {
         let dir = tempfile::tempdir()?;
@@ -543,13 +553,21 @@ async fn bench_restart(
         rss
     };
     for &n in jobs {
-        let dir = tempfile::tempdir()?;
+        let temp = tempfile::tempdir()?;
+        let dir = keep_dir
+            .clone()
+            .unwrap_or_else(|| temp.path().to_path_buf());
         if server_args.is_empty() {
-            let store = RedbStore::open_dir(dir.path())?;
-            fill(&store, n).await?;
+            std::fs::create_dir_all(&dir)?;
+            let store = RedbStore::open_dir(&dir)?;
+            let have = store.load_all().await?.len();
+            if have != n {
+                store.delete_all().await?;
+                fill(&store, n).await?;
+            }
             store.close().await?;
         } else {
-            let (child, base, _) = start_server(&bin, dir.path(), server_args)?;
+            let (child, base, _) = start_server(&bin, &dir, server_args)?;
             let server = Server {
                 child,
                 base,
@@ -563,7 +581,7 @@ async fn bench_restart(
         for _ in 0..repeat {
             // The server prints its listening line only after every job is
             // loaded and scheduled.
-            let (child, base, started) = start_server(&bin, dir.path(), server_args)?;
+            let (child, base, started) = start_server(&bin, &dir, server_args)?;
             let elapsed = started.elapsed().as_secs_f64();
             let server = Server {
                 child,
@@ -584,7 +602,7 @@ async fn bench_restart(
             stop(server)?;
         }
         if !server_args.is_empty() {
-            let (child, base, _) = start_server(&bin, dir.path(), server_args)?;
+            let (child, base, _) = start_server(&bin, &dir, server_args)?;
             let server = Server {
                 child,
                 base,

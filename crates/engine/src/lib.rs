@@ -109,14 +109,36 @@ pub enum Event {
 
 const STRIPES: usize = 1024;
 
+/// Job ids are made by the server (UUIDs), so a fast, randomly seeded
+/// hasher is safe here; SipHash was ~6 % of start-up with 1M jobs.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One job in memory. The job is shared, so readers (GET, the list) take a
+/// reference count instead of a deep copy; writers use `Arc::make_mut`.
+/// `armed` (fire at, the schedule point it stands for) mirrors the job's
+/// entry in the queue; keeping it here saves a second map and a copy of
+/// the id per job.
+struct Slot {
+    job: Arc<Job>,
+    armed: Option<(Timestamp, Timestamp)>,
+}
+
+impl Slot {
+    fn new(job: Job) -> Slot {
+        Slot {
+            job: Arc::new(job),
+            armed: None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    jobs: HashMap<JobId, Job>,
+    /// Every job, with its timer entry when it has one.
+    jobs: FastMap<JobId, Slot>,
     /// (fire at, job): the timer's queue.
     queue: BTreeSet<(Timestamp, JobId)>,
-    /// job → (fire at, the schedule point it stands for).
-    armed: HashMap<JobId, (Timestamp, Timestamp)>,
-    running: HashMap<JobId, u32>,
+    running: FastMap<JobId, u32>,
 }
 
 struct Inner {
@@ -152,7 +174,9 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
+        let load_started = std::time::Instant::now();
         let jobs = store.load_all().await?;
+        let loaded_in = load_started.elapsed();
         let (events, _) = broadcast::channel(4096);
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
@@ -172,19 +196,43 @@ impl Engine {
         });
         let engine = Engine { inner };
         let mut pending_once = Vec::new();
+        let arm_started = std::time::Instant::now();
+        let count = jobs.len();
         {
+            // Bulk start-up: nothing is armed yet and the timer is not
+            // running, so the queue is built in one sorted pass instead of
+            // a million O(log n) inserts.
             let now = engine.inner.clock.now();
             let mut st = engine.inner.lock();
-            st.jobs.reserve(jobs.len());
-            for job in jobs {
-                let id = job.id.clone();
+            st.jobs.reserve(count);
+            let mut queue = Vec::with_capacity(count);
+            for mut job in jobs {
                 if job_is_pending_once(&job) {
-                    pending_once.push(id.clone());
+                    pending_once.push(job.id.clone());
                 }
-                st.jobs.insert(id.clone(), job);
-                engine.inner.arm_from_state(&mut st, &id, now, true);
+                let armed = engine.inner.next_arm(&job, now, true);
+                if let Some((fire, _)) = armed {
+                    job.next_run_at = Some(fire);
+                    queue.push((fire, job.id.clone()));
+                }
+                let id = job.id.clone();
+                st.jobs.insert(
+                    id,
+                    Slot {
+                        job: Arc::new(job),
+                        armed,
+                    },
+                );
             }
+            queue.sort_unstable();
+            st.queue = queue.into_iter().collect();
         }
+        tracing::info!(
+            jobs = count,
+            load_ms = loaded_in.as_millis() as u64,
+            schedule_ms = arm_started.elapsed().as_millis() as u64,
+            "engine started"
+        );
         for id in pending_once {
             engine.spawn_run(id, Trigger::Once);
         }
@@ -245,7 +293,7 @@ impl Engine {
         };
         let plan = {
             let st = inner.lock();
-            plan_create(job, |pid| st.jobs.get(pid).cloned())?
+            plan_create(job, |pid| st.jobs.get(pid).map(|s| Job::clone(&s.job)))?
         };
         let mut job = plan.job;
         // The first run, so that the stored job shows it.
@@ -268,11 +316,11 @@ impl Engine {
         {
             let mut st = inner.lock();
             for p in &plan.updated_parents {
-                if let Some(cur) = st.jobs.get_mut(&p.id) {
+                if let Some(cur) = st.jobs.get_mut(&p.id).map(|s| Arc::make_mut(&mut s.job)) {
                     cur.dependent_jobs = p.dependent_jobs.clone();
                 }
             }
-            st.jobs.insert(id.clone(), job);
+            st.jobs.insert(id.clone(), Slot::new(job));
             inner.arm_from_state(&mut st, &id, now, false);
         }
         if run_now {
@@ -281,17 +329,24 @@ impl Engine {
         Ok(id)
     }
 
-    pub fn get(&self, id: &str) -> Option<Job> {
-        self.inner.lock().jobs.get(id).cloned()
+    /// The job as it is now (a shared snapshot: later changes make a new
+    /// copy and leave this one as it was).
+    pub fn get(&self, id: &str) -> Option<Arc<Job>> {
+        self.inner.lock().jobs.get(id).map(|s| s.job.clone())
     }
 
     /// Every job (a snapshot).
-    pub fn list(&self) -> Vec<Job> {
-        self.inner.lock().jobs.values().cloned().collect()
+    pub fn list(&self) -> Vec<Arc<Job>> {
+        self.inner
+            .lock()
+            .jobs
+            .values()
+            .map(|s| s.job.clone())
+            .collect()
     }
 
     /// Up to `limit` jobs with ids after `after`, in id order.
-    pub fn list_page(&self, after: Option<&str>, limit: usize) -> Vec<Job> {
+    pub fn list_page(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Job>> {
         let st = self.inner.lock();
         let mut ids: Vec<&JobId> = st
             .jobs
@@ -301,7 +356,7 @@ impl Engine {
         ids.sort_unstable();
         ids.into_iter()
             .take(limit)
-            .filter_map(|id| st.jobs.get(id).cloned())
+            .filter_map(|id| st.jobs.get(id).map(|s| s.job.clone()))
             .collect()
     }
 
@@ -320,7 +375,7 @@ impl Engine {
         let _graph = inner.graph.lock().await;
         let plan = {
             let st = inner.lock();
-            plan_delete(id, |x| st.jobs.get(x).cloned())
+            plan_delete(id, |x| st.jobs.get(x).map(|s| Job::clone(&s.job)))
                 .ok_or_else(|| EngineError::NotFound(id.to_string()))?
         };
         let ids: Vec<&str> = plan
@@ -340,11 +395,11 @@ impl Engine {
             .await?;
         let mut st = inner.lock();
         for d in &plan.deleted {
-            st.jobs.remove(d);
             Inner::disarm(&mut st, d);
+            st.jobs.remove(d);
         }
         for u in &plan.updated {
-            if let Some(cur) = st.jobs.get_mut(&u.id) {
+            if let Some(cur) = st.jobs.get_mut(&u.id).map(|s| Arc::make_mut(&mut s.job)) {
                 cur.dependent_jobs = u.dependent_jobs.clone();
                 cur.parent_jobs = u.parent_jobs.clone();
             }
@@ -364,7 +419,6 @@ impl Engine {
         let mut st = inner.lock();
         st.jobs.clear();
         st.queue.clear();
-        st.armed.clear();
         Ok(())
     }
 
@@ -387,7 +441,7 @@ impl Engine {
             .lock()
             .jobs
             .get(id)
-            .cloned()
+            .map(|s| Job::clone(&s.job))
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         if job.disabled == disabled {
             return Ok(());
@@ -397,7 +451,7 @@ impl Engine {
         let now = inner.clock.now();
         let run_once = {
             let mut st = inner.lock();
-            let Some(cur) = st.jobs.get_mut(id) else {
+            let Some(cur) = st.jobs.get_mut(id).map(|s| Arc::make_mut(&mut s.job)) else {
                 return Err(EngineError::NotFound(id.to_string()));
             };
             cur.disabled = disabled;
@@ -425,7 +479,7 @@ impl Engine {
             .lock()
             .jobs
             .get(id)
-            .map(|j| j.disabled)
+            .map(|s| s.job.disabled)
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         if disabled {
             return Ok(None);
@@ -459,7 +513,7 @@ impl Engine {
             next_run_at: st.queue.first().map(|(at, _)| *at),
             ..AppStats::default()
         };
-        for j in st.jobs.values() {
+        for j in st.jobs.values().map(|s| &s.job) {
             s.jobs += 1;
             if j.disabled {
                 s.disabled_jobs += 1;
@@ -624,10 +678,12 @@ impl Inner {
 
     /// (Re)arms `id` from its current state.
     fn arm_from_state(&self, st: &mut State, id: &str, now: Timestamp, catch_up: bool) {
-        let Some(job) = st.jobs.get(id) else { return };
+        let Some(job) = st.jobs.get(id).map(|s| &s.job) else {
+            return;
+        };
         match self.next_arm(job, now, catch_up) {
             Some((fire, point)) => {
-                if let Some(j) = st.jobs.get_mut(id) {
+                if let Some(j) = st.jobs.get_mut(id).map(|s| Arc::make_mut(&mut s.job)) {
                     j.next_run_at = Some(fire);
                 }
                 self.arm(st, id, fire, point);
@@ -638,16 +694,19 @@ impl Inner {
 
     fn arm(&self, st: &mut State, id: &str, fire: Timestamp, point: Timestamp) {
         Inner::disarm(st, id);
+        let Some(slot) = st.jobs.get_mut(id) else {
+            return;
+        };
+        slot.armed = Some((fire, point));
         let earliest = st.queue.first().map(|(t, _)| *t);
         st.queue.insert((fire, id.to_string()));
-        st.armed.insert(id.to_string(), (fire, point));
         if earliest.is_none_or(|e| fire < e) {
             self.wake.notify_one();
         }
     }
 
     fn disarm(st: &mut State, id: &str) {
-        if let Some((fire, _)) = st.armed.remove(id) {
+        if let Some((fire, _)) = st.jobs.get_mut(id).and_then(|s| s.armed.take()) {
             st.queue.remove(&(fire, id.to_string()));
         }
     }
@@ -696,12 +755,12 @@ impl Inner {
     /// a long run does not delay the schedule; see `overlap`).
     fn take_due(&self, id: &str, at: Timestamp) -> Option<(Job, Timestamp)> {
         let mut st = self.lock();
-        let (fire, point) = *st.armed.get(id)?;
+        let (fire, point) = st.jobs.get(id)?.armed?;
         if fire != at {
             return None;
         }
         Inner::disarm(&mut st, id);
-        let job = st.jobs.get_mut(id)?;
+        let job = st.jobs.get_mut(id).map(|s| Arc::make_mut(&mut s.job))?;
         if job.disabled {
             return None;
         }
@@ -711,13 +770,13 @@ impl Inner {
         let now = self.clock.now();
         match self.next_arm(&snapshot, now, false) {
             Some((fire, point)) => {
-                if let Some(j) = st.jobs.get_mut(id) {
+                if let Some(j) = st.jobs.get_mut(id).map(|s| Arc::make_mut(&mut s.job)) {
                     j.next_run_at = Some(fire);
                 }
                 self.arm(&mut st, id, fire, point);
             }
             None => {
-                if let Some(j) = st.jobs.get_mut(id) {
+                if let Some(j) = st.jobs.get_mut(id).map(|s| Arc::make_mut(&mut s.job)) {
                     j.next_run_at = None;
                 }
             }
@@ -800,7 +859,11 @@ impl Inner {
         Box::pin(async move {
             let job = {
                 let mut st = self.lock();
-                let job = st.jobs.get(&id).filter(|j| !j.disabled).cloned()?;
+                let job = st
+                    .jobs
+                    .get(&id)
+                    .map(|s| s.job.clone())
+                    .filter(|j| !j.disabled)?;
                 *st.running.entry(id.clone()).or_default() += 1;
                 job
             };
@@ -930,9 +993,9 @@ impl Inner {
         let job = {
             let st = self.lock();
             let Some(cur) = st.jobs.get(id) else { return };
-            let mut job = cur.clone();
+            let mut job = Job::clone(&cur.job);
             update(&mut job);
-            job.is_done = !st.armed.contains_key(id);
+            job.is_done = !st.jobs.get(id).is_some_and(|s| s.armed.is_some());
             job
         };
         let batch = Batch {
@@ -947,8 +1010,8 @@ impl Inner {
         }
         {
             let mut st = self.lock();
-            let armed = st.armed.contains_key(id);
-            if let Some(cur) = st.jobs.get_mut(id) {
+            let armed = st.jobs.get(id).is_some_and(|s| s.armed.is_some());
+            if let Some(cur) = st.jobs.get_mut(id).map(|s| Arc::make_mut(&mut s.job)) {
                 update(cur);
                 cur.is_done = !armed;
             }
