@@ -995,7 +995,7 @@ impl Inner {
             let Some(cur) = st.jobs.get(id) else { return };
             let mut job = Job::clone(&cur.job);
             update(&mut job);
-            job.is_done = !st.jobs.get(id).is_some_and(|s| s.armed.is_some());
+            job.is_done = st.jobs.get(id).is_none_or(|s| s.armed.is_none());
             job
         };
         let batch = Batch {
