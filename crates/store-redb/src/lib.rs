@@ -92,7 +92,7 @@ impl RedbStore {
     pub fn open_file(path: impl AsRef<Path>) -> Result<RedbStore> {
         let path = path.as_ref().to_path_buf();
         let db = Database::builder()
-            .set_cache_size(32 << 20)
+            .set_cache_size(8 << 20)
             .create(&path)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
