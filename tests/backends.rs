@@ -26,18 +26,9 @@ async fn restart_keeps_jobs_and_history(args: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Server::start(dir.path(), args);
     let c = client();
-    let every = create(
-        &c,
-        &s,
-        json!({"name": "every second", "command": "true", "schedule": starts_in(1, "R", "PT1S")}),
-    )
-    .await;
+    let every = create_every_second(&c, &s).await;
     let once = create(&c, &s, json!({"name": "once", "command": "true"})).await;
-    eventually(20, || async {
-        let j = get_job(&c, &s, &every).await;
-        (j["metadata"]["success_count"].as_u64() >= Some(2)).then_some(())
-    })
-    .await;
+    wait_for_successes(&c, &s, &every, 2).await;
     eventually(10, || async {
         (get_job(&c, &s, &once).await["is_done"] == true).then_some(())
     })

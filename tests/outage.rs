@@ -54,21 +54,12 @@ async fn outage(args: &[&str], stop: &mut dyn FnMut(), start: &mut dyn FnMut()) 
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Server::start(dir.path(), args);
     let c = client();
-    let every = create(
-        &c,
-        &s,
-        json!({"name": "every second", "command": "true", "schedule": starts_in(1, "R", "PT1S")}),
-    )
-    .await;
+    let every = create_every_second(&c, &s).await;
     let mut acknowledged = vec![every.clone()];
     for k in 0..5 {
         acknowledged.push(create(&c, &s, json!({"name": format!("before {k}"), "command": "true", "schedule": starts_in(3600, "R", "PT1H")})).await);
     }
-    eventually(20, || async {
-        let j = get_job(&c, &s, &every).await;
-        (j["metadata"]["success_count"].as_u64() >= Some(1)).then_some(())
-    })
-    .await;
+    wait_for_successes(&c, &s, &every, 1).await;
 
     stop();
     // Writes fail with 503 and a JSON error naming the storage problem.

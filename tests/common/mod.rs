@@ -174,3 +174,18 @@ pub async fn get_job(c: &reqwest::Client, s: &Server, id: &str) -> Value {
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["job"].clone()
 }
+
+/// Creates a job that runs `true` every second, starting in a second.
+pub async fn create_every_second(c: &reqwest::Client, s: &Server) -> String {
+    let body = serde_json::json!({"name": "every second", "command": "true", "schedule": starts_in(1, "R", "PT1S")});
+    create(c, s, body).await
+}
+
+/// Waits until the job's success count reaches `n`.
+pub async fn wait_for_successes(c: &reqwest::Client, s: &Server, id: &str, n: u64) {
+    eventually(20, || async {
+        let j = get_job(c, s, id).await;
+        (j["metadata"]["success_count"].as_u64() >= Some(n)).then_some(())
+    })
+    .await;
+}

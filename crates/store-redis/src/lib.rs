@@ -193,25 +193,40 @@ impl RedisStore {
         Ok(((ns.div_euclid(1_000)) as f64, m))
     }
 
-    async fn run_job_ids(&self) -> Result<Vec<String>> {
+    /// Walks `key` with `SSCAN`/`HSCAN` (never `KEYS`), handing each batch
+    /// to `each`. A scan may return an element more than once.
+    async fn scan<T: redis::FromRedisValue>(
+        &self,
+        command: &str,
+        key: &str,
+        mut each: impl FnMut(Vec<T>) -> Result<()>,
+    ) -> Result<()> {
         let mut conn = self.conn.clone();
         let mut cursor: u64 = 0;
-        let mut ids = HashSet::new();
         loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SSCAN")
-                .arg(&self.runjobs_key)
+            let (next, batch): (u64, Vec<T>) = redis::cmd(command)
+                .arg(key)
                 .arg(cursor)
                 .arg("COUNT")
-                .arg(1000)
+                .arg(2000)
                 .query_async(&mut conn)
                 .await
                 .map_err(map_err)?;
-            ids.extend(batch);
+            each(batch)?;
             if next == 0 {
-                break;
+                return Ok(());
             }
             cursor = next;
         }
+    }
+
+    async fn run_job_ids(&self) -> Result<Vec<String>> {
+        let mut ids = HashSet::new();
+        self.scan("SSCAN", &self.runjobs_key, |batch: Vec<String>| {
+            ids.extend(batch);
+            Ok(())
+        })
+        .await?;
         Ok(ids.into_iter().collect())
     }
 }
@@ -223,30 +238,17 @@ impl JobStore for RedisStore {
     }
 
     async fn load_all(&self) -> Result<Vec<Job>> {
-        let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
         let mut seen = HashSet::new();
         let mut jobs = Vec::new();
-        loop {
-            let (next, pairs): (u64, Vec<(String, Vec<u8>)>) = redis::cmd("HSCAN")
-                .arg(&self.jobs_key)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(2000)
-                .query_async(&mut conn)
-                .await
-                .map_err(map_err)?;
+        self.scan("HSCAN", &self.jobs_key, |pairs: Vec<(String, Vec<u8>)>| {
             for (id, bytes) in pairs {
-                // HSCAN may return a field more than once.
                 if seen.insert(id.clone()) {
                     jobs.push(decode(&id, &bytes)?);
                 }
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+            Ok(())
+        })
+        .await?;
         Ok(jobs)
     }
 
@@ -355,31 +357,19 @@ impl JobStore for RedisStore {
         }
         // Expired claims.
         let now_key = padded_ns(now);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, pairs): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
-                .arg(&self.claims_key)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(map_err)?;
-            let expired: Vec<&str> = pairs
-                .iter()
-                .filter(|(_, v)| v.get(..31).is_some_and(|exp| exp <= now_key.as_str()))
-                .map(|(k, _)| k.as_str())
-                .collect();
-            if !expired.is_empty() {
-                let () = conn
-                    .hdel(&self.claims_key, &expired)
-                    .await
-                    .map_err(map_err)?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+        let mut expired = Vec::new();
+        self.scan("HSCAN", &self.claims_key, |pairs: Vec<(String, String)>| {
+            expired.extend(
+                pairs
+                    .into_iter()
+                    .filter(|(_, v)| v.get(..31).is_some_and(|exp| exp <= now_key.as_str()))
+                    .map(|(k, _)| k),
+            );
+            Ok(())
+        })
+        .await?;
+        for chunk in expired.chunks(1000) {
+            let () = conn.hdel(&self.claims_key, chunk).await.map_err(map_err)?;
         }
         Ok(dropped)
     }
