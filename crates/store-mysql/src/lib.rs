@@ -25,7 +25,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::json::{decode, encode_string};
+use kala_store::json::decode;
+use kala_store::sql::{EncodedBatch, retry_transient};
 use kala_store::{Batch, Claim, JobStore, Result, Retention, StoreError, ns_i64};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
@@ -255,6 +256,16 @@ fn retryable(e: &sqlx::Error) -> bool {
         || db.message().contains("Lock wait timeout"))
 }
 
+/// Appends `IN (?, ?, …)` with `ids` bound.
+fn push_in_list(q: &mut QueryBuilder<MySql>, ids: &[String]) {
+    q.push("IN (");
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(id.clone());
+    }
+    q.push(")");
+}
+
 pub struct MySqlStore {
     pool: MySqlPool,
 }
@@ -280,79 +291,47 @@ impl MySqlStore {
         &self.pool
     }
 
-    async fn apply_once(&self, batch: &Batch) -> std::result::Result<(), sqlx::Error> {
-        let encode_err = |e: StoreError| sqlx::Error::Encode(e.into());
+    async fn apply_once(&self, b: &EncodedBatch) -> std::result::Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        if !batch.delete.is_empty() {
-            let mut ids = batch.delete.clone();
-            ids.sort_unstable();
-            for table in [
-                "kala_jobs WHERE id",
-                "kala_runs WHERE job_id",
-                "kala_claims WHERE job_id",
-            ] {
-                for chunk in ids.chunks(1_000) {
-                    let mut q = QueryBuilder::<MySql>::new(format!("DELETE FROM {table} IN ("));
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(id.as_str());
-                    }
-                    q.push(")");
-                    q.build().execute(&mut *tx).await?;
-                }
-            }
-        }
-        if !batch.put.is_empty() {
-            let mut rows: Vec<&Job> = batch.put.iter().rev().collect();
-            rows.sort_by(|a, b| a.id.cmp(&b.id));
-            rows.dedup_by(|a, b| a.id == b.id);
-            for chunk in rows.chunks(1_000) {
-                let encoded = chunk
-                    .iter()
-                    .map(|j| Ok((j.id.as_str(), encode_string(*j)?)))
-                    .collect::<Result<Vec<_>>>()
-                    .map_err(encode_err)?;
-                let mut q = QueryBuilder::<MySql>::new("INSERT INTO kala_jobs (id, job) ");
-                q.push_values(encoded, |mut row, (id, job)| {
-                    row.push_bind(id).push_bind(job);
-                });
-                q.push(" ON DUPLICATE KEY UPDATE job = VALUES(job)");
+        for table in [
+            "kala_jobs WHERE id",
+            "kala_runs WHERE job_id",
+            "kala_claims WHERE job_id",
+        ] {
+            for chunk in b.delete.chunks(1_000) {
+                let mut q = QueryBuilder::<MySql>::new(format!("DELETE FROM {table} "));
+                push_in_list(&mut q, chunk);
                 q.build().execute(&mut *tx).await?;
             }
         }
-        if !batch.runs.is_empty() {
-            for chunk in batch.runs.chunks(1_000) {
-                let encoded = chunk
-                    .iter()
-                    .map(|r| Ok((r.job_id.as_str(), ns_i64(r.ran_at)?, encode_string(r)?)))
-                    .collect::<Result<Vec<_>>>()
-                    .map_err(encode_err)?;
-                let mut q =
-                    QueryBuilder::<MySql>::new("INSERT INTO kala_runs (job_id, ran_at, run) ");
-                q.push_values(encoded, |mut row, (id, at, run)| {
-                    row.push_bind(id).push_bind(at).push_bind(run);
-                });
+        for (ids, jobs) in b.put_ids.chunks(1_000).zip(b.put_jobs.chunks(1_000)) {
+            let mut q = QueryBuilder::<MySql>::new("INSERT INTO kala_jobs (id, job) ");
+            q.push_values(ids.iter().zip(jobs), |mut row, (id, job)| {
+                row.push_bind(id).push_bind(job);
+            });
+            q.push(" ON DUPLICATE KEY UPDATE job = VALUES(job)");
+            q.build().execute(&mut *tx).await?;
+        }
+        let runs = b.run_job_ids.iter().zip(&b.run_at).zip(&b.runs);
+        for chunk in runs.collect::<Vec<_>>().chunks(1_000) {
+            let mut q = QueryBuilder::<MySql>::new("INSERT INTO kala_runs (job_id, ran_at, run) ");
+            q.push_values(chunk, |mut row, ((id, at), run)| {
+                row.push_bind(*id).push_bind(**at).push_bind(*run);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        if let Some(keep) = b.keep_runs {
+            for chunk in b.touched.chunks(1_000) {
+                let mut q = QueryBuilder::<MySql>::new(
+                    "DELETE r FROM kala_runs r JOIN (SELECT seq FROM (SELECT seq, ROW_NUMBER() \
+                     OVER (PARTITION BY job_id ORDER BY ran_at DESC, seq DESC) AS rn \
+                     FROM kala_runs WHERE job_id ",
+                );
+                push_in_list(&mut q, chunk);
+                q.push(") x WHERE rn > ");
+                q.push_bind(keep as i64);
+                q.push(") d ON r.seq = d.seq");
                 q.build().execute(&mut *tx).await?;
-            }
-            if let Some(keep) = batch.keep_runs {
-                let mut ids: Vec<&str> = batch.runs.iter().map(|r| r.job_id.as_str()).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                for chunk in ids.chunks(1_000) {
-                    let mut q = QueryBuilder::<MySql>::new(
-                        "DELETE r FROM kala_runs r JOIN (SELECT seq FROM (SELECT seq, ROW_NUMBER() \
-                         OVER (PARTITION BY job_id ORDER BY ran_at DESC, seq DESC) AS rn \
-                         FROM kala_runs WHERE job_id IN (",
-                    );
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    q.push(")) x WHERE rn > ");
-                    q.push_bind(keep as i64);
-                    q.push(") d ON r.seq = d.seq");
-                    q.build().execute(&mut *tx).await?;
-                }
             }
         }
         tx.commit().await
@@ -398,19 +377,10 @@ impl JobStore for MySqlStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut attempt = 0;
-        loop {
-            match self.apply_once(&batch).await {
-                Ok(()) => return Ok(()),
-                Err(e) if retryable(&e) && attempt < 5 => {
-                    attempt += 1;
-                    tracing::debug!(error = %e, attempt, "mysql: retrying a batch");
-                    tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
-                }
-                Err(sqlx::Error::Encode(e)) => return Err(StoreError::Backend(e.to_string())),
-                Err(e) => return Err(map_err(e)),
-            }
-        }
+        let encoded = EncodedBatch::new(&batch)?;
+        retry_transient(retryable, || self.apply_once(&encoded))
+            .await
+            .map_err(map_err)
     }
 
     async fn runs(&self, job_id: &str, limit: Option<usize>) -> Result<Vec<RunRecord>> {

@@ -25,7 +25,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::json::{decode, encode_string};
+use kala_store::json::decode;
+use kala_store::sql::{EncodedBatch, retry_transient};
 use kala_store::{Batch, Claim, JobStore, Result, Retention, StoreError, ns_i64};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -189,77 +190,44 @@ impl PostgresStore {
         &self.pool
     }
 
-    async fn apply_once(&self, batch: &Batch) -> std::result::Result<(), sqlx::Error> {
+    async fn apply_once(&self, b: &EncodedBatch) -> std::result::Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        if !batch.delete.is_empty() {
-            let mut ids = batch.delete.clone();
-            ids.sort_unstable();
-            sqlx::query("DELETE FROM kala_jobs WHERE id = ANY($1)")
-                .bind(&ids)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM kala_runs WHERE job_id = ANY($1)")
-                .bind(&ids)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM kala_claims WHERE job_id = ANY($1)")
-                .bind(&ids)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !batch.put.is_empty() {
-            // One row per id (the last put wins), in id order.
-            let mut rows: Vec<(&str, &Job)> = Vec::with_capacity(batch.put.len());
-            for job in &batch.put {
-                rows.push((job.id.as_str(), job));
-            }
-            rows.reverse();
-            rows.sort_by(|a, b| a.0.cmp(b.0));
-            rows.dedup_by(|a, b| a.0 == b.0);
-            for chunk in rows.chunks(5_000) {
-                let ids: Vec<&str> = chunk.iter().map(|r| r.0).collect();
-                let jobs = chunk
-                    .iter()
-                    .map(|r| encode_string(r.1))
-                    .collect::<Result<Vec<String>>>()
-                    .map_err(|e| sqlx::Error::Encode(e.into()))?;
-                sqlx::query(
-                    "INSERT INTO kala_jobs (id, job) SELECT * FROM UNNEST($1::text[], $2::text[]) \
-                     ON CONFLICT (id) DO UPDATE SET job = EXCLUDED.job",
-                )
-                .bind(&ids)
-                .bind(&jobs)
-                .execute(&mut *tx)
-                .await?;
+        if !b.delete.is_empty() {
+            for sql in [
+                "DELETE FROM kala_jobs WHERE id = ANY($1)",
+                "DELETE FROM kala_runs WHERE job_id = ANY($1)",
+                "DELETE FROM kala_claims WHERE job_id = ANY($1)",
+            ] {
+                sqlx::query(sql).bind(&b.delete).execute(&mut *tx).await?;
             }
         }
-        if !batch.runs.is_empty() {
-            let mut ids = Vec::with_capacity(batch.runs.len());
-            let mut at = Vec::with_capacity(batch.runs.len());
-            let mut runs = Vec::with_capacity(batch.runs.len());
-            for run in &batch.runs {
-                ids.push(run.job_id.as_str());
-                at.push(ns_i64(run.ran_at).map_err(|e| sqlx::Error::Encode(e.into()))?);
-                runs.push(encode_string(run).map_err(|e| sqlx::Error::Encode(e.into()))?);
-            }
+        for (ids, jobs) in b.put_ids.chunks(5_000).zip(b.put_jobs.chunks(5_000)) {
+            sqlx::query(
+                "INSERT INTO kala_jobs (id, job) SELECT * FROM UNNEST($1::text[], $2::text[]) \
+                 ON CONFLICT (id) DO UPDATE SET job = EXCLUDED.job",
+            )
+            .bind(ids)
+            .bind(jobs)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !b.runs.is_empty() {
             sqlx::query(
                 "INSERT INTO kala_runs (job_id, ran_at, run) \
                  SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[])",
             )
-            .bind(&ids)
-            .bind(&at)
-            .bind(&runs)
+            .bind(&b.run_job_ids)
+            .bind(&b.run_at)
+            .bind(&b.runs)
             .execute(&mut *tx)
             .await?;
-            if let Some(keep) = batch.keep_runs {
-                ids.sort_unstable();
-                ids.dedup();
+            if let Some(keep) = b.keep_runs {
                 sqlx::query(
                     "DELETE FROM kala_runs WHERE seq IN (SELECT seq FROM (SELECT seq, row_number() \
                      OVER (PARTITION BY job_id ORDER BY ran_at DESC, seq DESC) AS rn \
                      FROM kala_runs WHERE job_id = ANY($1)) x WHERE rn > $2)",
                 )
-                .bind(&ids)
+                .bind(&b.touched)
                 .bind(keep as i64)
                 .execute(&mut *tx)
                 .await?;
@@ -308,19 +276,10 @@ impl JobStore for PostgresStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut attempt = 0;
-        loop {
-            match self.apply_once(&batch).await {
-                Ok(()) => return Ok(()),
-                Err(e) if retryable(&e) && attempt < 5 => {
-                    attempt += 1;
-                    tracing::debug!(error = %e, attempt, "postgres: retrying a batch");
-                    tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
-                }
-                Err(sqlx::Error::Encode(e)) => return Err(StoreError::Backend(e.to_string())),
-                Err(e) => return Err(map_err(e)),
-            }
-        }
+        let encoded = EncodedBatch::new(&batch)?;
+        retry_transient(retryable, || self.apply_once(&encoded))
+            .await
+            .map_err(map_err)
     }
 
     async fn runs(&self, job_id: &str, limit: Option<usize>) -> Result<Vec<RunRecord>> {
