@@ -401,18 +401,7 @@ async fn scheduled_one_off_dependent_and_failing_jobs_run() {
     assert_eq!(job["stats"][0]["number_of_retries"], 2);
     assert_eq!(job["stats"][0]["success"], false);
     // A child runs after its parent's successful run.
-    let parent = create(
-        &c,
-        &s,
-        json!({"name": "parent", "command": "true", "schedule": starts_in(3600, "R", "PT1H")}),
-    )
-    .await;
-    let child = create(
-        &c,
-        &s,
-        json!({"name": "child", "command": "true", "parent_jobs": [parent]}),
-    )
-    .await;
+    let (parent, child) = create_parent_and_child(&c, &s).await;
     assert_eq!(
         get_job(&c, &s, &parent).await["dependent_jobs"],
         json!([child])
@@ -423,13 +412,14 @@ async fn scheduled_one_off_dependent_and_failing_jobs_run() {
         1
     );
     // Deleting the parent deletes its only child.
-    req(
+    let deleted = req(
         &c,
         "DELETE",
         &s.url(&format!("/api/v1/job/{parent}/")),
         None,
     )
     .await;
+    assert_eq!(deleted.status, 204);
     assert_eq!(
         req(&c, "GET", &s.url(&format!("/api/v1/job/{child}/")), None)
             .await
@@ -454,18 +444,7 @@ async fn restart_keeps_jobs_history_flags_children_and_one_offs() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
     let c = client();
-    let parent = create(
-        &c,
-        &s,
-        json!({"name": "parent", "command": "true", "schedule": starts_in(3600, "R", "PT1H")}),
-    )
-    .await;
-    let child = create(
-        &c,
-        &s,
-        json!({"name": "child", "command": "true", "parent_jobs": [parent]}),
-    )
-    .await;
+    let (parent, child) = create_parent_and_child(&c, &s).await;
     let off = create(&c, &s, json!({"name": "off", "command": "true", "schedule": starts_in(3600, "R", "PT1H"), "disabled": true})).await;
     let once = create(&c, &s, json!({"name": "once", "command": "true"})).await;
     action(&c, &s, "start", &parent).await;

@@ -189,3 +189,20 @@ pub async fn wait_for_successes(c: &reqwest::Client, s: &Server, id: &str, n: u6
     })
     .await;
 }
+
+/// An hourly parent (first run in an hour) and a child that runs after it.
+pub async fn create_parent_and_child(c: &reqwest::Client, s: &Server) -> (String, String) {
+    let parent = create(
+        c,
+        s,
+        serde_json::json!({"name": "parent", "command": "true", "schedule": starts_in(3600, "R", "PT1H")}),
+    )
+    .await;
+    let child = create(
+        c,
+        s,
+        serde_json::json!({"name": "child", "command": "true", "parent_jobs": [parent]}),
+    )
+    .await;
+    (parent, child)
+}

@@ -309,10 +309,9 @@ async fn get_job(
         .engine
         .get(&id)
         .ok_or_else(|| EngineError::NotFound(id.clone()))?;
-    let runs = if q.stats.unwrap_or(true) {
-        kala_runs(s.engine.runs(&id, None).await?)
-    } else {
-        Vec::new()
+    let runs = match q.stats.unwrap_or(true) {
+        true => Some(kala_runs(s.engine.runs(&id, None).await?)),
+        false => None,
     };
     #[derive(Serialize)]
     struct One<'a> {
@@ -321,7 +320,7 @@ async fn get_job(
     Ok(json_response(
         StatusCode::OK,
         &One {
-            job: JobOut::new(&job, q.stats.unwrap_or(true).then_some(runs.as_slice())),
+            job: JobOut::new(&job, runs.as_deref()),
         },
     ))
 }

@@ -509,9 +509,11 @@ async function renderJob(id, rid) {
   };
   const del = async () => {
     // Children whose only parent is this job are deleted with it; others are unlinked.
+    // A child that cannot be read is named as possibly deleted, not left out.
     const kids = await Promise.all((job.dependent_jobs || []).map((c) =>
-      api('GET', `/api/v1/job/${encodeURIComponent(c)}/?stats=false`).then((d) => d.job).catch(() => null)));
-    const going = kids.filter((k) => k && (k.parent_jobs || []).every((p) => p === id));
+      api('GET', `/api/v1/job/${encodeURIComponent(c)}/?stats=false`).then((d) => d.job)
+        .catch((e) => ({ id: c, name: `(could not be read: ${e.message}; it may be deleted too)`, parent_jobs: [id] }))));
+    const going = kids.filter((k) => (k.parent_jobs || []).every((p) => p === id));
     const body = h('div', {}, h('p', {}, 'Delete ', h('strong', {}, job.name), ' and its run history?'),
       going.length ? [h('p', {}, 'These children have no other parent and will be deleted too:'),
         h('ul', { id: 'cascade' }, going.map((k) => h('li', {}, k.name, ' ', h('code', { class: 'muted' }, k.id))))]
