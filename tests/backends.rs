@@ -11,10 +11,6 @@ use common::*;
 use serde_json::json;
 use sqlx::Connection;
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
-}
-
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
@@ -82,10 +78,7 @@ async fn redis_backend_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_backend_survives_a_restart() {
     let schema = unique("kala_test_");
-    let url = env_or(
-        "KALA_TEST_POSTGRES",
-        "postgres://postgres@127.0.0.1:5432/test",
-    );
+    let url = postgres_url();
     restart_keeps_jobs_and_history(&[
         "--jobdb",
         "postgres",
@@ -95,11 +88,7 @@ async fn postgres_backend_survives_a_restart() {
         &schema,
     ])
     .await;
-    let mut conn = sqlx::PgConnection::connect(&url).await.expect("postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&mut conn)
-        .await
-        .expect("drop schema");
+    drop_pg_schema(&url, &schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-use sqlx::Connection;
 
 fn wait_port(port: u16, up: bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -266,13 +265,12 @@ impl Drop for PgGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_gives_503_then_reconnects_and_loses_nothing() {
-    let url = std::env::var("KALA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = postgres_url();
     assert!(
         url.contains("127.0.0.1:5432"),
         "this test stops the local cluster; KALA_TEST_POSTGRES must point at it"
     );
-    let schema = format!("kala_test_{}", uuid::Uuid::new_v4().simple());
+    let schema = unique("kala_test_");
     let _guard = PgGuard;
     outage(
         &[
@@ -293,9 +291,5 @@ async fn postgres_outage_gives_503_then_reconnects_and_loses_nothing() {
         },
     )
     .await;
-    let mut conn = sqlx::PgConnection::connect(&url).await.expect("postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&mut conn)
-        .await
-        .expect("drop schema");
+    drop_pg_schema(&url, &schema).await;
 }

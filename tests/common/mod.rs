@@ -206,3 +206,24 @@ pub async fn create_parent_and_child(c: &reqwest::Client, s: &Server) -> (String
     .await;
     (parent, child)
 }
+
+/// A name nobody else uses: `prefix` + a fresh UUID.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The PostgreSQL the backend tests use (`KALA_TEST_POSTGRES`).
+pub fn postgres_url() -> String {
+    std::env::var("KALA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Drops a test's PostgreSQL schema and everything in it.
+pub async fn drop_pg_schema(url: &str, schema: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut conn)
+        .await
+        .expect("drop schema");
+}
