@@ -2,76 +2,45 @@
 //! temporary data directory, and talks to it over HTTP.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_kala-server");
 
-pub struct Server {
-    pub child: Child,
-    pub base: String,
-    pub dir: PathBuf,
+/// A `kala-server` process (kala-testkit's, shared with kala-bench).
+pub struct Server(pub kala_testkit::ServerProcess);
+
+impl std::ops::Deref for Server {
+    type Target = kala_testkit::ServerProcess;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Server {
     /// Starts `kala-server serve` on port 0 with `--bolt-path dir`.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--port", "0", "--bolt-path"])
-            .arg(dir)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn kala-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let base = line
-            .trim()
-            .strip_prefix("kala-server listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Server {
-            child,
-            base,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        Server(
+            kala_testkit::ServerProcess::start(Path::new(BIN), dir, extra)
+                .unwrap_or_else(|e| panic!("kala-server: {e}")),
+        )
     }
 
     /// SIGTERM, then wait; returns the exit status code.
-    pub fn stop(mut self) -> Option<i32> {
-        let pid = self.child.id() as i32;
-        // SAFETY-free: use the kill command instead of libc.
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill");
-        let status = self.child.wait().expect("wait");
-        status.code()
+    pub fn stop(self) -> Option<i32> {
+        self.0.stop().expect("stop kala-server")
     }
 
-    pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn kill9(self) {
+        self.0.kill9();
     }
 }
 

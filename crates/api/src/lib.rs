@@ -17,34 +17,38 @@
 //! | GET | `/healthz`, `/metrics` | health, Prometheus text |
 //!
 //! Every route answers with and without the trailing slash. Errors are
-//! `{"error":"<field>: <problem>"}` with a 4xx/5xx status; a 2xx on a write
-//! means the change is in the store.
+//! `{"error":"<field>: <problem>"}` with a 4xx status, or a generic message
+//! with a request id and a 5xx status (details in the server's log); a 2xx
+//! on a write means the change is in the store.
+//!
+//! Modules: this file (the routes and the middleware stack), `handlers`
+//! (one module per resource), `error` ([`ApiError`]), `extract` (typed
+//! body extractors, limits), `auth`, `webui`, `metrics`.
 
+mod auth;
+mod error;
+mod extract;
+mod handlers;
 mod metrics;
+mod webui;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Router, ServiceExt};
-use kala_engine::{Engine, EngineError};
-use kala_job::wire::{JobOut, StatOut, job_from_json};
-use kala_job::{JobError, Outcome};
-use kala_store::StoreError;
-use serde::{Deserialize, Serialize};
+use kala_engine::Engine;
 use tower::Layer;
 use tower_http::compression::CompressionLayer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
+pub use error::{ApiError, JSON_UTF8};
 pub use metrics::HttpMetrics;
 
-/// Kala's success content type, spelled as Kala spells it.
-pub const JSON_UTF8: &str = "application/json;charset=UTF-8";
+use handlers::{jobs, server};
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -66,18 +70,19 @@ impl Default for ApiConfig {
     }
 }
 
+/// What every handler gets.
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     engine: Engine,
     config: Arc<ApiConfig>,
     http: Arc<HttpMetrics>,
 }
 
-/// The whole HTTP service: routes, trailing-slash handling, gzip, auth,
-/// request metrics. Serve it with `axum::serve(listener, app(…).into_make_service())`.
 /// The HTTP service type.
 pub type App = NormalizePath<Router>;
 
+/// The whole HTTP service: routes, trailing-slash handling, gzip, auth,
+/// request metrics. Serve it with `axum::serve(listener, into_service(app(…)))`.
 pub fn app(engine: Engine, config: ApiConfig) -> App {
     let state = AppState {
         engine,
@@ -85,25 +90,28 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
         http: Arc::new(HttpMetrics::default()),
     };
     let api = Router::new()
-        .route("/api/v1/job", post(create_job).get(list_jobs))
-        .route("/api/v1/job/all", delete(delete_all))
-        .route("/api/v1/job/{id}", get(get_job).delete(delete_job))
-        .route("/api/v1/job/{id}/runs", get(job_runs))
-        .route("/api/v1/job/stats/{id}", get(job_stats))
-        .route("/api/v1/job/start/{id}", post(start_job))
-        .route("/api/v1/job/enable/{id}", post(enable_job))
-        .route("/api/v1/job/disable/{id}", post(disable_job))
-        .route("/api/v1/stats", get(app_stats))
-        .route("/api/v1/schedule/preview", post(preview))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+        .route("/api/v1/job", post(jobs::create_job).get(jobs::list_jobs))
+        .route("/api/v1/job/all", delete(jobs::delete_all))
+        .route(
+            "/api/v1/job/{id}",
+            get(jobs::get_job).delete(jobs::delete_job),
+        )
+        .route("/api/v1/job/{id}/runs", get(jobs::job_runs))
+        .route("/api/v1/job/stats/{id}", get(jobs::job_stats))
+        .route("/api/v1/job/start/{id}", post(jobs::start_job))
+        .route("/api/v1/job/enable/{id}", post(jobs::enable_job))
+        .route("/api/v1/job/disable/{id}", post(jobs::disable_job))
+        .route("/api/v1/stats", get(server::app_stats))
+        .route("/api/v1/schedule/preview", post(server::preview))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::auth));
     let router = Router::new()
         .merge(api)
-        .route("/", get(webui_redirect))
-        .route("/webui", get(webui_index))
-        .route("/webui/app.js", get(webui_js))
-        .route("/webui/app.css", get(webui_css))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text))
+        .route("/", get(webui::redirect))
+        .route("/webui", get(webui::index))
+        .route("/webui/app.js", get(webui::js))
+        .route("/webui/app.css", get(webui::css))
+        .route("/healthz", get(server::healthz))
+        .route("/metrics", get(server::metrics_text))
         .fallback(not_found)
         .layer(middleware::from_fn(method_not_allowed_json))
         .layer(middleware::from_fn_with_state(
@@ -120,351 +128,6 @@ pub fn into_service(
     app: NormalizePath<Router>,
 ) -> axum::routing::IntoMakeService<NormalizePath<Router>> {
     ServiceExt::<Request>::into_make_service(app)
-}
-
-/// An error answer: status plus `{"error": message}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<JobError> for ApiError {
-    fn from(e: JobError) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-    }
-}
-
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        let status = match &e {
-            EngineError::NotFound(_) => StatusCode::NOT_FOUND,
-            EngineError::Invalid(_) => StatusCode::BAD_REQUEST,
-            EngineError::Store(StoreError::Unavailable(_)) | EngineError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            EngineError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            error: &'a str,
-        }
-        let mut resp = json_response(
-            self.status,
-            &Body {
-                error: &self.message,
-            },
-        );
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        resp
-    }
-}
-
-/// Compact JSON plus a newline, as Kala writes it.
-fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(mut body) => {
-            body.push(b'\n');
-            (status, [(header::CONTENT_TYPE, JSON_UTF8)], body).into_response()
-        }
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{{\"error\":\"cannot encode: {e}\"}}\n"),
-        )
-            .into_response(),
-    }
-}
-
-fn no_content() -> Response {
-    StatusCode::NO_CONTENT.into_response()
-}
-
-type ApiResult = Result<Response, ApiError>;
-
-async fn create_job(State(s): State<AppState>, req: Request) -> ApiResult {
-    let limit = s.config.max_body_bytes;
-    let body: Bytes = axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body: larger than the limit of {limit} bytes"),
-            )
-        })?;
-    let mut job = job_from_json(&body)?;
-    if job.owner.is_empty() {
-        job.owner.clone_from(&s.config.default_owner);
-    }
-    let id = s.engine.create(job).await?;
-    #[derive(Serialize)]
-    struct Created {
-        id: String,
-    }
-    Ok(json_response(StatusCode::CREATED, &Created { id }))
-}
-
-#[derive(Deserialize, Default)]
-struct ListQuery {
-    limit: Option<usize>,
-    cursor: Option<String>,
-    /// `stats=false` leaves run history out of each job.
-    stats: Option<bool>,
-}
-
-async fn list_jobs(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult {
-    let paged = q.limit.is_some() || q.cursor.is_some();
-    let jobs = if paged {
-        s.engine
-            .list_page(q.cursor.as_deref(), q.limit.unwrap_or(100).clamp(1, 10_000))
-    } else {
-        s.engine.list()
-    };
-    let with_stats = q.stats.unwrap_or(true);
-    let mut stats = BTreeMap::new();
-    if with_stats {
-        for j in &jobs {
-            let runs = s
-                .engine
-                .store()
-                .runs(&j.id, None)
-                .await
-                .map_err(EngineError::from)?;
-            stats.insert(j.id.clone(), kala_runs(runs));
-        }
-    }
-    let map: BTreeMap<&str, JobOut<'_>> = jobs
-        .iter()
-        .map(|j| {
-            (
-                j.id.as_str(),
-                JobOut::new(j, stats.get(&j.id).map(Vec::as_slice)),
-            )
-        })
-        .collect();
-    if paged {
-        #[derive(Serialize)]
-        struct Page<'a> {
-            jobs: BTreeMap<&'a str, JobOut<'a>>,
-            next_cursor: Option<&'a str>,
-        }
-        let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-        let next_cursor = if jobs.len() == limit {
-            jobs.last().map(|j| j.id.as_str())
-        } else {
-            None
-        };
-        return Ok(json_response(
-            StatusCode::OK,
-            &Page {
-                jobs: map,
-                next_cursor,
-            },
-        ));
-    }
-    #[derive(Serialize)]
-    struct All<'a> {
-        jobs: BTreeMap<&'a str, JobOut<'a>>,
-    }
-    Ok(json_response(StatusCode::OK, &All { jobs: map }))
-}
-
-/// Kala's stats: one per executed run (skipped runs are left out).
-fn kala_runs(runs: Vec<kala_job::RunRecord>) -> Vec<kala_job::RunRecord> {
-    runs.into_iter()
-        .filter(|r| r.outcome != Outcome::Skipped)
-        .collect()
-}
-
-#[derive(Deserialize, Default)]
-struct StatsQuery {
-    /// `stats=false` leaves run history out (and answers from memory, so it
-    /// works while the store is unreachable).
-    stats: Option<bool>,
-}
-
-async fn get_job(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<StatsQuery>,
-) -> ApiResult {
-    let job = s
-        .engine
-        .get(&id)
-        .ok_or_else(|| EngineError::NotFound(id.clone()))?;
-    let runs = match q.stats.unwrap_or(true) {
-        true => Some(kala_runs(s.engine.runs(&id, None).await?)),
-        false => None,
-    };
-    #[derive(Serialize)]
-    struct One<'a> {
-        job: JobOut<'a>,
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        &One {
-            job: JobOut::new(&job, runs.as_deref()),
-        },
-    ))
-}
-
-async fn delete_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    s.engine.delete(&id).await?;
-    Ok(no_content())
-}
-
-async fn delete_all(State(s): State<AppState>) -> ApiResult {
-    s.engine.delete_all().await?;
-    Ok(no_content())
-}
-
-async fn job_stats(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    let runs = kala_runs(s.engine.runs(&id, None).await?);
-    #[derive(Serialize)]
-    struct Stats<'a> {
-        job_stats: Option<Vec<StatOut<'a>>>,
-    }
-    let job_stats = (!runs.is_empty()).then(|| runs.iter().map(StatOut::new).collect());
-    Ok(json_response(StatusCode::OK, &Stats { job_stats }))
-}
-
-#[derive(Deserialize, Default)]
-struct RunsQuery {
-    limit: Option<usize>,
-}
-
-async fn job_runs(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<RunsQuery>,
-) -> ApiResult {
-    let runs = s.engine.runs(&id, q.limit).await?;
-    #[derive(Serialize)]
-    struct Runs {
-        runs: Vec<kala_job::RunRecord>,
-    }
-    Ok(json_response(StatusCode::OK, &Runs { runs }))
-}
-
-async fn start_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    s.engine.run_now(&id).await?;
-    Ok(no_content())
-}
-
-async fn enable_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    s.engine.enable(&id).await?;
-    Ok(no_content())
-}
-
-async fn disable_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    s.engine.disable(&id).await?;
-    Ok(no_content())
-}
-
-async fn app_stats(State(s): State<AppState>) -> ApiResult {
-    #[derive(Serialize)]
-    struct Wrapped {
-        #[serde(rename = "Stats")]
-        stats: kala_job::wire::AppStats,
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        &Wrapped {
-            stats: s.engine.app_stats(),
-        },
-    ))
-}
-
-async fn preview(State(s): State<AppState>, body: Bytes) -> ApiResult {
-    #[derive(Deserialize)]
-    struct Req {
-        schedule: String,
-        #[serde(default)]
-        time_zone: String,
-        #[serde(default)]
-        count: Option<usize>,
-    }
-    let req: Req = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
-    let zone = if req.time_zone.is_empty() {
-        None
-    } else {
-        Some(
-            kala_schedule::Zone::get(&req.time_zone)
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("time_zone: {e}")))?,
-        )
-    };
-    let schedule = kala_schedule::Schedule::parse_in(&req.schedule, zone.as_ref())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("schedule: {e}")))?;
-    let now = s.engine.clock().now();
-    let next: Vec<String> = schedule
-        .occurrences_after(
-            now.checked_sub(jiff::SignedDuration::from_nanos(1))
-                .unwrap_or(now),
-        )
-        .take(req.count.unwrap_or(5).min(100))
-        .map(|t| t.to_string())
-        .collect();
-    #[derive(Serialize)]
-    struct Preview {
-        schedule: String,
-        description: String,
-        next: Vec<String>,
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        &Preview {
-            schedule: schedule.to_string(),
-            description: schedule.describe(),
-            next,
-        },
-    ))
-}
-
-async fn healthz(State(s): State<AppState>) -> Response {
-    #[derive(Serialize)]
-    struct Health {
-        status: &'static str,
-        jobs: usize,
-        store: &'static str,
-    }
-    json_response(
-        StatusCode::OK,
-        &Health {
-            status: "ok",
-            jobs: s.engine.len(),
-            store: s.engine.store().name(),
-        },
-    )
-}
-
-async fn metrics_text(State(s): State<AppState>) -> Response {
-    let body = metrics::render(&s.engine, &s.http);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -495,78 +158,9 @@ async fn method_not_allowed_json(req: Request, next: Next) -> Response {
     out
 }
 
-async fn auth(State(s): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
-    if let Some(token) = &s.config.auth_token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let ok: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into();
-        if !ok {
-            let mut resp = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "authorization: a valid \"Authorization: Bearer <token>\" header is required",
-            )
-            .into_response();
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return resp;
-        }
-    }
-    next.run(req).await
-}
-
 async fn count_requests(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let resp = next.run(req).await;
     s.http.count(&method, resp.status());
-    resp
-}
-
-// ---------- web UI ----------
-// Three files, compiled into the binary: no CDN, no build step, works
-// offline. The API calls it makes carry the token the user typed.
-
-const WEBUI_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
-
-fn webui_asset(content_type: &'static str, body: &'static str) -> Response {
-    let mut resp = (StatusCode::OK, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(WEBUI_CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    resp
-}
-
-async fn webui_index() -> Response {
-    webui_asset(
-        "text/html; charset=utf-8",
-        include_str!("../webui/index.html"),
-    )
-}
-
-async fn webui_js() -> Response {
-    webui_asset(
-        "text/javascript; charset=utf-8",
-        include_str!("../webui/app.js"),
-    )
-}
-
-async fn webui_css() -> Response {
-    webui_asset("text/css; charset=utf-8", include_str!("../webui/app.css"))
-}
-
-async fn webui_redirect() -> Response {
-    let mut resp = StatusCode::FOUND.into_response();
-    resp.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static("/webui/"));
     resp
 }

@@ -92,6 +92,13 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
     let _ = writeln!(out, "kala_store_errors_total {}", m.store_errors);
     header(
         &mut out,
+        "kala_jobs_invalid",
+        "Stored jobs whose timing did not parse at start-up (kept, never scheduled).",
+        "gauge",
+    );
+    let _ = writeln!(out, "kala_jobs_invalid {}", m.invalid_jobs);
+    header(
+        &mut out,
         "kala_http_requests_total",
         "HTTP requests, by method and status.",
         "counter",

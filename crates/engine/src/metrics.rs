@@ -16,6 +16,7 @@ pub struct Metrics {
     failed: AtomicU64,
     skipped: AtomicU64,
     store_errors: AtomicU64,
+    invalid_jobs: AtomicU64,
     lateness: [AtomicU64; LATENESS_BUCKETS.len()],
     lateness_count: AtomicU64,
     lateness_sum_ns: AtomicU64,
@@ -27,6 +28,9 @@ pub struct MetricsSnapshot {
     pub runs_failed: u64,
     pub runs_skipped: u64,
     pub store_errors: u64,
+    /// Stored jobs whose timing did not parse at start-up (kept, never
+    /// scheduled).
+    pub invalid_jobs: u64,
     /// Cumulative counts per bucket of [`LATENESS_BUCKETS`].
     pub lateness_buckets: Vec<u64>,
     pub lateness_count: u64,
@@ -47,6 +51,10 @@ impl Metrics {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn invalid_job(&self) {
+        self.invalid_jobs.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn observe_lateness(&self, late: SignedDuration) {
         let secs = late.as_secs_f64().max(0.0);
         for (i, bound) in LATENESS_BUCKETS.iter().enumerate() {
@@ -65,6 +73,7 @@ impl Metrics {
             runs_failed: self.failed.load(Ordering::Relaxed),
             runs_skipped: self.skipped.load(Ordering::Relaxed),
             store_errors: self.store_errors.load(Ordering::Relaxed),
+            invalid_jobs: self.invalid_jobs.load(Ordering::Relaxed),
             lateness_buckets: self
                 .lateness
                 .iter()

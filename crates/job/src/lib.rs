@@ -217,21 +217,32 @@ impl Job {
             .map_err(|e| JobError::new("schedule", e.to_string()))
     }
 
-    pub fn epsilon_duration(&self) -> Result<Option<SignedDuration>, JobError> {
-        exact_duration("epsilon", &self.epsilon)
+    /// Parses every timing field once (schedule in its zone, epsilon,
+    /// timeout, retry delay) into the value the engine keeps beside the
+    /// job. A field that does not parse is an error naming it.
+    pub fn plan(&self) -> Result<Plan, JobError> {
+        let timeout = match exact_duration("timeout", &self.timeout)? {
+            None => None,
+            Some(d) => Some(std::time::Duration::try_from(d).map_err(|_| {
+                JobError::new(
+                    "timeout",
+                    format!("{:?} must not be negative", self.timeout),
+                )
+            })?),
+        };
+        self.zone()?;
+        Ok(Plan {
+            schedule: self.parsed_schedule()?,
+            epsilon: exact_duration("epsilon", &self.epsilon)?,
+            timeout,
+            retry_delay: exact_duration("retry_delay", &self.retry_delay)?,
+        })
     }
 
-    pub fn timeout_duration(&self) -> Result<Option<SignedDuration>, JobError> {
-        exact_duration("timeout", &self.timeout)
-    }
-
-    pub fn retry_delay_duration(&self) -> Result<Option<SignedDuration>, JobError> {
-        exact_duration("retry_delay", &self.retry_delay)
-    }
-
-    /// Checks everything that can be checked without other jobs. `now` is
-    /// used for the past-start rule (creation only; a reload skips it).
-    pub fn validate(&self, now: Option<Timestamp>) -> Result<(), JobError> {
+    /// Checks everything that can be checked without other jobs and
+    /// returns the job's [`Plan`]. `now` is used for the past-start rule
+    /// (creation only; a reload skips it).
+    pub fn validate(&self, now: Option<Timestamp>) -> Result<Plan, JobError> {
         if self.name.trim().is_empty() {
             return Err(JobError::new("name", "is required"));
         }
@@ -286,8 +297,8 @@ impl Job {
                 ));
             }
         }
-        self.zone()?;
-        if let Some(schedule) = self.parsed_schedule()?
+        let plan = self.plan()?;
+        if let Some(schedule) = &plan.schedule
             && let (Some(now), Some(start)) = (now, schedule.start())
             && !self.is_child()
             && start < now
@@ -297,11 +308,23 @@ impl Job {
                 format!("start {start} is in the past (now is {now})"),
             ));
         }
-        self.epsilon_duration()?;
-        self.timeout_duration()?;
-        self.retry_delay_duration()?;
-        Ok(())
+        Ok(plan)
     }
+}
+
+/// A job's timing, parsed once when the job is created or loaded and held
+/// beside it; nothing re-parses these strings per firing or per run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// `None` for one-off jobs and for children (they have no schedule).
+    pub schedule: Option<Schedule>,
+    /// How late a scheduled run may start (and keep retrying) before it
+    /// is skipped; `None`: no limit.
+    pub epsilon: Option<SignedDuration>,
+    /// Per attempt; `None`: no limit.
+    pub timeout: Option<std::time::Duration>,
+    /// The first retry's delay (doubled each retry); `None`: at once.
+    pub retry_delay: Option<SignedDuration>,
 }
 
 /// Parses an optional ISO 8601 duration that must be exact (no years or

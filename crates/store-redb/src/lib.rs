@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
+use kala_store::json::{decode, encode};
 use kala_store::{Batch, Claim, JobStore, Result, Retention, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
@@ -190,17 +191,6 @@ impl RedbStore {
         }
         Ok(out)
     }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: key.to_string(),
-        reason: e.to_string(),
-    })
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(backend)
 }
 
 fn writer_loop(db: &Database, rx: mpsc::Receiver<Msg>) {

@@ -18,7 +18,6 @@
 //!   one database agree that exactly one of them runs a given occurrence.
 
 mod memory;
-pub mod sql;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

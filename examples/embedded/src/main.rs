@@ -10,22 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
-use kala_engine::{Engine, EngineConfig, Event, SystemClock};
-use kala_executor::Executor;
-use kala_job::{Job, JobType};
-use kala_store_redb::RedbStore;
+use kala::store::JobStore;
+use kala::store::redb::RedbStore;
+use kala::{Engine, Event, Job, JobType};
 
 /// Runs the demo in `dir`; returns how many runs it saw finish.
 async fn demo(dir: &std::path::Path) -> anyhow::Result<usize> {
     let store = Arc::new(RedbStore::open_dir(dir)?);
-    let engine = Engine::start(
-        store.clone(),
-        Executor::new()?,
-        Arc::new(SystemClock),
-        EngineConfig::default(),
-    )
-    .await?;
+    let engine = Engine::builder().store(store.clone()).build().await?;
 
     // A third kind of job: an async function of this program.
     let calls = Arc::new(AtomicU32::new(0));
@@ -36,9 +28,11 @@ async fn demo(dir: &std::path::Path) -> anyhow::Result<usize> {
     });
 
     let mut events = engine.subscribe();
-    let start = Timestamp::now() + SignedDuration::from_millis(500);
     let mut report = Job::new("nightly report", "report");
     report.job_type = JobType::InProcess;
+    // From half a second from now, every second, three times (R2: two
+    // repeats after the first run).
+    let start = kala::Timestamp::now() + kala::SignedDuration::from_millis(500);
     report.schedule = format!("R2/{start}/PT1S");
     let report_id = engine.create(report).await?;
 
@@ -72,7 +66,7 @@ async fn demo(dir: &std::path::Path) -> anyhow::Result<usize> {
         job.name, job.metadata.success_count, job.is_done
     );
     engine.shutdown(Duration::from_secs(5)).await;
-    kala_store::JobStore::close(&*store).await?;
+    store.close().await?;
     Ok(finished)
 }
 

@@ -1,12 +1,13 @@
-//! What the SQL backends (PostgreSQL, MySQL) share, with no database in
-//! it: a [`Batch`] encoded once into column vectors, and the retry of a
+//! A [`Batch`] encoded once into column vectors, and the retry of a
 //! transaction that lost a deadlock or serialisation race.
+//!
+//! Owns: [`EncodedBatch`], [`retry_transient`]. No database in it.
 
 use std::future::Future;
 use std::time::Duration;
 
-use crate::json::encode_string;
-use crate::{Batch, Result, ns_i64};
+use kala_store::json::encode_string;
+use kala_store::{Batch, Result, ns_i64};
 
 /// A batch with every record encoded, ready to bind. Encoding happens once,
 /// before the transaction, so a retried transaction does not repeat it.

@@ -1,0 +1,164 @@
+//! `http`: POST create and GET job requests/s and latency at C
+//! connections, against a kala-server it starts or any `--url`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+
+use crate::report::{Measure, measure, percentile};
+use crate::server::{server_binary, start_server};
+
+pub async fn bench_http(
+    url: Option<String>,
+    server: Option<PathBuf>,
+    server_args: &[String],
+    conns: &[usize],
+    seconds: f64,
+    repeat: usize,
+) -> anyhow::Result<Vec<Measure>> {
+    let _server;
+    let owned = url.is_none();
+    let base = match url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let dir = tempfile::tempdir()?;
+            let s = start_server(&server_binary(server)?, dir.path(), server_args)?;
+            let base = s.base.clone();
+            _server = (s, dir);
+            base
+        }
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let mut out = Vec::new();
+    let mut some_ids: Vec<String> = Vec::new();
+    for &c in conns {
+        let mut rps = Vec::new();
+        let (mut p50, mut p99) = (Vec::new(), Vec::new());
+        for _ in 0..repeat {
+            let (n, lat, ids) = load(&client, &base, c, seconds, |client, base, k| {
+                let body = json!({"name": format!("bench {k}"), "command": "true", "schedule": format!("R/{}/PT1H", Timestamp::now() + SignedDuration::from_hours(24 * 365))}).to_string();
+                let req = client.post(format!("{base}/api/v1/job/")).body(body);
+                async move {
+                    let r = req.send().await.ok()?;
+                    if r.status().as_u16() != 201 {
+                        return None;
+                    }
+                    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.ok()?).ok()?;
+                    v["id"].as_str().map(str::to_string)
+                }
+            })
+            .await;
+            rps.push(n as f64 / seconds);
+            p50.push(percentile(&lat, 0.5) * 1e3);
+            p99.push(percentile(&lat, 0.99) * 1e3);
+            if some_ids.len() < 1000 {
+                some_ids.extend(ids.into_iter().take(1000));
+            }
+        }
+        eprintln!("http: create at {c} connections done");
+        out.push(measure(format!("POST create, {c} conn"), "req/s", rps));
+        out.push(measure(format!("POST create p50, {c} conn"), "ms", p50));
+        out.push(measure(format!("POST create p99, {c} conn"), "ms", p99));
+    }
+    if some_ids.is_empty() {
+        bail!("no job was created; is {base} a Kala server?");
+    }
+    let ids = Arc::new(some_ids);
+    for &c in conns {
+        let mut rps = Vec::new();
+        let (mut p50, mut p99) = (Vec::new(), Vec::new());
+        for _ in 0..repeat {
+            let ids = ids.clone();
+            let (n, lat, _) = load(&client, &base, c, seconds, move |client, base, k| {
+                let id = &ids[k % ids.len()];
+                let req = client.get(format!("{base}/api/v1/job/{id}/"));
+                async move {
+                    let r = req.send().await.ok()?;
+                    let ok = r.status().as_u16() == 200;
+                    r.bytes().await.ok()?;
+                    ok.then(String::new)
+                }
+            })
+            .await;
+            rps.push(n as f64 / seconds);
+            p50.push(percentile(&lat, 0.5) * 1e3);
+            p99.push(percentile(&lat, 0.99) * 1e3);
+        }
+        eprintln!("http: get at {c} connections done");
+        out.push(measure(format!("GET job, {c} conn"), "req/s", rps));
+        out.push(measure(format!("GET job p50, {c} conn"), "ms", p50));
+        out.push(measure(format!("GET job p99, {c} conn"), "ms", p99));
+    }
+    if owned && !server_args.is_empty() {
+        // Leave the remote store as we found it.
+        let r = client
+            .delete(format!("{base}/api/v1/job/all/"))
+            .send()
+            .await?;
+        if r.status().as_u16() != 204 {
+            bail!(
+                "cleaning up: DELETE /api/v1/job/all/ answered {}",
+                r.status()
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `c` loops of requests for `seconds`; returns successes, sorted
+/// latencies (s) and what the successes returned.
+async fn load<F, Fut>(
+    client: &reqwest::Client,
+    base: &str,
+    c: usize,
+    seconds: f64,
+    make: F,
+) -> (usize, Vec<f64>, Vec<String>)
+where
+    F: Fn(&reqwest::Client, &str, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Option<String>> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let (client, base, make, counter) = (
+            client.clone(),
+            base.to_string(),
+            make.clone(),
+            counter.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut got = Vec::new();
+            while Instant::now() < deadline {
+                let k = counter.fetch_add(1, Ordering::Relaxed) as usize;
+                let t = Instant::now();
+                if let Some(v) = make(&client, &base, k).await {
+                    lat.push(t.elapsed().as_secs_f64());
+                    if got.len() < 100 {
+                        got.push(v);
+                    }
+                }
+            }
+            (lat, got)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut got = Vec::new();
+    for t in tasks {
+        if let Ok((l, g)) = t.await {
+            lat.extend(l);
+            got.extend(g);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    (lat.len(), lat, got)
+}

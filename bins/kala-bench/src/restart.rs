@@ -1,0 +1,143 @@
+//! `restart`: time from process start until N stored jobs are loaded
+//! and scheduled, and RSS per stored job.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::bail;
+use jiff::{SignedDuration, Timestamp};
+use kala_store::JobStore;
+use kala_store_redb::RedbStore;
+use serde_json::json;
+
+use crate::report::{Measure, measure};
+use crate::server::{server_binary, start_server, stop};
+use crate::store::fill;
+
+pub async fn bench_restart(
+    jobs: &[usize],
+    server: Option<PathBuf>,
+    server_args: &[String],
+    keep_dir: Option<PathBuf>,
+    repeat: usize,
+) -> anyhow::Result<Vec<Measure>> {
+    let bin = server_binary(server)?;
+    if keep_dir.is_some() && (jobs.len() != 1 || !server_args.is_empty()) {
+        bail!("--dir takes one --jobs value and the embedded store");
+    }
+    let mut out = Vec::new();
+    let base_rss = {
+        let dir = tempfile::tempdir()?;
+        let server = start_server(&bin, dir.path(), server_args)?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.rss_kib()?
+    };
+    for &n in jobs {
+        let temp = tempfile::tempdir()?;
+        let dir = keep_dir
+            .clone()
+            .unwrap_or_else(|| temp.path().to_path_buf());
+        if server_args.is_empty() {
+            std::fs::create_dir_all(&dir)?;
+            let store = RedbStore::open_dir(&dir)?;
+            let have = store.load_all().await?.len();
+            if have != n {
+                store.delete_all().await?;
+                fill(&store, n).await?;
+            }
+            store.close().await?;
+        } else {
+            let server = start_server(&bin, &dir, server_args)?;
+            fill_http(&server.base, n).await?;
+            stop(server)?;
+        }
+        let mut times = Vec::new();
+        let mut per_job = Vec::new();
+        for _ in 0..repeat {
+            // The server prints its listening line only after every job is
+            // loaded and scheduled.
+            let server = start_server(&bin, &dir, server_args)?;
+            let elapsed = server.started_in.as_secs_f64();
+            let body = reqwest::get(format!("{}/healthz", server.base))
+                .await?
+                .bytes()
+                .await?;
+            let health: serde_json::Value = serde_json::from_slice(&body)?;
+            if health["jobs"].as_u64() != Some(n as u64) {
+                bail!("server reports {} jobs, expected {n}", health["jobs"]);
+            }
+            times.push(elapsed);
+            let rss = server.rss_kib()?;
+            per_job.push((rss.saturating_sub(base_rss) as f64 * 1024.0) / n as f64);
+            stop(server)?;
+        }
+        if !server_args.is_empty() {
+            let server = start_server(&bin, &dir, server_args)?;
+            let r = reqwest::Client::new()
+                .delete(format!("{}/api/v1/job/all/", server.base))
+                .send()
+                .await?;
+            if r.status().as_u16() != 204 {
+                eprintln!(
+                    "warning: cleaning up: DELETE /api/v1/job/all/ answered {}: {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                );
+            }
+            stop(server)?;
+        }
+        eprintln!("restart: {n} jobs done");
+        out.push(measure(
+            format!("start until {n} jobs scheduled"),
+            "s",
+            times,
+        ));
+        out.push(measure(
+            format!("RSS per stored job at {n}"),
+            "bytes",
+            per_job,
+        ));
+    }
+    out.push(measure(
+        "RSS of an empty server",
+        "KiB",
+        vec![base_rss as f64],
+    ));
+    Ok(out)
+}
+
+/// Creates `n` far-future jobs over HTTP with 64 connections.
+async fn fill_http(base: &str, n: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (client, base, next) = (client.clone(), base.to_string(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if k >= n {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let body = json!({"name": format!("restart {k}"), "command": "true",
+                    "schedule": format!("R/{}/PT1H", Timestamp::now() + SignedDuration::from_hours(24 * 365))});
+                let r = client
+                    .post(format!("{base}/api/v1/job/"))
+                    .body(body.to_string())
+                    .send()
+                    .await?;
+                if r.status().as_u16() != 201 {
+                    bail!("create answered {}", r.status());
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}

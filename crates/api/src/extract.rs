@@ -1,0 +1,66 @@
+//! Typed extractors whose rejection is the API's own error: a request
+//! body read under `--max-body-bytes`, JSON decoded with the problem
+//! named, and page sizes clamped in one place.
+//!
+//! Owns: [`Body`], [`Json`], [`clamp_limit`]. Must not: validate jobs
+//! (the job model does).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The raw request body, at most `max_body_bytes` long (413 otherwise).
+pub struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.config.max_body_bytes;
+        axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map(Body)
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body: larger than the limit of {limit} bytes"),
+                )
+            })
+    }
+}
+
+/// A JSON body decoded into `T`; a 400 names what does not decode.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Body(bytes) = Body::from_request(req, state).await?;
+        serde_json::from_slice(&bytes)
+            .map(Json)
+            .map_err(|e| ApiError::bad_request(format!("body: {e}")))
+    }
+}
+
+/// Every `limit`/`count` of the API: `default` when absent, within
+/// `1..=max` otherwise.
+pub fn clamp_limit(given: Option<usize>, default: usize, max: usize) -> usize {
+    given.unwrap_or(default).clamp(1, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clamp_limit;
+
+    #[test]
+    fn limits_are_clamped() {
+        assert_eq!(clamp_limit(None, 100, 10_000), 100);
+        assert_eq!(clamp_limit(Some(0), 100, 10_000), 1);
+        assert_eq!(clamp_limit(Some(usize::MAX), 100, 10_000), 10_000);
+    }
+}

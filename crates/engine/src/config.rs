@@ -1,0 +1,80 @@
+//! Configuration, errors and events: the engine's vocabulary towards its
+//! callers.
+//!
+//! Owns: [`EngineConfig`], [`MissedRuns`], [`EngineError`], [`Event`].
+//! Must not: hold state or do I/O; everything here is plain data.
+
+use jiff::{SignedDuration, Timestamp};
+use kala_job::{JobError, JobId, RunRecord, Trigger};
+use kala_store::StoreError;
+
+/// What to do with a repeating job whose run fell due while the engine was
+/// down (or disabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissedRuns {
+    /// Run once now for the most recent missed point, then follow the
+    /// schedule. (Kala never runs such a job again — a bug.)
+    #[default]
+    CatchUpOnce,
+    /// Skip to the next point of the schedule.
+    Skip,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Runs executing at once, at most.
+    pub max_concurrent_runs: usize,
+    /// Run records kept per job (oldest dropped first); `None` = all.
+    pub keep_runs: Option<usize>,
+    /// Run records older than this are pruned every minute.
+    pub run_ttl: Option<SignedDuration>,
+    pub missed_runs: MissedRuns,
+    /// The longest delay between retries (the delay doubles each retry).
+    pub max_retry_delay: SignedDuration,
+    /// This instance's name in run claims.
+    pub instance_id: String,
+    /// Claim each scheduled occurrence in the store before running it, so
+    /// that several instances on one database run it once.
+    pub claim_runs: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_concurrent_runs: 256,
+            keep_runs: Some(1000),
+            run_ttl: None,
+            missed_runs: MissedRuns::CatchUpOnce,
+            max_retry_delay: SignedDuration::from_hours(1),
+            instance_id: format!("kala-{}", std::process::id()),
+            claim_runs: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("job {0} does not exist")]
+    NotFound(JobId),
+    #[error(transparent)]
+    Invalid(#[from] JobError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("executor: {0}")]
+    Executor(#[from] kala_executor::ExecutorError),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+/// Something observers can subscribe to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    RunStarted {
+        job_id: JobId,
+        trigger: Trigger,
+        at: Timestamp,
+        scheduled_at: Option<Timestamp>,
+    },
+    /// Sent after the record is stored.
+    RunFinished(RunRecord),
+}

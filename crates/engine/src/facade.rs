@@ -1,0 +1,378 @@
+//! The facade: [`Engine`], the handle callers hold (the API, embedders,
+//! tests), with every operation on jobs.
+//!
+//! Owns: create, read, list, delete, enable/disable, run now, stats and
+//! shutdown — each validates, writes the store first, then changes memory
+//! and the queue.
+//! Must not: compute schedules (`timer::next_due`), run attempts
+//! (`runner`) or format anything for the wire (that is `kala-api`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kala_executor::HandlerResult;
+use kala_job::graph::{plan_create, plan_delete};
+use kala_job::wire::AppStats;
+use kala_job::{Job, JobId, RunRecord, Trigger};
+use kala_store::{Batch, JobStore};
+use tokio::sync::broadcast;
+
+use crate::clock::Clock;
+use crate::config::{EngineError, Event};
+use crate::metrics::Metrics;
+use crate::state::{Inner, STRIPES, Slot};
+use crate::timer::{Overdue, next_due};
+
+/// The scheduler. Cheap to clone; every clone is the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A one-off job (no schedule, no parents) that has not run yet.
+pub(crate) fn job_is_pending_once(job: &Job) -> bool {
+    job.schedule.is_empty()
+        && !job.is_child()
+        && !job.disabled
+        && !job.is_done
+        && job.metadata.last_attempted_run.is_none()
+}
+
+impl Engine {
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.inner.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Registers an in-process handler; jobs of type `InProcess` whose
+    /// command is `name` run it.
+    pub fn register_handler<F, Fut>(&self, name: &str, handler: F)
+    where
+        F: Fn(Job) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.inner.executor.register(name, handler);
+    }
+
+    /// Run started/finished events. A slow receiver misses events
+    /// (`RecvError::Lagged`) rather than slowing the engine.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Validates, stores and schedules a new job. A job without a schedule
+    /// (and without parents) runs once, now, in the background.
+    pub async fn create(&self, mut job: Job) -> Result<JobId, EngineError> {
+        self.check_running()?;
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let plan = job.validate(Some(now))?;
+        job.created_at = now;
+        let id = job.id.clone();
+        let needs_graph = job.is_child() || !job.on_failure_job.is_empty();
+        let _graph = if needs_graph {
+            Some(inner.graph.lock().await)
+        } else {
+            None
+        };
+        let linked = {
+            let st = inner.lock();
+            plan_create(job, |pid| st.jobs.get(pid).map(|s| Job::clone(&s.job)))?
+        };
+        // The first run, so that the stored job shows it.
+        let due = next_due(
+            &linked.job,
+            &plan,
+            now,
+            Overdue::AsIs,
+            inner.config.missed_runs,
+        );
+        let mut slot = Slot::new(linked.job, Ok(plan));
+        slot.set_due(due);
+        let mut ids: Vec<&str> = linked
+            .updated_parents
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect();
+        ids.push(&id);
+        let _stripes = inner.lock_stripes(&ids).await;
+        let mut put = linked.updated_parents.clone();
+        put.push(Job::clone(&slot.job));
+        inner
+            .store
+            .apply(Batch {
+                put,
+                ..Batch::default()
+            })
+            .await?;
+        let run_now = job_is_pending_once(&slot.job);
+        {
+            let mut st = inner.lock();
+            for p in &linked.updated_parents {
+                if let Some(cur) = st.job_mut(&p.id) {
+                    cur.dependent_jobs = p.dependent_jobs.clone();
+                }
+            }
+            slot.due = None;
+            st.jobs.insert(id.clone(), slot);
+            if st.arm(&id, due) {
+                inner.wake.notify_one();
+            }
+        }
+        if run_now {
+            self.spawn_run(id.clone(), Trigger::Once);
+        }
+        Ok(id)
+    }
+
+    /// The job as it is now (a shared snapshot: later changes make a new
+    /// copy and leave this one as it was).
+    pub fn get(&self, id: &str) -> Option<Arc<Job>> {
+        self.inner.lock().jobs.get(id).map(|s| s.job.clone())
+    }
+
+    /// Every job (a snapshot).
+    pub fn list(&self) -> Vec<Arc<Job>> {
+        self.inner
+            .lock()
+            .jobs
+            .values()
+            .map(|s| s.job.clone())
+            .collect()
+    }
+
+    /// Up to `limit` jobs with ids after `after`, in id order.
+    pub fn list_page(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Job>> {
+        let st = self.inner.lock();
+        let mut ids: Vec<&JobId> = st
+            .jobs
+            .keys()
+            .filter(|id| after.is_none_or(|a| id.as_str() > a))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .take(limit)
+            .filter_map(|id| st.jobs.get(id).map(|s| s.job.clone()))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Deletes a job: unlinks it from its parents and deletes each child
+    /// left without a parent, in one atomic write.
+    pub async fn delete(&self, id: &str) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        let _graph = inner.graph.lock().await;
+        let plan = {
+            let st = inner.lock();
+            plan_delete(id, |x| st.jobs.get(x).map(|s| Job::clone(&s.job)))
+                .ok_or_else(|| EngineError::NotFound(id.to_string()))?
+        };
+        let ids: Vec<&str> = plan
+            .deleted
+            .iter()
+            .map(String::as_str)
+            .chain(plan.updated.iter().map(|j| j.id.as_str()))
+            .collect();
+        let _stripes = inner.lock_stripes(&ids).await;
+        inner
+            .store
+            .apply(Batch {
+                put: plan.updated.clone(),
+                delete: plan.deleted.clone(),
+                ..Batch::default()
+            })
+            .await?;
+        let mut st = inner.lock();
+        for d in &plan.deleted {
+            st.disarm(d);
+            st.jobs.remove(d);
+        }
+        for u in &plan.updated {
+            if let Some(cur) = st.job_mut(&u.id) {
+                cur.dependent_jobs = u.dependent_jobs.clone();
+                cur.parent_jobs = u.parent_jobs.clone();
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every job and run record.
+    pub async fn delete_all(&self) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        let _graph = inner.graph.lock().await;
+        let mut guards = Vec::with_capacity(STRIPES);
+        for s in &inner.stripes {
+            guards.push(s.lock().await);
+        }
+        inner.store.delete_all().await?;
+        let mut st = inner.lock();
+        st.jobs.clear();
+        st.queue.clear();
+        Ok(())
+    }
+
+    /// Disables a job: its pending run is cancelled; nothing else happens.
+    pub async fn disable(&self, id: &str) -> Result<(), EngineError> {
+        self.set_disabled(id, true).await
+    }
+
+    /// Enables a job: it is scheduled again (an overdue run is caught up
+    /// once, or skipped with `resume_at_next_scheduled_time`); a one-off
+    /// that never ran runs now.
+    pub async fn enable(&self, id: &str) -> Result<(), EngineError> {
+        self.set_disabled(id, false).await
+    }
+
+    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        let _stripe = inner.lock_stripes(&[id]).await;
+        let mut job = inner
+            .lock()
+            .jobs
+            .get(id)
+            .map(|s| Job::clone(&s.job))
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        if job.disabled == disabled {
+            return Ok(());
+        }
+        job.disabled = disabled;
+        inner.store.apply(Batch::put(job)).await?;
+        let now = inner.clock.now();
+        let run_once = {
+            let mut st = inner.lock();
+            let Some(cur) = st.job_mut(id) else {
+                return Err(EngineError::NotFound(id.to_string()));
+            };
+            cur.disabled = disabled;
+            let once = !disabled && job_is_pending_once(cur);
+            if disabled {
+                st.disarm(id);
+            } else {
+                inner.rearm(&mut st, id, now, Overdue::CatchUp);
+            }
+            once
+        };
+        if run_once {
+            self.spawn_run(id.to_string(), Trigger::Once);
+        }
+        Ok(())
+    }
+
+    /// Runs a job now and waits for the run (retries, children and the
+    /// on-failure job included), like Kala. The schedule is unchanged. A
+    /// disabled job runs nothing: `Ok(None)`.
+    pub async fn run_now(&self, id: &str) -> Result<Option<RunRecord>, EngineError> {
+        self.check_running()?;
+        let disabled = self
+            .inner
+            .lock()
+            .jobs
+            .get(id)
+            .map(|s| s.job.disabled)
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        if disabled {
+            return Ok(None);
+        }
+        let _permit = self.inner.permit().await?;
+        Ok(self
+            .inner
+            .clone()
+            .run_pipeline(id.to_string(), Trigger::Manual, None, Vec::new())
+            .await)
+    }
+
+    /// The job's run records, oldest first (`limit`: only the newest).
+    pub async fn runs(
+        &self,
+        id: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<RunRecord>, EngineError> {
+        if !self.inner.lock().jobs.contains_key(id) {
+            return Err(EngineError::NotFound(id.to_string()));
+        }
+        Ok(self.inner.store.runs(id, limit).await?)
+    }
+
+    /// Kala's app-level stats. `next_run_at` is the earliest pending run of
+    /// an enabled job (never the zero time while one exists).
+    pub fn app_stats(&self) -> AppStats {
+        let st = self.inner.lock();
+        let mut s = AppStats {
+            created: Some(self.inner.clock.now()),
+            next_run_at: st.queue.first().map(|(at, _)| *at),
+            ..AppStats::default()
+        };
+        for j in st.jobs.values().map(|s| &s.job) {
+            s.jobs += 1;
+            if j.disabled {
+                s.disabled_jobs += 1;
+            } else {
+                s.active_jobs += 1;
+            }
+            s.error_count += j.metadata.error_count;
+            s.success_count += j.metadata.success_count;
+            if j.metadata.last_attempted_run > s.last_attempted_run {
+                s.last_attempted_run = j.metadata.last_attempted_run;
+            }
+        }
+        s
+    }
+
+    /// Jobs waiting in the timer queue.
+    pub fn scheduled_count(&self) -> usize {
+        self.inner.lock().queue.len()
+    }
+
+    /// Runs executing now.
+    pub fn running_count(&self) -> usize {
+        self.inner.config.max_concurrent_runs.max(1) - self.inner.workers.available_permits()
+    }
+
+    /// Stops the timer and waits up to `grace` for running jobs to finish.
+    /// Returns whether they all finished. Runs still waiting for a worker
+    /// are dropped; the engine accepts no new work afterwards.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.inner.shutdown.send_replace(true);
+        self.inner.wake.notify_one();
+        let timer = self.inner.timer.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = timer {
+            let _ = t.await;
+        }
+        let all = u32::try_from(self.inner.config.max_concurrent_runs.max(1)).unwrap_or(u32::MAX);
+        let done = tokio::time::timeout(grace, self.inner.workers.acquire_many(all)).await;
+        self.inner.workers.close();
+        matches!(done, Ok(Ok(_)))
+    }
+
+    fn check_running(&self) -> Result<(), EngineError> {
+        if self.inner.is_shutting_down() {
+            return Err(EngineError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn spawn_run(&self, id: JobId, trigger: Trigger) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = inner.permit().await else {
+                return;
+            };
+            inner.run_pipeline(id, trigger, None, Vec::new()).await;
+        });
+    }
+}

@@ -1,0 +1,70 @@
+//! Run recording: a finished (or skipped) run becomes a run record and the
+//! job's updated counters, written together in one store batch.
+//!
+//! Owns: [`Inner::persist_run`] and [`Inner::record_skip`], and the
+//! `RunFinished` event (sent after the write).
+//! Must not: decide outcomes; it stores what the runner decided. Writes
+//! take the job's stripe so an older snapshot never overwrites a newer one.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kala_job::{Job, Outcome, RunRecord, Trigger};
+use kala_store::Batch;
+
+use crate::config::Event;
+use crate::state::Inner;
+
+impl Inner {
+    pub async fn record_skip(&self, id: &str, point: Timestamp, why: String) {
+        self.metrics.count(Outcome::Skipped);
+        let record = RunRecord {
+            job_id: id.to_string(),
+            ran_at: self.clock.now(),
+            scheduled_at: Some(point),
+            trigger: Trigger::Schedule,
+            outcome: Outcome::Skipped,
+            number_of_retries: 0,
+            execution_duration: 0,
+            exit_code: None,
+            error: Some(why),
+            output: String::new(),
+        };
+        self.persist_run(id, record, |_| {}).await;
+    }
+
+    /// Stores a run record together with the job's updated state, then
+    /// installs the change in memory and tells subscribers. A job deleted
+    /// meanwhile is not written back.
+    pub async fn persist_run(&self, id: &str, record: RunRecord, update: impl Fn(&mut Job)) {
+        let _stripe = self.lock_stripes(&[id]).await;
+        let job = {
+            let st = self.lock();
+            let Some(cur) = st.jobs.get(id) else { return };
+            let mut job = Job::clone(&cur.job);
+            update(&mut job);
+            job.is_done = cur.due.is_none();
+            job
+        };
+        let batch = Batch {
+            put: vec![job],
+            runs: vec![record.clone()],
+            keep_runs: self.config.keep_runs,
+            ..Batch::default()
+        };
+        if let Err(e) = self.store.apply(batch).await {
+            self.metrics.store_error();
+            tracing::error!(job = %id, error = %e, "cannot store the run: its record is lost; the job's counters stay in memory and are stored with its next write");
+        }
+        {
+            let mut st = self.lock();
+            if let Some(slot) = st.jobs.get_mut(id) {
+                let armed = slot.due.is_some();
+                let cur = Arc::make_mut(&mut slot.job);
+                update(cur);
+                cur.is_done = !armed;
+            }
+        }
+        let _ = self.events.send(Event::RunFinished(record));
+    }
+}

@@ -1,0 +1,191 @@
+//! The runner: one run of a job, from "it is due" to its record.
+//!
+//! Owns: the checks before a scheduled run (epsilon, overlap, the claim),
+//! the attempts with their retries, the run record, and the chain that
+//! follows (children or the on-failure job).
+//! Must not: touch the queue (the timer armed the next point before this
+//! started) or write the store directly (`record` does, under the job's
+//! stripe).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use kala_executor::Attempt;
+use kala_job::{Job, JobId, Outcome, Overlap, RunRecord, Trigger};
+use kala_store::Claim;
+
+use crate::chain::follow_ups;
+use crate::config::Event;
+use crate::retry::{Failed, next_retry};
+use crate::state::Inner;
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl Inner {
+    /// A scheduled run: skipped when it starts later than the job's
+    /// epsilon or while the previous run goes on (`overlap: skip`), not
+    /// run when another instance claimed the point.
+    pub async fn run_scheduled(self: Arc<Self>, job: Arc<Job>, point: Timestamp) {
+        let now = self.clock.now();
+        let late = now.duration_since(point);
+        self.metrics.observe_lateness(late);
+        let epsilon = self
+            .lock()
+            .jobs
+            .get(&job.id)
+            .and_then(|s| s.plan.as_ref().ok().and_then(|p| p.epsilon));
+        if let Some(eps) = epsilon
+            && late > eps
+        {
+            let why = format!(
+                "skipped: started {late:#} after its scheduled time {point}, later than epsilon {}",
+                job.epsilon
+            );
+            self.record_skip(&job.id, point, why).await;
+            return;
+        }
+        if job.overlap == Overlap::Skip && self.lock().is_running(&job.id) {
+            self.record_skip(
+                &job.id,
+                point,
+                "skipped: the previous run is still going (overlap: skip)".into(),
+            )
+            .await;
+            return;
+        }
+        if self.config.claim_runs {
+            let claim = Claim {
+                job_id: job.id.clone(),
+                scheduled_at: point,
+                owner: self.config.instance_id.clone(),
+                expires_at: now + SignedDuration::from_hours(24),
+            };
+            match self.store.claim(claim).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "cannot claim run; not running it");
+                    return;
+                }
+            }
+        }
+        self.run_pipeline(job.id.clone(), Trigger::Schedule, Some(point), Vec::new())
+            .await;
+    }
+
+    /// One run of `id` with its retries; then its children (after a
+    /// success) or its on-failure job (after a failure). `chain` holds the
+    /// jobs already run in this chain, so cycles stop.
+    pub fn run_pipeline(
+        self: Arc<Self>,
+        id: JobId,
+        trigger: Trigger,
+        point: Option<Timestamp>,
+        chain: Vec<JobId>,
+    ) -> BoxFut<'static, Option<RunRecord>> {
+        Box::pin(async move {
+            let (job, plan) = {
+                let mut st = self.lock();
+                let slot = st.jobs.get(&id).filter(|s| !s.job.disabled)?;
+                let taken = (slot.job.clone(), slot.plan.clone());
+                st.running_start(&id);
+                taken
+            };
+            let ran_at = self.clock.now();
+            let _ = self.events.send(Event::RunStarted {
+                job_id: id.clone(),
+                trigger,
+                at: ran_at,
+                scheduled_at: point,
+            });
+            let started = std::time::Instant::now();
+            let mut retries_used = 0u64;
+            let mut failures = 0u64;
+            let mut last_error_at = None;
+            let attempt = match &plan {
+                Err(e) => {
+                    failures = 1;
+                    last_error_at = Some(ran_at);
+                    Attempt {
+                        success: false,
+                        exit_code: None,
+                        error: Some(format!("the stored job is invalid: {e}")),
+                        output: String::new(),
+                        duration: std::time::Duration::ZERO,
+                    }
+                }
+                Ok(plan) => loop {
+                    let attempt = self.executor.run(&job, plan.timeout).await;
+                    if attempt.success {
+                        break attempt;
+                    }
+                    failures += 1;
+                    let now = self.clock.now();
+                    last_error_at = Some(now);
+                    let retry = next_retry(Failed {
+                        retries_used,
+                        retries_allowed: job.retries,
+                        epsilon: plan.epsilon,
+                        since: point.unwrap_or(ran_at),
+                        now,
+                        base_delay: plan.retry_delay,
+                        max_delay: self.config.max_retry_delay,
+                    });
+                    let Some(delay) = retry else { break attempt };
+                    if !delay.is_zero() {
+                        self.clock.sleep_until(now + delay).await;
+                    }
+                    retries_used += 1;
+                },
+            };
+            self.lock().running_end(&id);
+            let finished = self.clock.now();
+            let success = attempt.success;
+            let outcome = if success {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed
+            };
+            self.metrics.count(outcome);
+            if let Some(e) = &attempt.error {
+                tracing::info!(job = %id, name = %job.name, error = %e, "run failed");
+            }
+            let record = RunRecord {
+                job_id: id.clone(),
+                ran_at,
+                scheduled_at: point,
+                trigger,
+                outcome,
+                number_of_retries: retries_used,
+                execution_duration: u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                exit_code: attempt.exit_code,
+                error: attempt.error,
+                output: attempt.output,
+            };
+            self.persist_run(&id, record.clone(), |j| {
+                let m = &mut j.metadata;
+                m.last_attempted_run = Some(ran_at);
+                m.error_count += failures;
+                if last_error_at.is_some() {
+                    m.last_error = last_error_at;
+                }
+                m.number_of_finished_runs += 1;
+                if success {
+                    m.success_count += 1;
+                    m.last_success = Some(finished);
+                }
+            })
+            .await;
+            let mut chain = chain;
+            chain.push(id.clone());
+            for (next, trigger) in follow_ups(&job, success, &chain) {
+                self.clone()
+                    .run_pipeline(next, trigger, None, chain.clone())
+                    .await;
+            }
+            Some(record)
+        })
+    }
+}

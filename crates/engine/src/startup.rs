@@ -1,0 +1,105 @@
+//! Recovery at start-up: every stored job is loaded, its plan parsed once,
+//! its next run computed (missed runs caught up or skipped), the queue
+//! built in one sorted pass, and one-off jobs that never ran are started.
+//!
+//! Owns: [`Engine::start`].
+//! Must not: be called twice on one store by two live engines (the
+//! embedded store's file lock refuses a second process).
+
+use std::sync::Arc;
+
+use kala_executor::Executor;
+use kala_job::{Job, Trigger};
+use kala_store::JobStore;
+
+use crate::clock::Clock;
+use crate::config::{EngineConfig, EngineError};
+use crate::facade::{Engine, job_is_pending_once};
+use crate::state::{Inner, Slot};
+use crate::timer::{Overdue, next_due};
+
+impl Engine {
+    /// Loads every job from `store`, schedules them (missed runs per
+    /// `config.missed_runs`), and starts the timer.
+    ///
+    /// A stored job whose timing does not parse is logged (with its id
+    /// and the field), counted in [`crate::MetricsSnapshot::invalid_jobs`],
+    /// kept (it can be read and deleted) and never scheduled; each run
+    /// asked of it fails with the reason.
+    pub async fn start(
+        store: Arc<dyn JobStore>,
+        executor: Executor,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let load_started = std::time::Instant::now();
+        let jobs = store.load_all().await?;
+        let loaded_in = load_started.elapsed();
+        let engine = Engine {
+            inner: Arc::new(Inner::new(store, executor, clock, config)),
+        };
+        let arm_started = std::time::Instant::now();
+        let count = jobs.len();
+        let pending_once = engine.load(jobs);
+        tracing::info!(
+            jobs = count,
+            load_ms = loaded_in.as_millis() as u64,
+            schedule_ms = arm_started.elapsed().as_millis() as u64,
+            "engine started"
+        );
+        for id in pending_once {
+            engine.spawn_run(id, Trigger::Once);
+        }
+        let timer = engine.inner.clone();
+        let handle = tokio::spawn(async move { timer.timer_loop().await });
+        if let Ok(mut t) = engine.inner.timer.lock() {
+            *t = Some(handle);
+        }
+        if engine.inner.config.run_ttl.is_some() {
+            let inner = engine.inner.clone();
+            tokio::spawn(async move { inner.maintenance_loop().await });
+        }
+        Ok(engine)
+    }
+
+    /// Bulk load: nothing is armed yet and the timer is not running, so
+    /// the queue is built in one sorted pass instead of a million
+    /// O(log n) inserts. Returns the one-off jobs to start.
+    fn load(&self, jobs: Vec<Job>) -> Vec<String> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut pending_once = Vec::new();
+        let mut st = inner.lock();
+        st.jobs.reserve(jobs.len());
+        let mut queue = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let plan = job.plan();
+            if let Err(e) = &plan {
+                inner.metrics.invalid_job();
+                tracing::error!(job = %job.id, name = %job.name, field = %e.field, error = %e.message,
+                    "stored job does not parse: kept, never scheduled; fix or delete it");
+            } else if job_is_pending_once(&job) {
+                pending_once.push(job.id.clone());
+            }
+            let mut slot = Slot::new(job, plan);
+            let due = match &slot.plan {
+                Ok(plan) => next_due(
+                    &slot.job,
+                    plan,
+                    now,
+                    Overdue::CatchUp,
+                    inner.config.missed_runs,
+                ),
+                Err(_) => None,
+            };
+            slot.set_due(due);
+            if let Some(d) = due {
+                queue.push((d.fire_at, slot.job.id.clone()));
+            }
+            st.jobs.insert(slot.job.id.clone(), slot);
+        }
+        queue.sort_unstable();
+        st.queue = queue.into_iter().collect();
+        pending_once
+    }
+}

@@ -1,0 +1,226 @@
+//! Shared state: the jobs in memory, the timer's queue, and the locks that
+//! order writes.
+//!
+//! Owns: [`Inner`] (everything an engine handle points at), [`State`] (the
+//! job map and the queue behind one std mutex), [`Slot`] (one job with its
+//! parsed [`Plan`] and its queue entry) and [`Due`].
+//! Must not: decide when anything runs (that is `timer`), run anything
+//! (`runner`), or talk to the store (`record`, `facade`, `startup`).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jiff::Timestamp;
+use kala_executor::Executor;
+use kala_job::{Job, JobError, JobId, Plan};
+use kala_store::JobStore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
+
+use crate::clock::Clock;
+use crate::config::{EngineConfig, EngineError, Event};
+use crate::metrics::Metrics;
+
+/// Job ids are made by the server (UUIDs), so a fast, randomly seeded
+/// hasher is safe here; SipHash was ~6 % of start-up with 1M jobs.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Stripes of the per-job write lock.
+pub(crate) const STRIPES: usize = 1024;
+
+/// A job's next scheduled run: when the timer fires it, and the point of
+/// the schedule it stands for. They differ only for a caught-up run (fired
+/// now for a point that was missed while the engine was down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Due {
+    pub fire_at: Timestamp,
+    pub point: Timestamp,
+}
+
+/// One job in memory. The job is shared, so readers (GET, the list) take a
+/// reference count instead of a deep copy; writers use `Arc::make_mut`.
+pub(crate) struct Slot {
+    pub job: Arc<Job>,
+    /// The job's timing, parsed once (at create or load). `Err`: a stored
+    /// job whose timing does not parse; it is never scheduled and each of
+    /// its runs fails with this error (reported at load, not hidden).
+    pub plan: Result<Arc<Plan>, Arc<JobError>>,
+    /// Mirrors the job's entry in the queue; kept here to save a second
+    /// map and a copy of the id per job.
+    pub due: Option<Due>,
+}
+
+impl Slot {
+    pub fn new(job: Job, plan: Result<Plan, JobError>) -> Slot {
+        Slot {
+            job: Arc::new(job),
+            plan: plan.map(Arc::new).map_err(Arc::new),
+            due: None,
+        }
+    }
+
+    /// The one place a job's next run is recorded: the slot's queue
+    /// mirror and the job's `next_run_at` (what the API shows). Callers
+    /// keep the queue in step (see [`State::arm`]).
+    pub fn set_due(&mut self, due: Option<Due>) {
+        self.due = due;
+        let next = due.map(|d| d.fire_at);
+        if self.job.next_run_at != next {
+            Arc::make_mut(&mut self.job).next_run_at = next;
+        }
+    }
+}
+
+/// Everything behind the engine's std mutex. Each critical section is a
+/// few map or queue operations (O(1) or O(log n)) and is never held across
+/// an await, so a std mutex is cheaper than tokio's here.
+#[derive(Default)]
+pub(crate) struct State {
+    /// Every job, with its plan and its timer entry when it has one.
+    pub jobs: FastMap<JobId, Slot>,
+    /// The timer's queue, ordered by fire time: (fire at, job).
+    pub queue: BTreeSet<(Timestamp, JobId)>,
+    /// Runs in progress per job (for `overlap: skip`).
+    pub running: FastMap<JobId, u32>,
+}
+
+impl State {
+    /// Replaces `id`'s queue entry with `due` (or removes it). Returns
+    /// whether the earliest entry moved earlier, i.e. the timer must wake.
+    pub fn arm(&mut self, id: &str, due: Option<Due>) -> bool {
+        self.disarm(id);
+        let Some(slot) = self.jobs.get_mut(id) else {
+            return false;
+        };
+        slot.set_due(due);
+        let Some(due) = due else { return false };
+        let earliest = self.queue.first().map(|(t, _)| *t);
+        self.queue.insert((due.fire_at, id.to_string()));
+        earliest.is_none_or(|e| due.fire_at < e)
+    }
+
+    /// Takes `id` out of the queue (its `next_run_at` is left as it was).
+    pub fn disarm(&mut self, id: &str) {
+        if let Some(due) = self.jobs.get_mut(id).and_then(|s| s.due.take()) {
+            self.queue.remove(&(due.fire_at, id.to_string()));
+        }
+    }
+
+    pub fn job_mut(&mut self, id: &str) -> Option<&mut Job> {
+        self.jobs.get_mut(id).map(|s| Arc::make_mut(&mut s.job))
+    }
+
+    pub fn running_start(&mut self, id: &str) {
+        *self.running.entry(id.to_string()).or_default() += 1;
+    }
+
+    pub fn running_end(&mut self, id: &str) {
+        if let Some(n) = self.running.get_mut(id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.running.remove(id);
+            }
+        }
+    }
+
+    pub fn is_running(&self, id: &str) -> bool {
+        self.running.get(id).copied().unwrap_or(0) > 0
+    }
+}
+
+/// What every engine handle shares.
+pub(crate) struct Inner {
+    /// The source of truth; memory is a cache of it. Written before a
+    /// caller is told a change happened.
+    pub store: Arc<dyn JobStore>,
+    pub executor: Executor,
+    /// Injected time: every "now" and every sleep of the engine.
+    pub clock: Arc<dyn Clock>,
+    pub config: EngineConfig,
+    /// Jobs and queue (std mutex: short sections, never across an await).
+    pub state: Mutex<State>,
+    /// Wakes the timer when an earlier entry arrives or on shutdown.
+    pub wake: Notify,
+    /// The worker pool: one permit per executing run.
+    pub workers: Arc<Semaphore>,
+    /// Per-job write order (tokio mutexes: held across the store write so
+    /// an older snapshot of a job can never overwrite a newer one).
+    pub stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Serialises changes to the dependency graph (create with parents,
+    /// delete); held across the store write for the same reason.
+    pub graph: tokio::sync::Mutex<()>,
+    pub events: broadcast::Sender<Event>,
+    pub shutdown: watch::Sender<bool>,
+    /// The timer task, taken and awaited by shutdown.
+    pub timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub metrics: Metrics,
+}
+
+fn stripe_of(id: &str) -> usize {
+    let mut h = DefaultHasher::new();
+    id.hash(&mut h);
+    (h.finish() % STRIPES as u64) as usize
+}
+
+impl Inner {
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        executor: Executor,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Inner {
+        let (events, _) = broadcast::channel(4096);
+        let (shutdown, _) = watch::channel(false);
+        Inner {
+            store,
+            executor,
+            clock,
+            workers: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
+            config,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            graph: tokio::sync::Mutex::new(()),
+            events,
+            shutdown,
+            timer: Mutex::new(None),
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The state lock. A panic elsewhere while it was held leaves the maps
+    /// consistent (every section is a few infallible operations), so a
+    /// poisoned lock is taken over rather than propagated.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub async fn permit(&self) -> Result<OwnedSemaphorePermit, EngineError> {
+        self.workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Locks the stripes of `ids` in index order (so two callers cannot
+    /// deadlock).
+    pub async fn lock_stripes(&self, ids: &[&str]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut idx: Vec<usize> = ids.iter().map(|id| stripe_of(id)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let mut guards = Vec::with_capacity(idx.len());
+        for i in idx {
+            guards.push(self.stripes[i].lock().await);
+        }
+        guards
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}

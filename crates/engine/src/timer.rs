@@ -1,0 +1,142 @@
+//! The timer: when each job runs next, the ordered queue, and the one task
+//! that sleeps until the earliest entry.
+//!
+//! Owns: [`next_due`] (the only computation of a job's next run), arming
+//! and disarming through [`State::arm`], and the timer loop, which hands
+//! each due entry to the runner with a worker permit.
+//! Must not: execute jobs or write to the store; a due entry becomes a
+//! spawned `runner` task and the loop goes straight back to the queue.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kala_job::{Job, Plan};
+
+use crate::config::MissedRuns;
+use crate::state::{Due, Inner, State};
+
+/// Whether a point already in the past fires (`CatchUp`: restart and
+/// enable) or is taken as it is (`AsIs`: create, and the point after a
+/// firing, so a late timer does not lose points).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overdue {
+    AsIs,
+    CatchUp,
+}
+
+/// A job's next scheduled run, from its state and plan. `None`: it has no
+/// schedule (one-off, child), is disabled, or its schedule is over.
+pub(crate) fn next_due(
+    job: &Job,
+    plan: &Plan,
+    now: Timestamp,
+    overdue: Overdue,
+    missed: MissedRuns,
+) -> Option<Due> {
+    if job.disabled || job.is_child() {
+        return None;
+    }
+    let schedule = plan.schedule.as_ref()?;
+    let candidate = match (job.last_scheduled_at, schedule.start()) {
+        (Some(last), _) => schedule.next_after(last),
+        (None, Some(start)) => Some(start),
+        (None, None) => schedule.next_after(job.created_at),
+    }?;
+    let at = |t| Due {
+        fire_at: t,
+        point: t,
+    };
+    if candidate >= now || overdue == Overdue::AsIs {
+        return Some(at(candidate));
+    }
+    if job.resume_at_next_scheduled_time || missed == MissedRuns::Skip {
+        return schedule.next_after(now).map(at);
+    }
+    let point = schedule
+        .latest_at_or_before(now)
+        .unwrap_or(candidate)
+        .max(candidate);
+    Some(Due {
+        fire_at: now,
+        point,
+    })
+}
+
+impl Inner {
+    /// `id`'s next run from its current state.
+    pub fn due_of(&self, st: &State, id: &str, now: Timestamp, overdue: Overdue) -> Option<Due> {
+        let slot = st.jobs.get(id)?;
+        let plan = slot.plan.as_ref().ok()?;
+        next_due(&slot.job, plan, now, overdue, self.config.missed_runs)
+    }
+
+    /// (Re)arms `id` from its current state and wakes the timer if the
+    /// queue's head moved earlier.
+    pub fn rearm(&self, st: &mut State, id: &str, now: Timestamp, overdue: Overdue) {
+        let due = self.due_of(st, id, now, overdue);
+        if st.arm(id, due) {
+            self.wake.notify_one();
+        }
+    }
+
+    pub async fn timer_loop(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let next = self.lock().queue.first().cloned();
+            match next {
+                None => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Some((at, id)) if at <= self.clock.now() => {
+                    let permit = tokio::select! {
+                        p = self.workers.clone().acquire_owned() => p,
+                        _ = shutdown.changed() => continue,
+                    };
+                    let Ok(permit) = permit else { return };
+                    if let Some((job, point)) = self.take_due(&id, at) {
+                        let inner = self.clone();
+                        tokio::spawn(async move {
+                            inner.run_scheduled(job, point).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Some((at, _)) => {
+                    let sleep = self.clock.sleep_until(at);
+                    tokio::select! {
+                        _ = sleep => {}
+                        _ = self.wake.notified() => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pops a due entry and arms the job's following point right away (so
+    /// a long run does not delay the schedule; see `overlap`).
+    fn take_due(&self, id: &str, at: Timestamp) -> Option<(Arc<Job>, Timestamp)> {
+        let mut st = self.lock();
+        let due = st.jobs.get(id)?.due?;
+        if due.fire_at != at {
+            return None;
+        }
+        st.disarm(id);
+        let job = st.job_mut(id)?;
+        if job.disabled {
+            return None;
+        }
+        job.scheduled_runs += 1;
+        job.last_scheduled_at = Some(due.point);
+        let now = self.clock.now();
+        self.rearm(&mut st, id, now, Overdue::AsIs);
+        let job = st.jobs.get(id)?.job.clone();
+        Some((job, due.point))
+    }
+}

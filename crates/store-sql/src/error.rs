@@ -1,0 +1,32 @@
+//! Mapping sqlx errors to store errors, the same for every database but
+//! for the codes the [`Dialect`] classifies.
+//!
+//! Owns: [`map_err`], [`retryable`]. Must not: know any database's codes.
+
+use kala_store::StoreError;
+
+use crate::dialect::{Dialect, ErrorClass};
+
+fn class<D: Dialect>(e: &sqlx::Error) -> ErrorClass {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => ErrorClass::Unavailable,
+        sqlx::Error::Database(db) => D::classify(db.code().as_deref(), db.message()),
+        _ => ErrorClass::Other,
+    }
+}
+
+/// A sqlx error as a store error (`Unavailable` → HTTP 503).
+pub fn map_err<D: Dialect>(e: sqlx::Error) -> StoreError {
+    match class::<D>(&e) {
+        ErrorClass::Unavailable => StoreError::Unavailable(format!("{}: {e}", D::NAME)),
+        ErrorClass::Retry | ErrorClass::Other => StoreError::Backend(format!("{}: {e}", D::NAME)),
+    }
+}
+
+pub(crate) fn retryable<D: Dialect>(e: &sqlx::Error) -> bool {
+    class::<D>(e) == ErrorClass::Retry
+}

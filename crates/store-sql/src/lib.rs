@@ -1,0 +1,29 @@
+//! # kala-store-sql
+//!
+//! kala's SQL job store, written once. [`SqlStore`] implements
+//! [`kala_store::JobStore`] over any sqlx database for which a [`Dialect`]
+//! says the few things that differ: how to connect, the schema, the upsert
+//! and insert-if-absent syntax, how to delete a set of run rows, and which
+//! errors mean "unavailable" or "retry". Placeholders are sqlx's
+//! `QueryBuilder`'s business (`$n` or `?`), so the SQL text, the batch
+//! logic, retention, claims and migrations live here and nowhere else.
+//!
+//! Implementations: `kala-store-postgres` and `kala-store-mysql`.
+//!
+//! Modules: [`dialect`] (the trait), `store` ([`SqlStore`] and its
+//! queries), [`batch`] (a batch encoded once, the transaction retry),
+//! `error` (the errors every driver shares).
+//!
+//! Tables: `kala_jobs(id, job)`, `kala_runs(seq, job_id, ran_at, run)`,
+//! `kala_claims(job_id, scheduled_at, owner, expires_at)`; values are the
+//! JSON of `kala_store::json`. Every batch is one transaction; jobs are
+//! upserted in id order so two batches cannot deadlock on each other.
+
+pub mod batch;
+pub mod dialect;
+mod error;
+mod store;
+
+pub use dialect::{Dialect, ErrorClass};
+pub use error::map_err;
+pub use store::{SqlStore, migrator};
