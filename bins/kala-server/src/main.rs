@@ -244,11 +244,13 @@ async fn open_store(args: &Serve) -> anyhow::Result<Arc<dyn JobStore>> {
         #[cfg(feature = "postgres")]
         "postgres" => {
             let options = kala_store_postgres::PostgresOptions {
-                address: args.jobdb_address.clone(),
-                username: args.jobdb_username.clone(),
-                password: args.jobdb_password.clone(),
+                connect: kala_store_postgres::ConnectOptions {
+                    address: args.jobdb_address.clone(),
+                    username: args.jobdb_username.clone(),
+                    password: args.jobdb_password.clone(),
+                    ..Default::default()
+                },
                 schema: namespace,
-                ..Default::default()
             };
             Arc::new(
                 kala_store_postgres::PostgresStore::connect(&options)
@@ -266,14 +268,16 @@ async fn open_store(args: &Serve) -> anyhow::Result<Arc<dyn JobStore>> {
             }
             let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
             let options = kala_store_mysql::MySqlOptions {
-                address: args.jobdb_address.clone(),
-                username: args.jobdb_username.clone(),
-                password: args.jobdb_password.clone(),
+                connect: kala_store_mysql::ConnectOptions {
+                    address: args.jobdb_address.clone(),
+                    username: args.jobdb_username.clone(),
+                    password: args.jobdb_password.clone(),
+                    ..Default::default()
+                },
                 tls_ca: path(&args.jobdb_tls_capath),
                 tls_cert: path(&args.jobdb_tls_certpath),
                 tls_key: path(&args.jobdb_tls_keypath),
                 tls_servername: Some(args.jobdb_tls_servername.clone()),
-                ..Default::default()
             };
             Arc::new(
                 kala_store_mysql::MySqlStore::connect(&options)

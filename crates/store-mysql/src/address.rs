@@ -5,19 +5,18 @@
 //! Owns: [`MySqlOptions`] and its translation to sqlx's connect options
 //! (no I/O). Must not: connect.
 
+use kala_store::{Result, StoreError};
+use kala_store_sql::ConnectOptions;
+use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
-
-use kala_store::{Result, StoreError};
-use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 
 /// How to reach MySQL/MariaDB.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MySqlOptions {
-    pub address: String,
-    pub username: String,
-    pub password: String,
+    /// Address, credentials and pool settings; the address in one of the
+    /// forms above.
+    pub connect: ConnectOptions,
     /// `--jobdb-tls-capath`: CA file; turns on TLS with certificate and
     /// host name verification.
     pub tls_ca: Option<PathBuf>,
@@ -27,24 +26,6 @@ pub struct MySqlOptions {
     pub tls_key: Option<PathBuf>,
     /// `--jobdb-tls-servername`: not supported (see [`MySqlOptions::connect_options`]).
     pub tls_servername: Option<String>,
-    pub max_connections: u32,
-    pub acquire_timeout: Duration,
-}
-
-impl Default for MySqlOptions {
-    fn default() -> Self {
-        MySqlOptions {
-            address: String::new(),
-            username: String::new(),
-            password: String::new(),
-            tls_ca: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_servername: None,
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(3),
-        }
-    }
 }
 
 fn bad(msg: impl Into<String>) -> StoreError {
@@ -54,7 +35,8 @@ fn bad(msg: impl Into<String>) -> StoreError {
 impl MySqlOptions {
     /// The connect options these settings describe (no I/O).
     pub fn connect_options(&self) -> Result<MySqlConnectOptions> {
-        let address = self.address.trim();
+        let c = &self.connect;
+        let address = c.address.trim();
         if address.is_empty() {
             return Err(bad(
                 "--jobdb-address is required for mysql: tcp(host:3306)/database, host:port/database or a mysql:// URL",
@@ -66,11 +48,11 @@ impl MySqlOptions {
         } else {
             parse_go_dsn(address)?
         };
-        if !self.username.is_empty() {
-            opts = opts.username(&self.username);
+        if !c.username.is_empty() {
+            opts = opts.username(&c.username);
         }
-        if !self.password.is_empty() {
-            opts = opts.password(&self.password);
+        if !c.password.is_empty() {
+            opts = opts.password(&c.password);
         }
         if self
             .tls_servername
@@ -206,7 +188,10 @@ mod tests {
 
     fn opts(a: &str) -> MySqlConnectOptions {
         MySqlOptions {
-            address: a.into(),
+            connect: ConnectOptions {
+                address: a.into(),
+                ..ConnectOptions::default()
+            },
             ..MySqlOptions::default()
         }
         .connect_options()
@@ -235,7 +220,10 @@ mod tests {
     fn bad_addresses_and_tls_flags() {
         let err = |o: MySqlOptions| o.connect_options().unwrap_err().to_string();
         let o = |a: &str| MySqlOptions {
-            address: a.into(),
+            connect: ConnectOptions {
+                address: a.into(),
+                ..ConnectOptions::default()
+            },
             ..MySqlOptions::default()
         };
         assert!(err(o("")).contains("--jobdb-address is required"));

@@ -28,7 +28,7 @@ mod error;
 
 pub use address::MySqlOptions;
 pub use dialect::MySqlDialect;
-pub use kala_store_sql::SqlStore;
+pub use kala_store_sql::{ConnectOptions, SqlStore};
 
 /// The MySQL/MariaDB store: [`SqlStore`] speaking [`MySqlDialect`]
 /// (`MySqlStore::connect(&options)`).

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use kala_store::JobStore;
-use kala_store_mysql::{MySqlOptions, MySqlStore};
+use kala_store_mysql::{ConnectOptions, MySqlOptions, MySqlStore};
 use sqlx::Connection;
 
 fn base_url() -> String {
@@ -29,7 +29,10 @@ async fn mysql_passes_the_conformance_suite() {
         base.rsplit_once('/').map_or(base.as_str(), |p| p.0)
     );
     let options = MySqlOptions {
-        address: url,
+        connect: ConnectOptions {
+            address: url,
+            ..ConnectOptions::default()
+        },
         ..MySqlOptions::default()
     };
     let open = || {
@@ -37,7 +40,7 @@ async fn mysql_passes_the_conformance_suite() {
         async move {
             let s = MySqlStore::connect(&o)
                 .await
-                .unwrap_or_else(|e| panic!("MySQL at {:?}: {e}", o.address));
+                .unwrap_or_else(|e| panic!("MySQL at {:?}: {e}", o.connect.address));
             Arc::new(s) as Arc<dyn JobStore>
         }
     };

@@ -4,48 +4,27 @@
 //! Owns: [`PostgresOptions`] and its translation to sqlx's connect
 //! options (no I/O). Must not: connect.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use kala_store::{Result, StoreError};
+use kala_store_sql::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
+use std::str::FromStr;
 
 /// How to reach PostgreSQL.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PostgresOptions {
-    /// Kala's form `host:port/db` (optionally `?sslmode=…`), or a full
-    /// `postgres://` URL.
-    pub address: String,
-    /// Overrides the URL's user when not empty.
-    pub username: String,
-    /// Overrides the URL's password when not empty.
-    pub password: String,
+    /// Address, credentials and pool settings; the address is Kala's form
+    /// `host:port/db` (optionally `?sslmode=…`) or a `postgres://` URL.
+    pub connect: ConnectOptions,
     /// Keep kala's tables in this schema (created if missing) instead of
     /// the connection's default search path.
     pub schema: Option<String>,
-    pub max_connections: u32,
-    /// How long a call waits for a connection before it fails with
-    /// [`StoreError::Unavailable`].
-    pub acquire_timeout: Duration,
-}
-
-impl Default for PostgresOptions {
-    fn default() -> Self {
-        PostgresOptions {
-            address: String::new(),
-            username: String::new(),
-            password: String::new(),
-            schema: None,
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(3),
-        }
-    }
 }
 
 impl PostgresOptions {
     /// The connect options these settings describe (no I/O).
     pub fn connect_options(&self) -> Result<PgConnectOptions> {
-        let address = self.address.trim();
+        let c = &self.connect;
+        let address = c.address.trim();
         if address.is_empty() {
             return Err(StoreError::Backend(
                 "--jobdb-address is required for postgres: host:port/database or a postgres:// URL"
@@ -60,11 +39,11 @@ impl PostgresOptions {
         let mut opts = PgConnectOptions::from_str(&url).map_err(|e| {
             StoreError::Backend(format!("--jobdb-address {address:?} is not usable: {e}"))
         })?;
-        if !self.username.is_empty() {
-            opts = opts.username(&self.username);
+        if !c.username.is_empty() {
+            opts = opts.username(&c.username);
         }
-        if !self.password.is_empty() {
-            opts = opts.password(&self.password);
+        if !c.password.is_empty() {
+            opts = opts.password(&c.password);
         }
         if let Some(schema) = &self.schema {
             check_identifier(schema)?;
@@ -96,7 +75,10 @@ mod tests {
     #[test]
     fn addresses() {
         let o = |a: &str| PostgresOptions {
-            address: a.into(),
+            connect: ConnectOptions {
+                address: a.into(),
+                ..ConnectOptions::default()
+            },
             ..PostgresOptions::default()
         };
         assert!(o("").connect_options().is_err());
@@ -106,12 +88,9 @@ mod tests {
         assert_eq!(c.get_host(), "127.0.0.1");
         assert_eq!(c.get_port(), 5432);
         assert_eq!(c.get_database(), Some("test"));
-        let c = PostgresOptions {
-            username: "kala".into(),
-            ..o("postgres://someone@db.example:6543/jobs")
-        }
-        .connect_options()
-        .unwrap();
+        let mut named = o("postgres://someone@db.example:6543/jobs");
+        named.connect.username = "kala".into();
+        let c = named.connect_options().unwrap();
         assert_eq!(c.get_username(), "kala");
         assert_eq!(c.get_port(), 6543);
         let bad = PostgresOptions {

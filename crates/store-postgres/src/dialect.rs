@@ -1,30 +1,22 @@
-//! What is PostgreSQL's own: the schema, the upsert syntax, connecting
-//! (with the schema created first when one is named).
+//! What is PostgreSQL's own beyond its syntax (`Syntax::POSTGRES` in
+//! kala-store-sql): connecting, with the schema created first when one is
+//! named.
 //!
 //! Owns: [`PgDialect`]. Must not: contain a query kala-store-sql has.
 
 use kala_store::Result;
-use kala_store_sql::{Dialect, ErrorClass};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgQueryResult};
+use kala_store_sql::{Classify, Dialect, Syntax};
+use sqlx::postgres::PgPool;
 use sqlx::{Connection, Postgres};
 
 use crate::address::PostgresOptions;
 
 /// PostgreSQL for [`kala_store_sql::SqlStore`].
-#[derive(Debug, Clone, Copy)]
 pub struct PgDialect;
 
 impl Dialect for PgDialect {
     type DB = Postgres;
     type Options = PostgresOptions;
-
-    const NAME: &'static str = "postgres";
-    const SCHEMA: &'static str = include_str!("../migrations/0001_init.sql");
-    const UPSERT_JOB: &'static str = " ON CONFLICT (id) DO UPDATE SET job = EXCLUDED.job";
-    const INSERT_IF_ABSENT: (&'static str, &'static str) = ("INSERT ", " ON CONFLICT DO NOTHING");
-    const DELETE_RUNS_BY_SEQ: (&'static str, &'static str) =
-        ("DELETE FROM kala_runs WHERE seq IN (", ")");
-    const DELETE_ALL: &'static [&'static str] = &["TRUNCATE kala_jobs, kala_runs, kala_claims"];
 
     async fn connect(options: &PostgresOptions) -> Result<PgPool> {
         let map = kala_store_sql::map_err::<PgDialect>;
@@ -42,19 +34,9 @@ impl Dialect for PgDialect {
             .map_err(map)?;
             conn.close().await.map_err(map)?;
         }
-        PgPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await
-            .map_err(map)
+        options.connect.pool::<PgDialect>(connect).await
     }
 
-    fn rows_affected(result: &PgQueryResult) -> u64 {
-        result.rows_affected()
-    }
-
-    fn classify(code: Option<&str>, message: &str) -> ErrorClass {
-        crate::error::classify(code, message)
-    }
+    const SYNTAX: Syntax = Syntax::POSTGRES;
+    const CLASSIFY: Classify = crate::error::classify;
 }

@@ -29,7 +29,7 @@ mod error;
 
 pub use address::PostgresOptions;
 pub use dialect::PgDialect;
-pub use kala_store_sql::SqlStore;
+pub use kala_store_sql::{ConnectOptions, SqlStore};
 
 /// The PostgreSQL store: [`SqlStore`] speaking [`PgDialect`]
 /// (`PostgresStore::connect(&options)`).

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use kala_store::JobStore;
-use kala_store_postgres::{PostgresOptions, PostgresStore};
+use kala_store_postgres::{ConnectOptions, PostgresOptions, PostgresStore};
 
 fn url() -> String {
     std::env::var("KALA_TEST_POSTGRES")
@@ -17,15 +17,20 @@ fn url() -> String {
 async fn postgres_passes_the_conformance_suite() {
     let schema = format!("kala_test_{}", uuid::Uuid::new_v4().simple());
     let options = PostgresOptions {
-        address: url(),
+        connect: ConnectOptions {
+            address: url(),
+            ..ConnectOptions::default()
+        },
         schema: Some(schema.clone()),
-        ..PostgresOptions::default()
     };
     let open = || {
         let o = options.clone();
         async move {
             let s = PostgresStore::connect(&o).await.unwrap_or_else(|e| {
-                panic!("PostgreSQL at {:?} is needed for this test: {e}", o.address)
+                panic!(
+                    "PostgreSQL at {:?} is needed for this test: {e}",
+                    o.connect.address
+                )
             });
             Arc::new(s) as Arc<dyn JobStore>
         }

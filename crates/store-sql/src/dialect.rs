@@ -1,12 +1,16 @@
-//! What a SQL database must say for [`crate::SqlStore`] to run on it.
+//! What a SQL database must provide for [`crate::SqlStore`] to run on it.
 //!
-//! Owns: the [`Dialect`] trait. Must not: contain SQL shared by every
-//! database (that is `store`).
+//! Owns: the [`Dialect`] trait, [`ErrorClass`], [`RowsAffected`] and the
+//! connection settings every SQL backend shares ([`ConnectOptions`]).
+//! Must not: contain SQL (that is `syntax` and `store`).
 
 use std::future::Future;
+use std::time::Duration;
 
 use kala_store::Result;
 use sqlx::{Database, Pool};
+
+use crate::syntax::Syntax;
 
 /// How a database error is to be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,35 +23,84 @@ pub enum ErrorClass {
     Other,
 }
 
+/// Classifies an error the server returned by its code and message.
+pub type Classify = fn(Option<&str>, &str) -> ErrorClass;
+
 /// The differences between SQL databases, and nothing else.
 pub trait Dialect: Send + Sync + 'static {
     type DB: Database;
     /// What the backend's flags become (address, credentials, TLS, …).
     type Options: Send + Sync;
 
-    /// `postgres`, `mysql`: in messages and `JobStore::name`.
-    const NAME: &'static str;
-    /// The schema (`CREATE TABLE IF NOT EXISTS …`), migration 1.
-    const SCHEMA: &'static str;
-    /// Appended to `INSERT INTO kala_jobs (id, job) VALUES …` to replace
-    /// an existing row.
-    const UPSERT_JOB: &'static str;
-    /// Wraps `INSERT INTO kala_claims … VALUES (…)` so that an existing
-    /// row is left alone and no error is raised: (before, after).
-    const INSERT_IF_ABSENT: (&'static str, &'static str);
-    /// Wraps a `SELECT seq …` to delete those run rows: (before, after).
-    const DELETE_RUNS_BY_SEQ: (&'static str, &'static str);
-    /// Empties every table, in one transaction.
-    const DELETE_ALL: &'static [&'static str];
-
     /// A pool on `options`, with the schema the options name in place.
     fn connect(options: &Self::Options) -> impl Future<Output = Result<Pool<Self::DB>>> + Send;
 
-    /// Rows a statement changed (matched, for an `UPDATE` on MySQL with
-    /// `CLIENT_FOUND_ROWS`, which sqlx sets).
-    fn rows_affected(result: &<Self::DB as Database>::QueryResult) -> u64;
+    /// The database's spelling of the statements that differ.
+    const SYNTAX: Syntax;
+    /// Which of its errors mean "unavailable" or "retry" (I/O, pool and
+    /// TLS errors are "unavailable" for every database).
+    const CLASSIFY: Classify;
+}
 
-    /// Classifies an error the server returned (`sqlx::Error::Database`);
-    /// I/O, pool and TLS errors are `Unavailable` for every database.
-    fn classify(code: Option<&str>, message: &str) -> ErrorClass;
+/// Rows a statement changed (sqlx has no common trait for it). On MySQL
+/// an `UPDATE` counts matched rows: sqlx sets `CLIENT_FOUND_ROWS`.
+pub trait RowsAffected {
+    fn rows(&self) -> u64;
+}
+
+#[cfg(feature = "postgres")]
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl RowsAffected for sqlx::mysql::MySqlQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+/// Where a SQL server is and how to log in: the flags every SQL backend
+/// has (`--jobdb-address`, `--jobdb-username`, `--jobdb-password`).
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The backend's address forms (see each backend).
+    pub address: String,
+    /// Overrides the address's user when not empty.
+    pub username: String,
+    /// Overrides the address's password when not empty.
+    pub password: String,
+    pub max_connections: u32,
+    /// How long a call waits for a connection before it fails with
+    /// `StoreError::Unavailable` (HTTP 503).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            address: String::new(),
+            username: String::new(),
+            password: String::new(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// A pool on `options` (the backend's own connect options).
+    pub async fn pool<D: Dialect>(
+        &self,
+        options: <<D::DB as Database>::Connection as sqlx::Connection>::Options,
+    ) -> Result<Pool<D::DB>> {
+        sqlx::pool::PoolOptions::<D::DB>::new()
+            .max_connections(self.max_connections.max(1))
+            .acquire_timeout(self.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(crate::map_err::<D>)
+    }
 }

@@ -14,7 +14,7 @@ fn class<D: Dialect>(e: &sqlx::Error) -> ErrorClass {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => ErrorClass::Unavailable,
-        sqlx::Error::Database(db) => D::classify(db.code().as_deref(), db.message()),
+        sqlx::Error::Database(db) => (D::CLASSIFY)(db.code().as_deref(), db.message()),
         _ => ErrorClass::Other,
     }
 }
@@ -22,8 +22,10 @@ fn class<D: Dialect>(e: &sqlx::Error) -> ErrorClass {
 /// A sqlx error as a store error (`Unavailable` → HTTP 503).
 pub fn map_err<D: Dialect>(e: sqlx::Error) -> StoreError {
     match class::<D>(&e) {
-        ErrorClass::Unavailable => StoreError::Unavailable(format!("{}: {e}", D::NAME)),
-        ErrorClass::Retry | ErrorClass::Other => StoreError::Backend(format!("{}: {e}", D::NAME)),
+        ErrorClass::Unavailable => StoreError::Unavailable(format!("{}: {e}", D::SYNTAX.name)),
+        ErrorClass::Retry | ErrorClass::Other => {
+            StoreError::Backend(format!("{}: {e}", D::SYNTAX.name))
+        }
     }
 }
 

@@ -10,9 +10,11 @@
 //!
 //! Implementations: `kala-store-postgres` and `kala-store-mysql`.
 //!
-//! Modules: [`dialect`] (the trait), `store` ([`SqlStore`] and its
-//! queries), [`batch`] (a batch encoded once, the transaction retry),
-//! `error` (the errors every driver shares).
+//! Modules: [`dialect`] (the trait and the shared connection settings),
+//! [`syntax`] (every statement that differs, both databases side by
+//! side), `store` ([`SqlStore`] and its queries), [`batch`] (a batch
+//! encoded once, the transaction retry), `error` (the errors every driver
+//! shares). Features `postgres` and `mysql` enable sqlx's drivers.
 //!
 //! Tables: `kala_jobs(id, job)`, `kala_runs(seq, job_id, ran_at, run)`,
 //! `kala_claims(job_id, scheduled_at, owner, expires_at)`; values are the
@@ -23,7 +25,9 @@ pub mod batch;
 pub mod dialect;
 mod error;
 mod store;
+pub mod syntax;
 
-pub use dialect::{Dialect, ErrorClass};
+pub use dialect::{Classify, ConnectOptions, Dialect, ErrorClass, RowsAffected};
 pub use error::map_err;
 pub use store::{SqlStore, migrator};
+pub use syntax::Syntax;

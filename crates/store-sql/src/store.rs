@@ -18,7 +18,7 @@ use sqlx::{
 };
 
 use crate::batch::{EncodedBatch, retry_transient};
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, RowsAffected};
 use crate::error::{map_err, retryable};
 
 /// Rows per multi-row statement (2–3 bound values each: far below every
@@ -37,7 +37,7 @@ pub fn migrator<D: Dialect>() -> Migrator {
         1,
         "init".into(),
         MigrationType::Simple,
-        D::SCHEMA.into_sql_str(),
+        D::SYNTAX.schema.into_sql_str(),
         false,
     )]);
     m.dangerous_set_table_name("kala_migrations");
@@ -72,6 +72,7 @@ where
     String: for<'r> Decode<'r, D::DB> + Type<D::DB>,
     i64: for<'q> Encode<'q, D::DB> + Type<D::DB>,
     usize: ColumnIndex<<D::DB as Database>::Row>,
+    <D::DB as Database>::QueryResult: RowsAffected,
 {
     /// Connects (see the dialect's options) and applies the migrations.
     pub async fn connect(options: &D::Options) -> Result<SqlStore<D>> {
@@ -79,7 +80,7 @@ where
         migrator::<D>()
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Backend(format!("{} migrations: {e}", D::NAME)))?;
+            .map_err(|e| StoreError::Backend(format!("{} migrations: {e}", D::SYNTAX.name)))?;
         Ok(SqlStore {
             pool,
             dialect: PhantomData,
@@ -109,7 +110,7 @@ where
             q.push_values(ids.iter().zip(jobs), |mut row, (id, job)| {
                 row.push_bind(id.as_str()).push_bind(job.as_str());
             });
-            q.push(D::UPSERT_JOB);
+            q.push(D::SYNTAX.upsert_job);
             q.build().execute(&mut *tx).await?;
         }
         let runs: Vec<_> = b.run_job_ids.iter().zip(&b.run_at).zip(&b.runs).collect();
@@ -124,7 +125,7 @@ where
         }
         if let Some(keep) = b.keep_runs {
             for chunk in b.touched.chunks(CHUNK) {
-                let (before, after) = D::DELETE_RUNS_BY_SEQ;
+                let (before, after) = D::SYNTAX.delete_runs_by_seq;
                 let mut q = QueryBuilder::<D::DB>::new(before);
                 q.push(RUNS_BEYOND).push(" WHERE job_id");
                 push_in(&mut q, chunk);
@@ -139,7 +140,7 @@ where
 
     async fn execute(&self, q: &mut QueryBuilder<D::DB>) -> Result<u64> {
         let done = q.build().execute(&self.pool).await.map_err(map_err::<D>)?;
-        Ok(D::rows_affected(&done))
+        Ok(done.rows())
     }
 }
 
@@ -153,9 +154,10 @@ where
     String: for<'r> Decode<'r, D::DB> + Type<D::DB>,
     i64: for<'q> Encode<'q, D::DB> + Type<D::DB>,
     usize: ColumnIndex<<D::DB as Database>::Row>,
+    <D::DB as Database>::QueryResult: RowsAffected,
 {
     fn name(&self) -> &'static str {
-        D::NAME
+        D::SYNTAX.name
     }
 
     async fn load_all(&self) -> Result<Vec<Job>> {
@@ -229,7 +231,7 @@ where
             dropped += self.execute(&mut q).await?;
         }
         if let Some(keep) = retention.max_per_job {
-            let (before, after) = D::DELETE_RUNS_BY_SEQ;
+            let (before, after) = D::SYNTAX.delete_runs_by_seq;
             let mut q = QueryBuilder::<D::DB>::new(before);
             q.push(RUNS_BEYOND)
                 .push(") x WHERE rn > ")
@@ -245,7 +247,7 @@ where
 
     async fn delete_all(&self) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(map_err::<D>)?;
-        for sql in D::DELETE_ALL {
+        for sql in D::SYNTAX.delete_all.iter() {
             QueryBuilder::<D::DB>::new(*sql)
                 .build()
                 .execute(&mut *tx)
@@ -260,7 +262,7 @@ where
     async fn claim(&self, claim: Claim) -> Result<bool> {
         let scheduled = ns_i64(claim.scheduled_at)?;
         let expires = ns_i64(claim.expires_at)?;
-        let (before, after) = D::INSERT_IF_ABSENT;
+        let (before, after) = D::SYNTAX.insert_if_absent;
         let mut q = QueryBuilder::<D::DB>::new(before);
         q.push("INTO kala_claims (job_id, scheduled_at, owner, expires_at) VALUES (");
         q.separated(", ")

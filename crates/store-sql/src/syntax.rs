@@ -1,0 +1,51 @@
+//! The SQL that differs between the databases kala supports, side by
+//! side, so that every statement kala runs can be read in this crate.
+//!
+//! Owns: [`Syntax`], [`Syntax::POSTGRES`], [`Syntax::MYSQL`]. Must not:
+//! hold anything but text.
+
+/// One database's spelling of what [`crate::SqlStore`] needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Syntax {
+    /// `postgres`, `mysql`: in messages and `JobStore::name`.
+    pub name: &'static str,
+    /// The schema (`CREATE TABLE IF NOT EXISTS …`), migration 1.
+    pub schema: &'static str,
+    /// Appended to `INSERT INTO kala_jobs (id, job) VALUES …` to replace
+    /// an existing row.
+    pub upsert_job: &'static str,
+    /// Wraps `INTO kala_claims … VALUES (…)` so that an existing row is
+    /// left alone without an error: (before, after).
+    pub insert_if_absent: (&'static str, &'static str),
+    /// Wraps a `SELECT seq …` to delete those run rows: (before, after).
+    pub delete_runs_by_seq: (&'static str, &'static str),
+    /// Empties every table, in one transaction.
+    pub delete_all: &'static [&'static str],
+}
+
+impl Syntax {
+    pub const POSTGRES: Syntax = Syntax {
+        name: "postgres",
+        schema: include_str!("../migrations/postgres/0001_init.sql"),
+        upsert_job: " ON CONFLICT (id) DO UPDATE SET job = EXCLUDED.job",
+        insert_if_absent: ("INSERT ", " ON CONFLICT DO NOTHING"),
+        delete_runs_by_seq: ("DELETE FROM kala_runs WHERE seq IN (", ")"),
+        delete_all: &["TRUNCATE kala_jobs, kala_runs, kala_claims"],
+    };
+
+    /// MySQL and MariaDB. MySQL cannot delete from a table that its own
+    /// subquery reads, hence the multi-table `DELETE … JOIN`; `TRUNCATE`
+    /// commits implicitly, hence three `DELETE`s.
+    pub const MYSQL: Syntax = Syntax {
+        name: "mysql",
+        schema: include_str!("../migrations/mysql/0001_init.sql"),
+        upsert_job: " ON DUPLICATE KEY UPDATE job = VALUES(job)",
+        insert_if_absent: ("INSERT IGNORE ", ""),
+        delete_runs_by_seq: ("DELETE r FROM kala_runs r JOIN (", ") d ON r.seq = d.seq"),
+        delete_all: &[
+            "DELETE FROM kala_jobs",
+            "DELETE FROM kala_runs",
+            "DELETE FROM kala_claims",
+        ],
+    };
+}
