@@ -125,7 +125,7 @@ struct Serve {
     /// Debug logging.
     #[arg(short, long, env = "KALA_VERBOSE")]
     verbose: bool,
-    /// Require "Authorization: Bearer <token>" on every /api/v1 request.
+    /// Require `Authorization: Bearer <token>` on every /api/v1 request.
     #[arg(long = "auth-token", env = "KALA_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
     /// Largest accepted request body, in bytes.
@@ -223,6 +223,9 @@ async fn open_store(args: &Serve) -> anyhow::Result<Arc<dyn JobStore>> {
     let namespace = args.jobdb_namespace.clone().filter(|n| !n.is_empty());
     let store: Arc<dyn JobStore> = match args.jobdb.as_str() {
         "boltdb" => {
+            if let Some(ns) = &namespace {
+                tracing::warn!(namespace = %ns, "--jobdb-namespace does not apply to the embedded store (--bolt-path picks its directory); ignored");
+            }
             let store = RedbStore::open_dir(&args.bolt_path)?;
             tracing::info!(path = %store.path().display(), "embedded store opened");
             Arc::new(store)

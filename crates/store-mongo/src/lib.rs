@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `jobs` | job | `_id` = job id, then the job's fields as BSON (kala-job's stored form) |
 //! | `runs` | run record | `job_id`, `ran_at` (ns since 1970, Int64), `run` (the record); indexes `(job_id, ran_at)`, `(ran_at)` |
-//! | `claims` | claimed occurrence | `_id` = `<job id>|<occurrence ns>`, `owner`, `expires_at` |
+//! | `claims` | claimed occurrence | `_id` = `<job id>\|<occurrence ns>`, `owner`, `expires_at` |
 //!
 //! A save replaces the job's one document (Kala inserts a new one on every
 //! save, issue #189). On a replica set or sharded cluster every [`Batch`] is

@@ -1,12 +1,12 @@
 //! # kala-store-mysql
 //!
-//! A [`JobStore`] on MySQL or MariaDB (`--jobdb=mysql`, `--jobdb=mariadb`),
+//! A [`JobStore`](kala_store::JobStore) on MySQL or MariaDB (`--jobdb=mysql`, `--jobdb=mariadb`),
 //! through sqlx.
 //!
 //! * The schema (`migrations/`) is applied at start-up by sqlx's migrator,
 //!   recorded in `kala_migrations`. Tables: `kala_jobs(id, job)`,
 //!   `kala_runs(seq, job_id, ran_at, run)`, `kala_claims`, all InnoDB.
-//! * Every [`Batch`] is one transaction; jobs are upserted with
+//! * Every [`Batch`](kala_store::Batch) is one transaction; jobs are upserted with
 //!   `INSERT … ON DUPLICATE KEY UPDATE` in id order; a transaction that
 //!   loses a deadlock is retried.
 //! * A write is acknowledged once the server committed it (InnoDB's default
@@ -15,7 +15,7 @@
 //!   `unix(/path/to.sock)/db`, plus `host:port/db` and `mysql://` URLs.
 //!   `?tls=true|custom|skip-verify|preferred|false` is understood; other
 //!   Go-driver parameters (`parseTime`, `charset`, …) are ignored.
-//! * When the server goes away calls fail with [`StoreError::Unavailable`]
+//! * When the server goes away calls fail with [`StoreError::Unavailable`](kala_store::StoreError::Unavailable)
 //!   (HTTP 503); the pool reconnects by itself when it is back.
 //!
 //! The queries are kala-store-sql's, shared with PostgreSQL; this crate

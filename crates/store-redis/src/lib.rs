@@ -10,7 +10,7 @@
 //! | `P:jobs` | hash | job id → job JSON |
 //! | `P:runs:<id>` | sorted set | one member per run record; score = start time in µs, member = a fixed-width nanosecond key + nonce + the record's JSON, so ties sort by nanosecond |
 //! | `P:runjobs` | set | ids that have a `P:runs:<id>` key (so nothing needs `KEYS`/`SCAN` over the keyspace) |
-//! | `P:claims` | hash | `<id>|<occurrence ns>` → `<expiry ns, 31 digits>|<owner>` |
+//! | `P:claims` | hash | `<id>\|<occurrence ns>` → `<expiry ns, 31 digits>\|<owner>` |
 //!
 //! Every [`Batch`] is one `MULTI … EXEC` transaction, so other clients see
 //! all of it or none of it. A claim is one Lua script (read, compare,

@@ -2,7 +2,7 @@
 //!
 //! The storage boundary of kala. Every backend (the embedded file store,
 //! Redis, PostgreSQL, MySQL/MariaDB, MongoDB, the in-memory store) implements
-//! [`JobStore`], and every backend must pass the shared [`conformance`]
+//! [`JobStore`], and every backend must pass the shared `conformance`
 //! suite.
 //!
 //! Contract:
