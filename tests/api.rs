@@ -656,3 +656,72 @@ async fn tls_serves_https() {
     assert_ne!(code, Some(0));
     assert!(err.contains("--tls-cert /nonexistent.pem"), "{err}");
 }
+
+/// A web page elsewhere cannot reach the server (Origin, Sec-Fetch-Site,
+/// the content types a browser sends without a preflight, DNS rebinding),
+/// while curl's defaults and Kala's clients still work.
+#[tokio::test]
+async fn cross_site_and_rebinding_requests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--allowed-host", "kala.internal"]);
+    let c = client();
+    let body =
+        json!({"name": "owned", "command": "true", "schedule": starts_in(3600, "R1", "PT10S")})
+            .to_string();
+    let post = |headers: &[(&'static str, &'static str)]| {
+        let mut r = c.post(s.url("/api/v1/job/")).body(body.clone());
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send()
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+    // A "simple" cross-site POST a page can make with fetch() or a form.
+    let r = post(&[
+        ("origin", "http://evil.example"),
+        ("content-type", "text/plain"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(status(r), 403);
+    let r = post(&[
+        ("sec-fetch-site", "cross-site"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(status(r), 403);
+    let r = post(&[("content-type", "text/plain;charset=UTF-8")])
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(st, 415, "{text}");
+    assert!(text.contains("content-type"), "{text}");
+    // DNS rebinding: the page's own name in Host.
+    let r = post(&[("host", "evil.example:8000")]).await.unwrap();
+    assert_eq!(status(r), 421);
+    let r = c
+        .get(s.url("/api/v1/job/"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(r), 421, "reads too");
+    let listed = req(&c, "GET", &s.url("/api/v1/job/"), None).await.json();
+    assert_eq!(listed["jobs"], json!({}), "nothing was created");
+    // curl -d (form content type, no browser headers), no content type,
+    // JSON, a name given with --allowed-host: all fine.
+    for headers in [
+        &[("content-type", "application/x-www-form-urlencoded")][..],
+        &[][..],
+        &[("content-type", "application/json")][..],
+        &[
+            ("host", "kala.internal:8000"),
+            ("content-type", "application/json"),
+        ][..],
+    ] {
+        let r = post(headers).await.unwrap();
+        assert_eq!(status(r), 201, "{headers:?}");
+    }
+}

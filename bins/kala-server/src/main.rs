@@ -128,6 +128,15 @@ struct Serve {
     /// Require `Authorization: Bearer <token>` on every /api/v1 request.
     #[arg(long = "auth-token", env = "KALA_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
+    /// A host name clients may use in the Host header besides IP addresses
+    /// and localhost (repeatable; `*` allows any, which re-opens DNS
+    /// rebinding). See docs/SECURITY.md.
+    #[arg(
+        long = "allowed-host",
+        env = "KALA_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
     /// Largest accepted request body, in bytes.
     #[arg(long = "max-body-bytes", env = "KALA_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -349,6 +358,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         default_owner: args.default_owner.clone(),
         max_body_bytes: args.max_body_bytes,
         auth_token: args.auth_token.clone().filter(|t| !t.is_empty()),
+        allowed_hosts: args.allowed_hosts.clone(),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),

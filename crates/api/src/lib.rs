@@ -23,11 +23,13 @@
 //!
 //! Modules: this file (the routes and the middleware stack), `handlers`
 //! (one module per resource), `error` ([`ApiError`]), `extract` (typed
-//! body extractors, limits), `auth`, `webui`, `metrics`.
+//! body extractors, limits), `guard` (Host, Origin and content-type checks against
+//! cross-site and DNS-rebinding attacks), `auth`, `webui`, `metrics`.
 
 mod auth;
 mod error;
 mod extract;
+mod guard;
 mod handlers;
 mod metrics;
 mod webui;
@@ -58,6 +60,9 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// When set, every `/api/v1` request needs `Authorization: Bearer <token>`.
     pub auth_token: Option<String>,
+    /// Host names (besides IP addresses and `localhost`) that requests may
+    /// name in `Host` (`--allowed-host`; `*` allows any). See `guard`.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -66,6 +71,7 @@ impl Default for ApiConfig {
             default_owner: String::new(),
             max_body_bytes: 1 << 20,
             auth_token: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -114,6 +120,7 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
         .route("/metrics", get(server::metrics_text))
         .fallback(not_found)
         .layer(middleware::from_fn(method_not_allowed_json))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
