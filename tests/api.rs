@@ -278,6 +278,16 @@ async fn bad_input_gets_a_json_4xx_naming_the_problem_and_stores_nothing() {
         json!({}),
         "nothing was stored"
     );
+    // The preview route obeys --max-body-bytes too, with a JSON 413.
+    let big = json!({"schedule": "x".repeat(4096)}).to_string();
+    let r = req(&c, "POST", &s.url("/api/v1/schedule/preview/"), Some(&big)).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("larger than the limit")
+    );
 
     let r = req(&c, "PUT", &s.url("/api/v1/job/"), Some("{}")).await;
     assert_eq!(r.status, 405);

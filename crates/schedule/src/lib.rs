@@ -68,7 +68,9 @@ pub enum ScheduleError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Schedule {
     Iso(IsoSchedule),
-    Cron(CronSchedule),
+    /// Boxed: croner's parsed expression is ~400 bytes, and a job's
+    /// plan holds one schedule for as long as the job exists.
+    Cron(Box<CronSchedule>),
 }
 
 impl Schedule {
@@ -91,7 +93,7 @@ impl Schedule {
             || text.starts_with("TZ=")
             || text.trim().contains(char::is_whitespace);
         if looks_like_cron {
-            CronSchedule::parse(text, zone).map(Schedule::Cron)
+            CronSchedule::parse(text, zone).map(|c| Schedule::Cron(Box::new(c)))
         } else {
             IsoSchedule::parse(text, zone).map(Schedule::Iso)
         }
