@@ -121,9 +121,7 @@ impl Engine {
                     cur.dependent_jobs = p.dependent_jobs.clone();
                 }
             }
-            slot.due = None;
-            st.jobs.insert(id.clone(), slot);
-            if st.arm(&id, due) {
+            if st.insert(slot) {
                 inner.wake.notify_one();
             }
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use kala_executor::Attempt;
-use kala_job::{Job, JobId, Outcome, Overlap, RunRecord, Trigger};
+use kala_job::{Job, JobId, Outcome, Overlap, Plan, RunRecord, Trigger};
 use kala_store::Claim;
 
 use crate::chain::follow_ups;
@@ -27,16 +27,11 @@ impl Inner {
     /// A scheduled run: skipped when it starts later than the job's
     /// epsilon or while the previous run goes on (`overlap: skip`), not
     /// run when another instance claimed the point.
-    pub async fn run_scheduled(self: Arc<Self>, job: Arc<Job>, point: Timestamp) {
+    pub async fn run_scheduled(self: Arc<Self>, job: Arc<Job>, plan: &Plan, point: Timestamp) {
         let now = self.clock.now();
         let late = now.duration_since(point);
         self.metrics.observe_lateness(late);
-        let epsilon = self
-            .lock()
-            .jobs
-            .get(&job.id)
-            .and_then(|s| s.plan.as_ref().ok().and_then(|p| p.epsilon));
-        if let Some(eps) = epsilon
+        if let Some(eps) = plan.epsilon
             && late > eps
         {
             let why = format!(

@@ -95,9 +95,24 @@ impl State {
         };
         slot.set_due(due);
         let Some(due) = due else { return false };
+        self.enqueue(id.to_string(), due)
+    }
+
+    /// Puts a queue entry in; whether it is now the earliest.
+    fn enqueue(&mut self, id: JobId, due: Due) -> bool {
         let earliest = self.queue.first().map(|(t, _)| *t);
-        self.queue.insert((due.fire_at, id.to_string()));
+        self.queue.insert((due.fire_at, id));
         earliest.is_none_or(|e| due.fire_at < e)
+    }
+
+    /// Adds a new job's slot, queueing its due run if it has one. Returns
+    /// whether the timer must wake (see [`State::arm`]).
+    pub fn insert(&mut self, slot: Slot) -> bool {
+        let id = slot.job.id.clone();
+        let due = slot.due;
+        self.disarm(&id);
+        self.jobs.insert(id.clone(), slot);
+        due.is_some_and(|due| self.enqueue(id, due))
     }
 
     /// Takes `id` out of the queue (its `next_run_at` is left as it was).

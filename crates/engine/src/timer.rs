@@ -99,10 +99,10 @@ impl Inner {
                         _ = shutdown.changed() => continue,
                     };
                     let Ok(permit) = permit else { return };
-                    if let Some((job, point)) = self.take_due(&id, at) {
+                    if let Some((job, plan, point)) = self.take_due(&id, at) {
                         let inner = self.clone();
                         tokio::spawn(async move {
-                            inner.run_scheduled(job, point).await;
+                            inner.run_scheduled(job, &plan, point).await;
                             drop(permit);
                         });
                     }
@@ -121,7 +121,8 @@ impl Inner {
 
     /// Pops a due entry and arms the job's following point right away (so
     /// a long run does not delay the schedule; see `overlap`).
-    fn take_due(&self, id: &str, at: Timestamp) -> Option<(Arc<Job>, Timestamp)> {
+    /// Only jobs whose plan parsed are ever armed, so the plan is there.
+    fn take_due(&self, id: &str, at: Timestamp) -> Option<(Arc<Job>, Arc<Plan>, Timestamp)> {
         let mut st = self.lock();
         let due = st.jobs.get(id)?.due?;
         if due.fire_at != at {
@@ -136,7 +137,8 @@ impl Inner {
         job.last_scheduled_at = Some(due.point);
         let now = self.clock.now();
         self.rearm(&mut st, id, now, Overdue::AsIs);
-        let job = st.jobs.get(id)?.job.clone();
-        Some((job, due.point))
+        let slot = st.jobs.get(id)?;
+        let plan = slot.plan.as_ref().ok()?.clone();
+        Some((slot.job.clone(), plan, due.point))
     }
 }

@@ -170,7 +170,7 @@ pub async fn job_runs(
     Path(id): Path<String>,
     Query(q): Query<RunsQuery>,
 ) -> ApiResult {
-    let limit = q.limit.map(|l| clamp_limit(Some(l), l, PAGE_MAX));
+    let limit = q.limit.map(|l| clamp_limit(Some(l), PAGE_MAX, PAGE_MAX));
     let runs = s.engine.runs(&id, limit).await?;
     #[derive(Serialize)]
     struct Runs {
