@@ -1,0 +1,21 @@
+//! Kala's JSON, both ways.
+//!
+//! Output keeps Kala's key names and order (kala-api.md §2.1), renders
+//! "never" as Go's zero time `0001-01-01T00:00:00Z`, and adds the spellings
+//! of Kala's README (flat run counters on the job, `JobId`-style keys on
+//! stats, `ActiveJobs`-style keys on app stats) so clients written against
+//! either keep working.
+//!
+//! Input follows Go's decoder: keys match case-insensitively (we also
+//! ignore `_`, so README spellings work), unknown keys are ignored, `null`
+//! keeps the default, and types are strict. Server-controlled keys (`id`,
+//! `next_run_at`, `metadata`, `stats`, `is_done`, `dependent_jobs`) are
+//! accepted and ignored. Errors name the field.
+//!
+//! Modules: `output` (what the server sends) and `input` (what it reads).
+
+mod input;
+mod output;
+
+pub use input::{job_from_json, job_from_value};
+pub use output::{AppStats, JobOut, MetadataOut, RemoteOut, StatOut, ZERO_TIME, ser_time};
