@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use crate::clock::Clock;
 use crate::config::{EngineError, Event};
 use crate::metrics::Metrics;
-use crate::state::{Inner, STRIPES, Slot};
+use crate::state::{Inner, Key, STRIPES, Slot};
 use crate::timer::{Overdue, next_due};
 
 /// The scheduler. Cheap to clone; every clone is the same engine.
@@ -95,8 +95,8 @@ impl Engine {
             Overdue::AsIs,
             inner.config.missed_runs,
         );
-        let mut slot = Slot::new(linked.job, Ok(plan));
-        slot.set_due(due);
+        let mut slot = Slot::new(linked.job, plan);
+        slot.set_fire_at(due.map(|d| d.fire_at));
         let mut ids: Vec<&str> = linked
             .updated_parents
             .iter()
@@ -121,7 +121,7 @@ impl Engine {
                     cur.dependent_jobs = p.dependent_jobs.clone();
                 }
             }
-            if st.insert(slot) {
+            if st.insert(slot, due) {
                 inner.wake.notify_one();
             }
         }
@@ -150,10 +150,10 @@ impl Engine {
     /// Up to `limit` jobs with ids after `after`, in id order.
     pub fn list_page(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Job>> {
         let st = self.inner.lock();
-        let mut ids: Vec<&JobId> = st
+        let mut ids: Vec<&Key> = st
             .jobs
             .keys()
-            .filter(|id| after.is_none_or(|a| id.as_str() > a))
+            .filter(|id| after.is_none_or(|a| &***id > a))
             .collect();
         ids.sort_unstable();
         ids.into_iter()
@@ -197,8 +197,7 @@ impl Engine {
             .await?;
         let mut st = inner.lock();
         for d in &plan.deleted {
-            st.disarm(d);
-            st.jobs.remove(d);
+            st.remove(d);
         }
         for u in &plan.updated {
             if let Some(cur) = st.job_mut(&u.id) {
@@ -221,6 +220,8 @@ impl Engine {
         let mut st = inner.lock();
         st.jobs.clear();
         st.queue.clear();
+        st.invalid.clear();
+        st.caught_up.clear();
         Ok(())
     }
 

@@ -43,7 +43,7 @@ impl Inner {
             let Some(cur) = st.jobs.get(id) else { return };
             let mut job = Job::clone(&cur.job);
             update(&mut job);
-            job.is_done = cur.due.is_none();
+            job.is_done = cur.fire_at.is_none();
             job
         };
         let batch = Batch {
@@ -59,7 +59,7 @@ impl Inner {
         {
             let mut st = self.lock();
             if let Some(slot) = st.jobs.get_mut(id) {
-                let armed = slot.due.is_some();
+                let armed = slot.fire_at.is_some();
                 let cur = Arc::make_mut(&mut slot.job);
                 update(cur);
                 cur.is_done = !armed;

@@ -31,7 +31,7 @@ impl Inner {
         let now = self.clock.now();
         let late = now.duration_since(point);
         self.metrics.observe_lateness(late);
-        if let Some(eps) = plan.epsilon
+        if let Some(eps) = plan.epsilon()
             && late > eps
         {
             let why = format!(
@@ -83,8 +83,12 @@ impl Inner {
         Box::pin(async move {
             let (job, plan) = {
                 let mut st = self.lock();
-                let slot = st.jobs.get(&id).filter(|s| !s.job.disabled)?;
-                let taken = (slot.job.clone(), slot.plan.clone());
+                let slot = st.jobs.get(id.as_str()).filter(|s| !s.job.disabled)?;
+                let plan = match st.invalid.get(&id) {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(slot.plan.clone()),
+                };
+                let taken = (slot.job.clone(), plan);
                 st.running_start(&id);
                 taken
             };
@@ -112,7 +116,7 @@ impl Inner {
                     }
                 }
                 Ok(plan) => loop {
-                    let attempt = self.executor.run(&job, plan.timeout).await;
+                    let attempt = self.executor.run(&job, plan.timeout()).await;
                     if attempt.success {
                         break attempt;
                     }
@@ -122,10 +126,10 @@ impl Inner {
                     let retry = next_retry(Failed {
                         retries_used,
                         retries_allowed: job.retries,
-                        epsilon: plan.epsilon,
+                        epsilon: plan.epsilon(),
                         since: point.unwrap_or(ran_at),
                         now,
-                        base_delay: plan.retry_delay,
+                        base_delay: plan.retry_delay(),
                         max_delay: self.config.max_retry_delay,
                     });
                     let Some(delay) = retry else { break attempt };

@@ -9,13 +9,13 @@
 use std::sync::Arc;
 
 use kala_executor::Executor;
-use kala_job::{Job, Trigger};
+use kala_job::{Job, Plan, Trigger};
 use kala_store::JobStore;
 
 use crate::clock::Clock;
 use crate::config::{EngineConfig, EngineError};
 use crate::facade::{Engine, job_is_pending_once};
-use crate::state::{Inner, Slot};
+use crate::state::{Inner, Key, Slot};
 use crate::timer::{Overdue, next_due};
 
 impl Engine {
@@ -73,30 +73,38 @@ impl Engine {
         st.jobs.reserve(jobs.len());
         let mut queue = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let plan = job.plan();
-            if let Err(e) = &plan {
-                inner.metrics.invalid_job();
-                tracing::error!(job = %job.id, name = %job.name, field = %e.field, error = %e.message,
-                    "stored job does not parse: kept, never scheduled; fix or delete it");
-            } else if job_is_pending_once(&job) {
-                pending_once.push(job.id.clone());
-            }
-            let mut slot = Slot::new(job, plan);
-            let due = match &slot.plan {
-                Ok(plan) => next_due(
-                    &slot.job,
-                    plan,
-                    now,
-                    Overdue::CatchUp,
-                    inner.config.missed_runs,
-                ),
-                Err(_) => None,
+            let plan = match job.plan() {
+                Ok(plan) => {
+                    if job_is_pending_once(&job) {
+                        pending_once.push(job.id.clone());
+                    }
+                    plan
+                }
+                Err(e) => {
+                    inner.metrics.invalid_job();
+                    tracing::error!(job = %job.id, name = %job.name, field = %e.field, error = %e.message,
+                        "stored job does not parse: kept, never scheduled; fix or delete it");
+                    st.invalid.insert(job.id.clone(), Arc::new(e));
+                    Plan::default()
+                }
             };
-            slot.set_due(due);
+            let mut slot = Slot::new(job, plan);
+            let due = next_due(
+                &slot.job,
+                &slot.plan,
+                now,
+                Overdue::CatchUp,
+                inner.config.missed_runs,
+            );
+            slot.set_fire_at(due.map(|d| d.fire_at));
+            let key: Key = Arc::from(slot.job.id.as_str());
             if let Some(d) = due {
-                queue.push((d.fire_at, slot.job.id.clone()));
+                queue.push((d.fire_at, key.clone()));
+                if d.point != d.fire_at {
+                    st.caught_up.insert(key.clone(), d.point);
+                }
             }
-            st.jobs.insert(slot.job.id.clone(), slot);
+            st.jobs.insert(key, slot);
         }
         queue.sort_unstable();
         st.queue = queue.into_iter().collect();

@@ -10,7 +10,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use jiff::Timestamp;
 use kala_executor::Executor;
@@ -38,36 +38,50 @@ pub(crate) struct Due {
     pub point: Timestamp,
 }
 
+/// A job id as the engine's map and queue hold it: one allocation shared by
+/// the map key and the job's queue entry.
+pub(crate) type Key = Arc<str>;
+
+/// The plan of every job without timing (one-offs and children without
+/// epsilon, timeout or retry delay), shared instead of allocated per job.
+static NO_TIMING: LazyLock<Arc<Plan>> = LazyLock::new(|| Arc::new(Plan::default()));
+
 /// One job in memory. The job is shared, so readers (GET, the list) take a
 /// reference count instead of a deep copy; writers use `Arc::make_mut`.
 pub(crate) struct Slot {
     pub job: Arc<Job>,
-    /// The job's timing, parsed once (at create or load). `Err`: a stored
-    /// job whose timing does not parse; it is never scheduled and each of
-    /// its runs fails with this error (reported at load, not hidden).
-    pub plan: Result<Arc<Plan>, Arc<JobError>>,
-    /// Mirrors the job's entry in the queue; kept here to save a second
-    /// map and a copy of the id per job.
-    pub due: Option<Due>,
+    /// The job's timing, parsed once (at create or load). A stored job
+    /// whose timing does not parse has the empty plan here and its error
+    /// in [`State::invalid`].
+    pub plan: Arc<Plan>,
+    /// When the job's queue entry fires (it mirrors the entry, so that it
+    /// can be found and removed). The schedule point it stands for is the
+    /// same instant, except for a caught-up run: see [`State::caught_up`].
+    pub fire_at: Option<Timestamp>,
 }
 
 impl Slot {
-    pub fn new(job: Job, plan: Result<Plan, JobError>) -> Slot {
+    pub fn new(job: Job, plan: Plan) -> Slot {
+        let plan = if plan == Plan::default() {
+            NO_TIMING.clone()
+        } else {
+            Arc::new(plan)
+        };
         Slot {
             job: Arc::new(job),
-            plan: plan.map(Arc::new).map_err(Arc::new),
-            due: None,
+            plan,
+            fire_at: None,
         }
     }
 
     /// The one place a job's next run is recorded: the slot's queue
     /// mirror and the job's `next_run_at` (what the API shows). Callers
-    /// keep the queue in step (see [`State::arm`]).
-    pub fn set_due(&mut self, due: Option<Due>) {
-        self.due = due;
-        let next = due.map(|d| d.fire_at);
-        if self.job.next_run_at != next {
-            Arc::make_mut(&mut self.job).next_run_at = next;
+    /// keep the queue and [`State::caught_up`] in step (see
+    /// [`State::arm`]).
+    pub fn set_fire_at(&mut self, fire_at: Option<Timestamp>) {
+        self.fire_at = fire_at;
+        if self.job.next_run_at != fire_at {
+            Arc::make_mut(&mut self.job).next_run_at = fire_at;
         }
     }
 }
@@ -78,11 +92,19 @@ impl Slot {
 #[derive(Default)]
 pub(crate) struct State {
     /// Every job, with its plan and its timer entry when it has one.
-    pub jobs: FastMap<JobId, Slot>,
+    pub jobs: FastMap<Key, Slot>,
     /// The timer's queue, ordered by fire time: (fire at, job).
-    pub queue: BTreeSet<(Timestamp, JobId)>,
+    pub queue: BTreeSet<(Timestamp, Key)>,
     /// Runs in progress per job (for `overlap: skip`).
     pub running: FastMap<JobId, u32>,
+    /// The schedule point of each queued caught-up run (fired now for a
+    /// point missed while the engine was down or the job disabled); every
+    /// other queued run stands for its fire time. A side map because it
+    /// is rare: a point in every slot would cost 16 bytes per job.
+    pub caught_up: FastMap<Key, Timestamp>,
+    /// Stored jobs whose timing did not parse at load, with why: never
+    /// scheduled, and every run asked of them fails with this error.
+    pub invalid: FastMap<JobId, Arc<JobError>>,
 }
 
 impl State {
@@ -90,16 +112,33 @@ impl State {
     /// whether the earliest entry moved earlier, i.e. the timer must wake.
     pub fn arm(&mut self, id: &str, due: Option<Due>) -> bool {
         self.disarm(id);
-        let Some(slot) = self.jobs.get_mut(id) else {
+        let Some((key, slot)) = self.slot_mut(id) else {
             return false;
         };
-        slot.set_due(due);
+        slot.set_fire_at(due.map(|d| d.fire_at));
         let Some(due) = due else { return false };
-        self.enqueue(id.to_string(), due)
+        self.enqueue(key, due)
     }
 
-    /// Puts a queue entry in; whether it is now the earliest.
-    fn enqueue(&mut self, id: JobId, due: Due) -> bool {
+    /// `id`'s queued run, if it has one.
+    pub fn due(&self, id: &str) -> Option<Due> {
+        let fire_at = self.jobs.get(id)?.fire_at?;
+        let point = self.caught_up.get(id).copied().unwrap_or(fire_at);
+        Some(Due { fire_at, point })
+    }
+
+    /// The job's key (shared with its queue entry) and slot.
+    fn slot_mut(&mut self, id: &str) -> Option<(Key, &mut Slot)> {
+        let key = self.jobs.get_key_value(id)?.0.clone();
+        self.jobs.get_mut(id).map(|slot| (key, slot))
+    }
+
+    /// Puts a queue entry in (and the caught-up point, if it is one);
+    /// whether it is now the earliest.
+    fn enqueue(&mut self, id: Key, due: Due) -> bool {
+        if due.point != due.fire_at {
+            self.caught_up.insert(id.clone(), due.point);
+        }
         let earliest = self.queue.first().map(|(t, _)| *t);
         self.queue.insert((due.fire_at, id));
         earliest.is_none_or(|e| due.fire_at < e)
@@ -107,18 +146,27 @@ impl State {
 
     /// Adds a new job's slot, queueing its due run if it has one. Returns
     /// whether the timer must wake (see [`State::arm`]).
-    pub fn insert(&mut self, slot: Slot) -> bool {
-        let id = slot.job.id.clone();
-        let due = slot.due;
+    pub fn insert(&mut self, slot: Slot, due: Option<Due>) -> bool {
+        let id: Key = Arc::from(slot.job.id.as_str());
         self.disarm(&id);
         self.jobs.insert(id.clone(), slot);
         due.is_some_and(|due| self.enqueue(id, due))
     }
 
+    /// Forgets a job: its slot, queue entry and any load error.
+    pub fn remove(&mut self, id: &str) {
+        self.disarm(id);
+        self.jobs.remove(id);
+        self.invalid.remove(id);
+    }
+
     /// Takes `id` out of the queue (its `next_run_at` is left as it was).
     pub fn disarm(&mut self, id: &str) {
-        if let Some(due) = self.jobs.get_mut(id).and_then(|s| s.due.take()) {
-            self.queue.remove(&(due.fire_at, id.to_string()));
+        if let Some((key, slot)) = self.slot_mut(id)
+            && let Some(fire_at) = slot.fire_at.take()
+        {
+            self.caught_up.remove(&key);
+            self.queue.remove(&(fire_at, key));
         }
     }
 

@@ -36,7 +36,7 @@ pub(crate) fn next_due(
     if job.disabled || job.is_child() {
         return None;
     }
-    let schedule = plan.schedule.as_ref()?;
+    let schedule = plan.cadence.as_ref()?;
     let candidate = match (job.last_scheduled_at, schedule.start()) {
         (Some(last), _) => schedule.next_after(last),
         (None, Some(start)) => Some(start),
@@ -66,8 +66,7 @@ impl Inner {
     /// `id`'s next run from its current state.
     pub fn due_of(&self, st: &State, id: &str, now: Timestamp, overdue: Overdue) -> Option<Due> {
         let slot = st.jobs.get(id)?;
-        let plan = slot.plan.as_ref().ok()?;
-        next_due(&slot.job, plan, now, overdue, self.config.missed_runs)
+        next_due(&slot.job, &slot.plan, now, overdue, self.config.missed_runs)
     }
 
     /// (Re)arms `id` from its current state and wakes the timer if the
@@ -121,10 +120,9 @@ impl Inner {
 
     /// Pops a due entry and arms the job's following point right away (so
     /// a long run does not delay the schedule; see `overlap`).
-    /// Only jobs whose plan parsed are ever armed, so the plan is there.
     fn take_due(&self, id: &str, at: Timestamp) -> Option<(Arc<Job>, Arc<Plan>, Timestamp)> {
         let mut st = self.lock();
-        let due = st.jobs.get(id)?.due?;
+        let due = st.due(id)?;
         if due.fire_at != at {
             return None;
         }
@@ -138,7 +136,6 @@ impl Inner {
         let now = self.clock.now();
         self.rearm(&mut st, id, now, Overdue::AsIs);
         let slot = st.jobs.get(id)?;
-        let plan = slot.plan.as_ref().ok()?.clone();
-        Some((slot.job.clone(), plan, due.point))
+        Some((slot.job.clone(), slot.plan.clone(), due.point))
     }
 }

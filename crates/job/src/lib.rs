@@ -11,7 +11,7 @@ pub mod wire;
 use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
-use kala_schedule::{Duration, Schedule, Zone};
+use kala_schedule::{Cadence, Duration, Schedule, Zone};
 use serde::{Deserialize, Serialize};
 
 pub use kala_schedule;
@@ -221,21 +221,19 @@ impl Job {
     /// timeout, retry delay) into the value the engine keeps beside the
     /// job. A field that does not parse is an error naming it.
     pub fn plan(&self) -> Result<Plan, JobError> {
-        let timeout = match exact_duration("timeout", &self.timeout)? {
-            None => None,
-            Some(d) => Some(std::time::Duration::try_from(d).map_err(|_| {
-                JobError::new(
-                    "timeout",
-                    format!("{:?} must not be negative", self.timeout),
-                )
-            })?),
-        };
         self.zone()?;
+        let timeout = exact_duration("timeout", &self.timeout)?;
+        if timeout.is_some_and(|t| t.is_negative()) {
+            return Err(JobError::new(
+                "timeout",
+                format!("{:?} must not be negative", self.timeout),
+            ));
+        }
         Ok(Plan {
-            schedule: self.parsed_schedule()?,
-            epsilon: exact_duration("epsilon", &self.epsilon)?,
-            timeout,
-            retry_delay: exact_duration("retry_delay", &self.retry_delay)?,
+            cadence: self.parsed_schedule()?.map(|s| s.cadence()),
+            epsilon: Secs::new(exact_duration("epsilon", &self.epsilon)?),
+            timeout: Secs::new(timeout),
+            retry_delay: Secs::new(exact_duration("retry_delay", &self.retry_delay)?),
         })
     }
 
@@ -298,8 +296,8 @@ impl Job {
             }
         }
         let plan = self.plan()?;
-        if let Some(schedule) = &plan.schedule
-            && let (Some(now), Some(start)) = (now, schedule.start())
+        if let Some(cadence) = &plan.cadence
+            && let (Some(now), Some(start)) = (now, cadence.start())
             && !self.is_child()
             && start < now
         {
@@ -313,18 +311,71 @@ impl Job {
 }
 
 /// A job's timing, parsed once when the job is created or loaded and held
-/// beside it; nothing re-parses these strings per firing or per run.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// beside it; nothing re-parses these strings per firing or per run. Kept
+/// small (~60 bytes): the engine holds one per job.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// `None` for one-off jobs and for children (they have no schedule).
-    pub schedule: Option<Schedule>,
+    /// The schedule's arithmetic; `None` for one-off jobs and children.
+    pub cadence: Option<Cadence>,
+    epsilon: Secs,
+    timeout: Secs,
+    retry_delay: Secs,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            cadence: None,
+            epsilon: Secs::NONE,
+            timeout: Secs::NONE,
+            retry_delay: Secs::NONE,
+        }
+    }
+}
+
+impl Plan {
     /// How late a scheduled run may start (and keep retrying) before it
     /// is skipped; `None`: no limit.
-    pub epsilon: Option<SignedDuration>,
+    pub fn epsilon(&self) -> Option<SignedDuration> {
+        self.epsilon.get()
+    }
+
     /// Per attempt; `None`: no limit.
-    pub timeout: Option<std::time::Duration>,
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.timeout
+            .get()
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+    }
+
     /// The first retry's delay (doubled each retry); `None`: at once.
-    pub retry_delay: Option<SignedDuration>,
+    pub fn retry_delay(&self) -> Option<SignedDuration> {
+        self.retry_delay.get()
+    }
+}
+
+/// An optional whole number of seconds in 32 bits (the exact durations of
+/// a job are whole seconds). `u32::MAX` is "none"; a negative value counts
+/// as 0 and anything over ~136 years as ~136 years.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Secs(u32);
+
+impl Secs {
+    const NONE: Secs = Secs(u32::MAX);
+
+    fn new(d: Option<SignedDuration>) -> Secs {
+        match d {
+            None => Secs::NONE,
+            Some(d) => Secs(
+                u32::try_from(d.as_secs().max(0))
+                    .unwrap_or(u32::MAX - 1)
+                    .min(u32::MAX - 1),
+            ),
+        }
+    }
+
+    fn get(self) -> Option<SignedDuration> {
+        (self != Secs::NONE).then(|| SignedDuration::from_secs(i64::from(self.0)))
+    }
 }
 
 /// Parses an optional ISO 8601 duration that must be exact (no years or

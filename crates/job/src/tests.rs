@@ -204,3 +204,24 @@ fn storage_round_trip_keeps_every_field() {
     let back: Job = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(back, j);
 }
+
+#[test]
+fn the_plan_holds_the_parsed_timing() {
+    let mut j = Job::new("x", "true");
+    j.schedule = "R/2030-01-01T00:00:00Z/PT10S".into();
+    j.epsilon = "PT30S".into();
+    j.timeout = "PT5M".into();
+    let p = j.plan().unwrap();
+    assert_eq!(p.epsilon(), Some(jiff::SignedDuration::from_secs(30)));
+    assert_eq!(p.timeout(), Some(std::time::Duration::from_secs(300)));
+    assert_eq!(p.retry_delay(), None);
+    let start: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+    let cadence = p.cadence.unwrap();
+    assert_eq!(cadence.start(), Some(start));
+    assert_eq!(
+        cadence.next_after(start),
+        Some(start + jiff::SignedDuration::from_secs(10))
+    );
+    // A one-off without durations has the empty plan.
+    assert_eq!(Job::new("y", "true").plan().unwrap(), Plan::default());
+}

@@ -8,14 +8,13 @@
 
 use std::fmt;
 
-use jiff::civil::{Date, DateTime};
-use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 use crate::ScheduleError;
+use crate::cadence::IsoCadence;
 use crate::duration::Duration;
 use crate::start::{OffsetSpec, Start};
-use crate::zone::{Zone, resolve_civil};
+use crate::zone::Zone;
 
 /// How often a schedule repeats after its first run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,10 +40,8 @@ pub struct IsoSchedule {
     interval: Interval,
     /// The zone a zoneless start is read in (the job's zone), if any.
     default_zone: Option<Zone>,
-    // Derived once at parse time.
-    first: Timestamp,
-    base: DateTime,
-    tz: TimeZone,
+    /// The arithmetic, derived once at parse time.
+    cadence: IsoCadence,
 }
 
 impl IsoSchedule {
@@ -97,14 +94,21 @@ impl IsoSchedule {
         } else {
             first.to_zoned(tz.clone()).datetime()
         };
+        let max_runs = match repeat {
+            Repeat::Forever => None,
+            Repeat::Times(n) => Some(n.saturating_add(1)),
+        };
+        let every = match &interval {
+            Interval::Every(d) => Some(d),
+            Interval::Ignored(_) => None,
+        };
+        let cadence = IsoCadence::new(first, max_runs, every, base, &tz);
         Ok(IsoSchedule {
             repeat,
             start,
             interval,
             default_zone: default_zone.cloned(),
-            first,
-            base,
-            tz,
+            cadence,
         })
     }
 
@@ -125,83 +129,33 @@ impl IsoSchedule {
 
     /// The first run: the start instant.
     pub fn first(&self) -> Timestamp {
-        self.first
+        self.cadence.first()
     }
 
-    /// Total number of runs, `None` for forever.
+    /// Total runs allowed (`Rn` → n + 1), `None` for unbounded.
     pub fn max_runs(&self) -> Option<u64> {
-        match self.repeat {
-            Repeat::Forever => None,
-            Repeat::Times(n) => Some(n.saturating_add(1)),
-        }
+        self.cadence.max_runs()
     }
 
-    /// Occurrence `k` (0 = the start), or `None` past the repeat count or
-    /// past the representable range.
+    /// Occurrence `k` (0 = the first), or `None` past the last.
     pub fn nth(&self, k: u64) -> Option<Timestamp> {
-        if let Some(max) = self.max_runs()
-            && k >= max
-        {
-            return None;
-        }
-        self.unbounded_nth(k)
-    }
-
-    fn unbounded_nth(&self, k: u64) -> Option<Timestamp> {
-        if k == 0 {
-            return Some(self.first);
-        }
-        let d = self.interval()?;
-        let k = i64::try_from(k).ok()?;
-        let exact = SignedDuration::from_secs(d.exact_seconds()?.checked_mul(k)?);
-        if d.is_exact() {
-            return self.first.checked_add(exact).ok();
-        }
-        let months = d.calendar_months()?.checked_mul(k)?;
-        let days = d.calendar_days()?.checked_mul(k)?;
-        let date = add_months_clamped(self.base.date(), months)?;
-        let date = date
-            .checked_add(jiff::Span::new().try_days(days).ok()?)
-            .ok()?;
-        let at = resolve_civil(&self.tz, date.to_datetime(self.base.time()))?;
-        at.checked_add(exact).ok()
+        self.cadence.nth(k)
     }
 
     /// The first occurrence strictly after `t`.
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
-        self.index_after(t).and_then(|k| self.nth(k))
+        self.cadence.next_after(t)
     }
 
     /// The index of the first occurrence strictly after `t`, ignoring the
-    /// repeat limit.
+    /// repeat count.
     pub fn index_after(&self, t: Timestamp) -> Option<u64> {
-        if self.first > t {
-            return Some(0);
-        }
-        // Only an R0 schedule lacks a usable interval: it has one point.
-        let Some(d) = self.interval().filter(|d| !d.is_zero()) else {
-            return Some(1);
-        };
-        let elapsed = t.as_nanosecond() - self.first.as_nanosecond();
-        let mut k: u64 = if d.is_exact() {
-            let step = i128::from(d.exact_seconds()?) * 1_000_000_000;
-            u64::try_from(elapsed / step).ok()?
-        } else {
-            let est = (elapsed as f64 / 1e9) / d.approx_seconds();
-            if !est.is_finite() || !(0.0..=1e18).contains(&est) {
-                return None;
-            }
-            est as u64
-        };
-        // The estimate is close; walk to the exact answer. `None` from
-        // unbounded_nth means "beyond the range", i.e. later than `t`.
-        while k > 0 && self.unbounded_nth(k).is_none_or(|x| x > t) {
-            k -= 1;
-        }
-        while self.unbounded_nth(k + 1).is_some_and(|x| x <= t) {
-            k += 1;
-        }
-        Some(k + 1)
+        self.cadence.index_after(t)
+    }
+
+    /// The arithmetic alone (what a scheduler keeps per job).
+    pub fn cadence(&self) -> &IsoCadence {
+        &self.cadence
     }
 }
 
@@ -241,15 +195,4 @@ fn parse_repeat(text: &str) -> Result<Repeat, ScheduleError> {
         .parse::<u64>()
         .map(Repeat::Times)
         .map_err(|_| err("repeat count too large"))
-}
-
-/// Moves `date` by `months`, clamping the day to the target month's length
-/// (31 Jan + 1 month = 28/29 Feb).
-fn add_months_clamped(date: Date, months: i64) -> Option<Date> {
-    let index = i64::from(date.year()) * 12 + i64::from(date.month() - 1) + months;
-    let year = i16::try_from(index.div_euclid(12)).ok()?;
-    let month = (index.rem_euclid(12) + 1) as i8;
-    let first = Date::new(year, month, 1).ok()?;
-    let day = date.day().min(first.days_in_month());
-    Date::new(year, month, day).ok()
 }

@@ -30,6 +30,7 @@
 //! assert_eq!(runs, ["2030-01-31T09:00:00Z", "2030-02-28T09:00:00Z", "2030-03-31T09:00:00Z"]);
 //! ```
 
+mod cadence;
 mod cron;
 mod duration;
 mod iso;
@@ -38,6 +39,7 @@ mod zone;
 
 use std::fmt;
 
+pub use crate::cadence::{Cadence, IsoCadence};
 pub use crate::cron::CronSchedule;
 pub use crate::duration::Duration;
 pub use crate::iso::{Interval, IsoSchedule, Repeat};
@@ -108,6 +110,15 @@ impl Schedule {
         }
     }
 
+    /// The arithmetic alone, for a scheduler to keep per job instead of
+    /// the whole parsed schedule.
+    pub fn cadence(&self) -> Cadence {
+        match self {
+            Schedule::Iso(s) => Cadence::Iso(s.cadence().clone()),
+            Schedule::Cron(c) => Cadence::Cron(c.clone()),
+        }
+    }
+
     /// The first occurrence at or after `t`.
     pub fn next_at_or_after(&self, t: Timestamp) -> Option<Timestamp> {
         let just_before = t.checked_sub(jiff::SignedDuration::from_nanos(1)).ok()?;
@@ -118,14 +129,7 @@ impl Schedule {
     /// downtime stands for), or `None` if the first is later than `t`.
     pub fn latest_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
         match self {
-            Schedule::Iso(s) => {
-                let k = s.index_after(t)?;
-                let last = match s.max_runs() {
-                    Some(max) => k.min(max),
-                    None => k,
-                };
-                last.checked_sub(1).and_then(|i| s.nth(i))
-            }
+            Schedule::Iso(s) => s.cadence().latest_at_or_before(t),
             Schedule::Cron(c) => c.latest_at_or_before(t),
         }
     }
