@@ -91,6 +91,9 @@ fn every_bad_example_is_rejected_with_a_named_part() {
         ("61 * * * *", "cron"),
         ("* * *", "cron"),
         ("0 0 30 2 *", "never matches"),
+        // An empty list is known to match nothing without a search.
+        (",,, * * * *", "the minutes field allows no value"),
+        ("0 ,, * * *", "the hours field allows no value"),
         ("CRON_TZ=Mars/Base 0 9 * * *", "time zone"),
     ] {
         let e = Schedule::parse(bad).expect_err(bad).to_string();
