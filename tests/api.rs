@@ -735,3 +735,39 @@ async fn cross_site_and_rebinding_requests_are_refused() {
         assert_eq!(status(r), 201, "{headers:?}");
     }
 }
+
+/// Templates that could crash or stall the server are refused at creation
+/// with a 400 naming the field; nothing is stored and the server answers on.
+#[tokio::test]
+async fn dangerous_templates_are_refused_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    let nested = format!("{{{{{}1{}}}}}", "(".repeat(10_000), ")".repeat(10_000));
+    for (body, field) in [
+        (
+            json!({"name": "r", "command": r#"{{define "a"}}{{template "a"}}{{end}}{{template "a"}}"#, "TemplateDelimiters": "{{ }}"}),
+            "command",
+        ),
+        (
+            json!({"name": "p", "command": r#"echo {{printf "%70000d" 1}}"#, "TemplateDelimiters": "{{ }}"}),
+            "command",
+        ),
+        (
+            json!({"name": "n", "command": nested, "TemplateDelimiters": "{{ }}"}),
+            "command",
+        ),
+        (
+            json!({"name": "u", "type": 1, "remote_properties": {"url": "http://127.0.0.1:1/", "body": r#"<<template "x">>"#}, "TemplateDelimiters": "<< >>"}),
+            "remote_properties.body",
+        ),
+    ] {
+        let r = req(&c, "POST", &s.url("/api/v1/job/"), Some(&body.to_string())).await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        let err = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(err.starts_with(field), "{err}");
+    }
+    let r = req(&c, "GET", &s.url("/healthz"), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["jobs"], 0, "nothing was stored");
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use kala_executor::HandlerResult;
 use kala_job::graph::{plan_create, plan_delete};
 use kala_job::wire::AppStats;
-use kala_job::{Job, JobId, RunRecord, Trigger};
+use kala_job::{Job, JobError, JobId, RunRecord, Trigger};
 use kala_store::{Batch, JobStore};
 use tokio::sync::broadcast;
 
@@ -75,6 +75,8 @@ impl Engine {
         let inner = &self.inner;
         let now = inner.clock.now();
         let plan = job.validate(Some(now))?;
+        kala_executor::template::check_job(&job)
+            .map_err(|(field, message)| JobError::new(field, message))?;
         job.created_at = now;
         let id = job.id.clone();
         let needs_graph = job.is_child() || !job.on_failure_job.is_empty();

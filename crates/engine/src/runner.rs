@@ -70,6 +70,29 @@ impl Inner {
             .await;
     }
 
+    /// One attempt on a task of its own, so that a panic anywhere in it (a
+    /// handler, a library) ends as a failed attempt, and the run still
+    /// records and releases the job's running count.
+    async fn attempt(&self, job: &Arc<Job>, timeout: Option<std::time::Duration>) -> Attempt {
+        let started = std::time::Instant::now();
+        let (executor, owned) = (self.executor.clone(), job.clone());
+        match tokio::spawn(async move { executor.run(&owned, timeout).await }).await {
+            Ok(attempt) => attempt,
+            Err(e) => {
+                let why = match e.try_into_panic() {
+                    Ok(p) => p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into()),
+                    Err(e) => e.to_string(),
+                };
+                tracing::error!(job = %job.id, panic = %why, "a run panicked; recorded as failed");
+                Attempt::failed(format!("the run panicked: {why}"), started)
+            }
+        }
+    }
+
     /// One run of `id` with its retries; then its children (after a
     /// success) or its on-failure job (after a failure). `chain` holds the
     /// jobs already run in this chain, so cycles stop.
@@ -107,16 +130,13 @@ impl Inner {
                 Err(e) => {
                     failures = 1;
                     last_error_at = Some(ran_at);
-                    Attempt {
-                        success: false,
-                        exit_code: None,
-                        error: Some(format!("the stored job is invalid: {e}")),
-                        output: String::new(),
-                        duration: std::time::Duration::ZERO,
-                    }
+                    Attempt::failed(
+                        format!("the stored job is invalid: {e}"),
+                        std::time::Instant::now(),
+                    )
                 }
                 Ok(plan) => loop {
-                    let attempt = self.executor.run(&job, plan.timeout()).await;
+                    let attempt = self.attempt(&job, plan.timeout()).await;
                     if attempt.success {
                         break attempt;
                     }

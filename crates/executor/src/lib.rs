@@ -42,7 +42,8 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    fn failed(error: impl Into<String>, started: Instant) -> Attempt {
+    /// An attempt that failed with `error` before anything ran.
+    pub fn failed(error: impl Into<String>, started: Instant) -> Attempt {
         Attempt {
             success: false,
             exit_code: None,
@@ -57,6 +58,27 @@ impl Attempt {
 pub type HandlerResult = Result<String, String>;
 type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
 type Handler = Arc<dyn Fn(Job) -> BoxFuture + Send + Sync>;
+
+/// The longest a template may take to render.
+pub const RENDER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Renders a job's template on a blocking thread, not on the runtime's
+/// workers, bounded by [`RENDER_TIMEOUT`]; text without templating is
+/// returned as it is, with no thread involved.
+async fn render(text: &str, job: &Job) -> Result<String, String> {
+    if job.template_delimiters.is_empty() {
+        return Ok(text.to_string());
+    }
+    let (text, job) = (text.to_string(), job.clone());
+    let task = tokio::task::spawn_blocking(move || template::render(&text, &job));
+    match tokio::time::timeout(RENDER_TIMEOUT, task).await {
+        Ok(Ok(rendered)) => rendered,
+        Ok(Err(e)) => Err(format!("Error templatizing: {e}")),
+        Err(_) => Err(format!(
+            "Error templatizing: rendering took longer than {RENDER_TIMEOUT:?}"
+        )),
+    }
+}
 
 /// Runs attempts. Cheap to clone; share one per process.
 #[derive(Clone)]
@@ -104,7 +126,7 @@ impl Executor {
         match job.job_type {
             JobType::Local => {
                 let started = Instant::now();
-                match template::render(&job.command, job) {
+                match render(&job.command, job).await {
                     Ok(cmd) => run_command(&cmd, timeout).await,
                     Err(e) => Attempt::failed(e, started),
                 }
@@ -151,11 +173,11 @@ impl Executor {
     async fn run_remote(&self, job: &Job) -> Attempt {
         let started = Instant::now();
         let r = &job.remote_properties;
-        let url = match template::render(&r.url, job) {
+        let url = match render(&r.url, job).await {
             Ok(u) => u,
             Err(e) => return Attempt::failed(e, started),
         };
-        let body = match template::render(&r.body, job) {
+        let body = match render(&r.body, job).await {
             Ok(b) => b,
             Err(e) => return Attempt::failed(e, started),
         };

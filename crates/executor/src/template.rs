@@ -12,24 +12,218 @@ use gtmpl_value::Value;
 use jiff::Timestamp;
 use kala_job::Job;
 
+/// Longest template source accepted (after delimiter translation).
+pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
+/// Deepest nesting of blocks (`if`, `with`, `range`) or parentheses.
+pub const MAX_NESTING: usize = 16;
+/// Widest `printf` width or precision (`%70000d` panics inside gtmpl).
+pub const MAX_FORMAT_WIDTH: u32 = 1000;
+/// Longest rendered text; a longer one fails the run.
+pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
+
 /// Renders `text` with `job` as data when the job has delimiters; returns
-/// the text unchanged otherwise.
+/// the text unchanged otherwise. The template is first held to the limits
+/// of [`check`], so a stored job that predates them fails its run instead
+/// of exhausting the stack.
 pub fn render(text: &str, job: &Job) -> Result<String, String> {
-    if job.template_delimiters.is_empty() {
+    let Some(source) = checked_source(text, &job.template_delimiters)? else {
         return Ok(text.to_string());
-    }
-    let (left, right) = job
-        .template_delimiters
-        .split_once(' ')
-        .filter(|(l, r)| !l.is_empty() && !r.is_empty() && !r.contains(' '))
-        .ok_or_else(|| "Job has invalid templating delimiters.".to_string())?;
-    let source = translate(text, left, right)?;
+    };
     let mut tmpl = gtmpl::Template::default();
     tmpl.parse(source)
         .map_err(|e| format!("Error templatizing: Error parsing template: {e}"))?;
     let ctx = gtmpl::Context::from(job_value(job));
-    tmpl.render(&ctx)
-        .map_err(|e| format!("Error templatizing: {e}"))
+    let out = tmpl
+        .render(&ctx)
+        .map_err(|e| format!("Error templatizing: {e}"))?;
+    if out.len() > MAX_OUTPUT_BYTES {
+        return Err(format!(
+            "Error templatizing: the rendered text is longer than {MAX_OUTPUT_BYTES} bytes"
+        ));
+    }
+    Ok(out)
+}
+
+/// Whether `text` is a template kala will render with these delimiters:
+/// it translates, stays within the limits, and parses. Rendering cost is
+/// bounded by construction: no `define`/`template`/`block` (the only way
+/// to recurse), nesting at most [`MAX_NESTING`] deep, no `range` inside a
+/// `range` (which multiplies), `printf` widths at most
+/// [`MAX_FORMAT_WIDTH`]. Empty delimiters: not a template, always fine.
+pub fn check(text: &str, delimiters: &str) -> Result<(), String> {
+    let Some(source) = checked_source(text, delimiters)? else {
+        return Ok(());
+    };
+    gtmpl::Template::default()
+        .parse(source)
+        .map_err(|e| format!("Error templatizing: Error parsing template: {e}"))
+}
+
+/// The job's templates checked at creation: the command of a local job,
+/// the URL and body of a remote one. The error names the field.
+pub fn check_job(job: &Job) -> Result<(), (&'static str, String)> {
+    let d = &job.template_delimiters;
+    match job.job_type {
+        kala_job::JobType::Local => check(&job.command, d).map_err(|e| ("command", e)),
+        kala_job::JobType::Remote => {
+            check(&job.remote_properties.url, d).map_err(|e| ("remote_properties.url", e))?;
+            check(&job.remote_properties.body, d).map_err(|e| ("remote_properties.body", e))
+        }
+        kala_job::JobType::InProcess => Ok(()),
+    }
+}
+
+/// The template in gtmpl's `{{ }}`, checked against the limits; `None`
+/// when the job has no delimiters (no templating).
+fn checked_source(text: &str, delimiters: &str) -> Result<Option<String>, String> {
+    if delimiters.is_empty() {
+        return Ok(None);
+    }
+    let (left, right) = delimiters
+        .split_once(' ')
+        .filter(|(l, r)| !l.is_empty() && !r.is_empty() && !r.contains(' '))
+        .ok_or_else(|| "Job has invalid templating delimiters.".to_string())?;
+    if text.len() > MAX_TEMPLATE_BYTES {
+        return Err(format!(
+            "Error templatizing: the template is longer than {MAX_TEMPLATE_BYTES} bytes"
+        ));
+    }
+    let source = translate(text, left, right)?;
+    if source.len() > 4 * MAX_TEMPLATE_BYTES {
+        return Err(format!(
+            "Error templatizing: the template is longer than {MAX_TEMPLATE_BYTES} bytes"
+        ));
+    }
+    limits(&source).map_err(|e| format!("Error templatizing: {e}"))?;
+    Ok(Some(source))
+}
+
+/// Walks the actions of a `{{ }}` template (string literals respected)
+/// and refuses what could make parsing or rendering unbounded.
+fn limits(source: &str) -> Result<(), String> {
+    let b = source.as_bytes();
+    let mut blocks: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while let Some(open) = source[i..].find("{{").map(|o| i + o) {
+        let mut j = open + 2;
+        // The first word of the action, after an optional trim marker.
+        let head = source[j..]
+            .trim_start_matches('-')
+            .trim_start()
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .next()
+            .unwrap_or("");
+        match head {
+            "define" | "template" | "block" => {
+                return Err(format!(
+                    "{{{{{head}}}}} is not allowed: kala templates cannot define or call templates (recursion could exhaust the server's stack)"
+                ));
+            }
+            "if" | "with" | "range" => {
+                if head == "range" && blocks.contains(&"range") {
+                    return Err(
+                        "a range inside a range is not allowed (its cost multiplies)".into(),
+                    );
+                }
+                blocks.push(head);
+            }
+            "end" => {
+                blocks.pop();
+            }
+            _ => {}
+        }
+        if blocks.len() > MAX_NESTING {
+            return Err(format!("blocks nest deeper than {MAX_NESTING} levels"));
+        }
+        let body = source[j..].trim_start_matches('-').trim_start();
+        if body.starts_with("/*") {
+            // A comment: text up to `*/` is not code.
+            let skip = source.len() - body.len();
+            j = source[skip..]
+                .find("*/")
+                .map(|e| skip + e + 2)
+                .ok_or("unclosed comment in an action")?;
+        }
+        let mut parens = 0usize;
+        loop {
+            match b.get(j) {
+                None => return Err("unclosed action: missing \"}}\"".into()),
+                Some(b'}') if b.get(j + 1) == Some(&b'}') => {
+                    j += 2;
+                    break;
+                }
+                Some(b'(') => {
+                    parens += 1;
+                    if parens > MAX_NESTING {
+                        return Err(format!("parentheses nest deeper than {MAX_NESTING} levels"));
+                    }
+                    j += 1;
+                }
+                Some(b')') => {
+                    parens = parens.saturating_sub(1);
+                    j += 1;
+                }
+                Some(&q @ (b'"' | b'`' | b'\'')) => {
+                    let end = literal_end(b, j, q)?;
+                    format_widths(&source[j + 1..end])?;
+                    j = end + 1;
+                }
+                Some(_) => j += 1,
+            }
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// The index of the quote closing the literal that opens at `start`.
+fn literal_end(b: &[u8], start: usize, quote: u8) -> Result<usize, String> {
+    let mut k = start + 1;
+    while let Some(&c) = b.get(k) {
+        if c == b'\\' && quote != b'`' {
+            k += 2;
+            continue;
+        }
+        if c == quote {
+            return Ok(k);
+        }
+        k += 1;
+    }
+    Err("unterminated string in an action".into())
+}
+
+/// Refuses `%` verbs whose width or precision exceeds [`MAX_FORMAT_WIDTH`].
+fn format_widths(literal: &str) -> Result<(), String> {
+    let b = literal.as_bytes();
+    let mut k = 0;
+    while k < b.len() {
+        if b[k] != b'%' {
+            k += 1;
+            continue;
+        }
+        k += 1;
+        while k < b.len() && b"+-# 0".contains(&b[k]) {
+            k += 1;
+        }
+        for _ in 0..2 {
+            let digits_start = k;
+            while k < b.len() && b[k].is_ascii_digit() {
+                k += 1;
+            }
+            let digits = &literal[digits_start..k];
+            if digits.len() > 4 || digits.parse::<u32>().is_ok_and(|n| n > MAX_FORMAT_WIDTH) {
+                return Err(format!(
+                    "a format width or precision over {MAX_FORMAT_WIDTH} is not allowed"
+                ));
+            }
+            if b.get(k) == Some(&b'.') {
+                k += 1;
+            } else {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites a template written with custom delimiters into gtmpl's
@@ -239,6 +433,57 @@ mod tests {
             render("{{if .Disabled}}off{{else}}on{{end}}", &job("{{ }}")).unwrap(),
             "on"
         );
+    }
+
+    #[test]
+    fn templates_that_could_recurse_or_explode_are_refused() {
+        let refused = [
+            (
+                r#"{{define "a"}}{{template "a"}}{{end}}{{template "a"}}"#,
+                "define",
+            ),
+            (r#"{{template "x"}}"#, "template"),
+            (r#"{{- block "b" .}}x{{end}}"#, "block"),
+            (r#"{{printf "%70000d" 1}}"#, "format width"),
+            (r#"{{printf "%.5000f" 1.0}}"#, "format width"),
+            (
+                "{{range .DependentJobs}}{{range .}}x{{end}}{{end}}",
+                "range inside a range",
+            ),
+            ("{{.Name", "missing"),
+        ];
+        for (t, why) in refused {
+            let e = check(t, "{{ }}").unwrap_err();
+            assert!(e.contains(why), "{t}: {e}");
+            // A stored job that predates the check fails its run the same way.
+            let r = render(t, &job("{{ }}")).unwrap_err();
+            assert!(r.contains(why), "{t}: {r}");
+        }
+        let deep_parens = format!("{{{{{}1{}}}}}", "(".repeat(100), ")".repeat(100));
+        assert!(
+            check(&deep_parens, "{{ }}")
+                .unwrap_err()
+                .contains("parentheses nest")
+        );
+        let deep_ifs = format!("{}x{}", "{{if 1}}".repeat(100), "{{end}}".repeat(100));
+        assert!(
+            check(&deep_ifs, "{{ }}")
+                .unwrap_err()
+                .contains("blocks nest")
+        );
+        let long = "x".repeat(MAX_TEMPLATE_BYTES + 1);
+        assert!(check(&long, "{{ }}").unwrap_err().contains("longer than"));
+        // What people write is fine; so is anything without delimiters.
+        for ok in [
+            "echo {{.Name}} {{printf \"%05d\" 7}} {{/* it's fine */}}",
+            "{{if .Disabled}}off{{else if .Owner}}{{.Owner}}{{end}}",
+            "{{range .DependentJobs}}{{.}} {{end}}{{\"}}\"}}",
+            "{{ (len (printf \"%s\" .Name)) }}",
+        ] {
+            check(ok, "{{ }}").unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        check(r#"{{define "a"}}"#, "").unwrap();
+        assert_eq!(render("<<.Name>>", &job("<< >>")).unwrap(), "mock_job");
     }
 
     #[test]

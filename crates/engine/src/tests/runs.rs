@@ -302,3 +302,33 @@ async fn a_stored_job_whose_timing_does_not_parse_is_reported_and_never_schedule
     // It can still be deleted.
     h.engine.delete(&bad.id).await.unwrap();
 }
+
+/// A panic inside a run (here an in-process handler's) is a failed run
+/// record, and the job's running count is released: an `overlap: skip`
+/// job is not skipped for ever as "still going".
+#[tokio::test]
+async fn a_panic_in_a_run_is_a_failed_run_and_releases_the_job() {
+    let mut h = harness().await;
+    h.engine.register_handler("panics", |_job: Job| async {
+        if true {
+            panic!("handler blew up");
+        }
+        Ok(String::new())
+    });
+    let mut j = job("panicky", "panics", &iso("R", 10, "PT10S"));
+    j.overlap = kala_job::Overlap::Skip;
+    let id = h.engine.create(j).await.unwrap();
+    h.advance(10).await;
+    let r = h.finished().await;
+    assert_eq!((r.outcome, r.scheduled_at), (Outcome::Failed, Some(at(10))));
+    let why = r.error.unwrap_or_default();
+    assert!(why.contains("the run panicked: handler blew up"), "{why}");
+    h.advance(10).await;
+    let r = h.finished().await;
+    assert_eq!(
+        (r.outcome, r.scheduled_at),
+        (Outcome::Failed, Some(at(20))),
+        "ran again, not skipped as still going"
+    );
+    assert_eq!(h.engine.get(&id).unwrap().metadata.error_count, 2);
+}
