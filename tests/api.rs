@@ -771,3 +771,38 @@ async fn dangerous_templates_are_refused_at_creation() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["jobs"], 0, "nothing was stored");
 }
+
+/// A command that cannot start, with many retries, does not spin: each
+/// retry waits at least the engine's minimum delay (100 ms), and the
+/// server keeps answering meanwhile.
+#[tokio::test]
+async fn retries_of_a_command_that_cannot_start_are_paced() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    let mut ids = Vec::new();
+    for k in 0..4 {
+        let body =
+            json!({"name": format!("broken {k}"), "command": "/nonexistent/x", "retries": 20});
+        ids.push(create(&c, &s, body).await);
+    }
+    let stats_url = s.url(&format!("/api/v1/job/stats/{}/", ids[0]));
+    let health_url = s.url("/healthz");
+    let stat = eventually(60, || {
+        let (c, stats_url, health_url) = (c.clone(), stats_url.clone(), health_url.clone());
+        async move {
+            assert_eq!(req(&c, "GET", &health_url, None).await.status, 200);
+            req(&c, "GET", &stats_url, None).await.json()["job_stats"]
+                .get(0)
+                .cloned()
+        }
+    })
+    .await;
+    assert_eq!(stat["number_of_retries"], 20);
+    assert_eq!(stat["success"], false);
+    let took_ns = stat["execution_duration"].as_u64().unwrap_or(0);
+    assert!(
+        took_ns >= 20 * 100_000_000,
+        "20 retries took {took_ns} ns: the minimum delay was not kept"
+    );
+}

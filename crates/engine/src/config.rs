@@ -31,6 +31,10 @@ pub struct EngineConfig {
     pub missed_runs: MissedRuns,
     /// The longest delay between retries (the delay doubles each retry).
     pub max_retry_delay: SignedDuration,
+    /// The shortest delay between retries, also when the job sets none:
+    /// a command that cannot start fails in microseconds, and a huge
+    /// `retries` must not turn it into a loop that starves the server.
+    pub min_retry_delay: SignedDuration,
     /// This instance's name in run claims.
     pub instance_id: String,
     /// Claim each scheduled occurrence in the store before running it, so
@@ -46,6 +50,7 @@ impl Default for EngineConfig {
             run_ttl: None,
             missed_runs: MissedRuns::CatchUpOnce,
             max_retry_delay: SignedDuration::from_hours(1),
+            min_retry_delay: SignedDuration::from_millis(100),
             instance_id: format!("kala-{}", std::process::id()),
             claim_runs: false,
         }

@@ -22,10 +22,17 @@ pub(crate) struct Failed {
     pub base_delay: Option<SignedDuration>,
     /// The engine's cap on one delay.
     pub max_delay: SignedDuration,
+    /// The engine's floor on one delay.
+    pub min_delay: SignedDuration,
 }
 
-/// `None`: give up. `Some(d)`: retry after `d` (zero: at once).
+/// `None`: give up. `Some(d)`: retry after `d`, never less than the
+/// engine's minimum.
 pub(crate) fn next_retry(f: Failed) -> Option<SignedDuration> {
+    backoff(f).map(|d| d.max(f.min_delay))
+}
+
+fn backoff(f: Failed) -> Option<SignedDuration> {
     if f.retries_used >= f.retries_allowed {
         return None;
     }
@@ -60,6 +67,7 @@ mod tests {
             now: t,
             base_delay: Some(SignedDuration::from_secs(10)),
             max_delay: SignedDuration::from_secs(60),
+            min_delay: SignedDuration::ZERO,
         }
     }
 
@@ -85,6 +93,21 @@ mod tests {
             ..late
         };
         assert!(next_retry(in_time).is_some());
+    }
+
+    #[test]
+    fn the_engine_minimum_holds_without_a_job_delay() {
+        let f = Failed {
+            base_delay: None,
+            min_delay: SignedDuration::from_millis(100),
+            ..failed(0)
+        };
+        assert_eq!(next_retry(f), Some(SignedDuration::from_millis(100)));
+        let longer = Failed {
+            min_delay: SignedDuration::from_millis(100),
+            ..failed(1)
+        };
+        assert_eq!(next_retry(longer), Some(SignedDuration::from_secs(20)));
     }
 
     #[test]

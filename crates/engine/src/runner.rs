@@ -151,6 +151,7 @@ impl Inner {
                         now,
                         base_delay: plan.retry_delay(),
                         max_delay: self.config.max_retry_delay,
+                        min_delay: self.config.min_retry_delay,
                     });
                     let Some(delay) = retry else { break attempt };
                     if !delay.is_zero() {

@@ -86,7 +86,13 @@ async fn harness_on(store: Arc<dyn JobStore>, now: Timestamp) -> H {
             }
         });
     }
-    let engine = Engine::start(store, executor, clock.clone(), EngineConfig::default())
+    // Kala's immediate retries: the rules below are about counts and
+    // order; the engine's minimum delay is retry.rs's to test.
+    let config = EngineConfig {
+        min_retry_delay: SignedDuration::ZERO,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(store, executor, clock.clone(), config)
         .await
         .unwrap();
     let events = engine.subscribe();
