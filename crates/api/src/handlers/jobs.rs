@@ -5,17 +5,18 @@
 //! other than through `kala_job::wire`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kala_engine::EngineError;
 use kala_job::wire::{JobOut, StatOut, job_from_json};
-use kala_job::{Outcome, RunRecord};
+use kala_job::{Job, Outcome, RunRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::error::{ApiResult, json_response};
+use crate::error::{ApiError, ApiResult, json_response};
 use crate::extract::{Body, clamp_limit};
 
 /// Page sizes of the job list.
@@ -66,6 +67,31 @@ pub async fn list_jobs(State(s): State<AppState>, Query(q): Query<ListQuery>) ->
             stats.insert(j.id.clone(), kala_runs(runs));
         }
     }
+    // Encoding a large list (100k jobs is ~90 MB of JSON) takes long
+    // enough to stall a runtime worker: do it on a blocking thread.
+    let small = jobs.len() <= ENCODE_IN_PLACE;
+    let encode = move || encode_list(&jobs, &stats, page);
+    if small {
+        return Ok(encode());
+    }
+    tokio::task::spawn_blocking(encode).await.map_err(|e| {
+        ApiError::internal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error: the list could not be encoded",
+            e.to_string(),
+        )
+    })
+}
+
+/// Lists up to this many jobs are encoded in place.
+const ENCODE_IN_PLACE: usize = 1_000;
+
+/// `{"jobs": {id: job}}`, plus `next_cursor` for a page.
+fn encode_list(
+    jobs: &[Arc<Job>],
+    stats: &BTreeMap<String, Vec<RunRecord>>,
+    page: Option<usize>,
+) -> Response {
     let map: BTreeMap<&str, JobOut<'_>> = jobs
         .iter()
         .map(|j| {
@@ -86,19 +112,19 @@ pub async fn list_jobs(State(s): State<AppState>, Query(q): Query<ListQuery>) ->
         } else {
             None
         };
-        return Ok(json_response(
+        return json_response(
             StatusCode::OK,
             &Page {
                 jobs: map,
                 next_cursor,
             },
-        ));
+        );
     }
     #[derive(Serialize)]
     struct All<'a> {
         jobs: BTreeMap<&'a str, JobOut<'a>>,
     }
-    Ok(json_response(StatusCode::OK, &All { jobs: map }))
+    json_response(StatusCode::OK, &All { jobs: map })
 }
 
 /// Kala's stats: one per executed run (skipped runs are left out).
