@@ -806,3 +806,82 @@ async fn retries_of_a_command_that_cannot_start_are_paced() {
         "20 retries took {took_ns} ns: the minimum delay was not kept"
     );
 }
+
+/// A client that never finishes its headers, or sits idle on a kept-alive
+/// connection, is disconnected after `--header-timeout`.
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--header-timeout", "1"]);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    // Half a request line and a header, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    // A whole request, then idle on the kept-alive connection.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    for (name, conn) in [("slow", &mut slow), ("idle", &mut idle)] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            conn.read_to_end(&mut buf),
+        )
+        .await;
+        assert!(read.is_ok(), "{name}: the server kept the connection open");
+        let text = String::from_utf8_lossy(&buf);
+        if name == "idle" {
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        }
+    }
+    // A 413 says that the connection ends.
+    let big = "x".repeat(2 << 20);
+    let r = req(&client(), "POST", &s.url("/api/v1/job/"), Some(&big)).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.header("connection"), "close");
+}
+
+/// SIGTERM with a short --grace-period: a half-sent request and a long
+/// command do not keep the process alive past the grace period.
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_grace_period() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--grace-period", "2"]);
+    let c = client();
+    create(
+        &c,
+        &s,
+        json!({"name": "long", "command": "bash -c 'sleep 30; true'"}),
+    )
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(
+        b"POST /api/v1/job/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"na",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut s = s;
+    std::process::Command::new("kill")
+        .args(["-TERM", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "still running 8 s after SIGTERM with a 2 s grace period"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+}

@@ -153,9 +153,18 @@ struct Serve {
     /// The PEM private key for --tls-cert.
     #[arg(long = "tls-key", env = "KALA_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Seconds running jobs get to finish on SIGTERM/SIGINT.
+    /// Seconds running jobs and open requests get to finish on
+    /// SIGTERM/SIGINT; the process exits within it.
     #[arg(long = "grace-period", env = "KALA_GRACE_PERIOD", default_value_t = 30)]
     grace_period: u64,
+    /// Seconds a client has to send a request's headers; an idle
+    /// keep-alive connection is closed after as long.
+    #[arg(
+        long = "header-timeout",
+        env = "KALA_HEADER_TIMEOUT",
+        default_value_t = 10
+    )]
+    header_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -170,7 +179,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
+    let code = match cli.command {
         Command::Run { command } => runtime.block_on(run(command)),
         Command::Serve(args) => match runtime.block_on(serve(*args)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -179,7 +188,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-    }
+    };
+    // Whatever is still running after the grace period (a connection, a
+    // thread reading a command's output) does not hold the process.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    code
 }
 
 async fn run(command: Vec<String>) -> ExitCode {
@@ -373,19 +386,29 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     println!("kala-server listening on {scheme}://{bound}");
     tracing::info!(%bound, store = store.name(), tls = tls.is_some(), "serving the API");
     let app = kala_api::app(engine.clone(), api);
-    match tls {
-        None => {
-            axum::serve(listener, kala_api::into_service(app))
-                .with_graceful_shutdown(shutdown_signal())
-                .await?
-        }
-        Some(acceptor) => serve_tls(listener, acceptor, app).await,
+    let grace = Duration::from_secs(args.grace_period);
+    let connections = serve_connections(
+        listener,
+        tls,
+        app,
+        Duration::from_secs(args.header_timeout.max(1)),
+        shutdown_signal(),
+    )
+    .await;
+    // From here no connection is accepted and no run starts; open requests
+    // and running jobs get the grace period, together.
+    tracing::info!("stopping: finishing open requests and running jobs");
+    let (requests, runs) = tokio::join!(
+        tokio::time::timeout(grace, connections.shutdown()),
+        engine.shutdown(grace)
+    );
+    if requests.is_err() {
+        tracing::warn!(
+            grace_seconds = args.grace_period,
+            "some connections were still open after the grace period; closed"
+        );
     }
-    tracing::info!("stopped accepting requests; waiting for running jobs");
-    if !engine
-        .shutdown(Duration::from_secs(args.grace_period))
-        .await
-    {
+    if !runs {
         tracing::warn!(
             grace_seconds = args.grace_period,
             "some runs did not finish within the grace period"
@@ -417,18 +440,31 @@ fn tls_acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// HTTPS: accept, handshake, serve each connection with hyper; stop
-/// accepting on SIGTERM/SIGINT.
-async fn serve_tls(
+/// Accepts connections (HTTPS when `tls` is given) and serves each with
+/// hyper until `stop` completes; returns the open connections so that the
+/// caller can give them a bounded time to finish. Headers must arrive
+/// within `header_timeout`, which also closes idle keep-alive connections
+/// (and bounds a TLS handshake).
+async fn serve_connections(
     listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: kala_api::App,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    header_timeout: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> hyper_util::server::graceful::GracefulShutdown {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
     use tower::ServiceExt;
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -438,25 +474,45 @@ async fn serve_tls(
                     continue;
                 }
             },
-            _ = &mut shutdown => return,
+            _ = &mut stop => return graceful,
         };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
+        let (tls, app, builder, watcher) = (
+            tls.clone(),
+            app.clone(),
+            builder.clone(),
+            graceful.watcher(),
+        );
         tokio::spawn(async move {
-            let tls = match acceptor.accept(stream).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
+            let svc = TowerToHyperService::new(app.map_request(
+                |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+            ));
+            let served = match tls {
+                None => {
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .into_owned();
+                    watcher.watch(conn).await
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .into_owned();
+                    watcher.watch(conn).await
                 }
             };
-            let svc = app.map_request(|req: hyper::Request<hyper::body::Incoming>| {
-                req.map(axum::body::Body::new)
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc))
-                .await
-            {
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -105,6 +105,14 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        // The body was not read to its end: the connection cannot carry
+        // another request, and a pooled client must be told.
+        if matches!(
+            self.status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
             h.insert("x-request-id", id);
         }

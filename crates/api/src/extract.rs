@@ -13,7 +13,11 @@ use serde::de::DeserializeOwned;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// The raw request body, at most `max_body_bytes` long (413 otherwise).
+/// How long a client has to send a request's body (a 408 after).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The raw request body, at most `max_body_bytes` long (413 otherwise),
+/// sent within [`BODY_TIMEOUT`] (408 otherwise).
 pub struct Body(pub Bytes);
 
 impl FromRequest<AppState> for Body {
@@ -21,15 +25,18 @@ impl FromRequest<AppState> for Body {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.config.max_body_bytes;
-        axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map(Body)
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("body: larger than the limit of {limit} bytes"),
-                )
-            })
+        let read = axum::body::to_bytes(req.into_body(), limit);
+        match tokio::time::timeout(BODY_TIMEOUT, read).await {
+            Ok(Ok(bytes)) => Ok(Body(bytes)),
+            Ok(Err(_)) => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body: larger than the limit of {limit} bytes"),
+            )),
+            Err(_) => Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("body: not received within {BODY_TIMEOUT:?}"),
+            )),
+        }
     }
 }
 
