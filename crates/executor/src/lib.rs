@@ -18,7 +18,6 @@ pub mod template;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::Read;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, RwLock};
@@ -334,12 +333,15 @@ pub async fn run_command(cmd: &str, timeout: Option<Duration>) -> Attempt {
     let Some((program, args)) = argv.split_first() else {
         return Attempt::failed("Job Command is empty.", started);
     };
-    let (reader, writer) = match std::io::pipe() {
+    // One pipe per run for stdout and stderr together; the parent reads
+    // it on the runtime (no thread), the child writes a blocking end.
+    let pipe = tokio::net::unix::pipe::pipe().and_then(|(tx, rx)| {
+        let writer = tx.into_blocking_fd()?;
+        let writer2 = writer.try_clone()?;
+        Ok((rx, writer, writer2))
+    });
+    let (reader, writer, writer2) = match pipe {
         Ok(p) => p,
-        Err(e) => return Attempt::failed(format!("cannot create a pipe: {e}"), started),
-    };
-    let writer2 = match writer.try_clone() {
-        Ok(w) => w,
         Err(e) => return Attempt::failed(format!("cannot create a pipe: {e}"), started),
     };
     let mut command = tokio::process::Command::new(program);
@@ -364,7 +366,7 @@ pub async fn run_command(cmd: &str, timeout: Option<Duration>) -> Attempt {
         Err(e) => return Attempt::failed(format!("exec: {program:?}: {e}"), started),
     };
     let pgid = child.id();
-    let collector = tokio::task::spawn_blocking(move || collect_tail(reader));
+    let collector = OutputTail::start(reader);
     let status = match timeout {
         None => child.wait().await,
         Some(t) => match tokio::time::timeout(t, child.wait()).await {
@@ -374,7 +376,7 @@ pub async fn run_command(cmd: &str, timeout: Option<Duration>) -> Attempt {
                     kill_group(pgid);
                 }
                 let _ = child.wait().await;
-                let output = finish_collect(collector).await;
+                let output = collector.finish().await;
                 return Attempt {
                     success: false,
                     exit_code: None,
@@ -385,7 +387,7 @@ pub async fn run_command(cmd: &str, timeout: Option<Duration>) -> Attempt {
             }
         },
     };
-    let output = finish_collect(collector).await;
+    let output = collector.finish().await;
     match status {
         Ok(s) if s.success() => Attempt {
             success: true,
@@ -414,29 +416,54 @@ pub async fn run_command(cmd: &str, timeout: Option<Duration>) -> Attempt {
     }
 }
 
-fn collect_tail(mut reader: std::io::PipeReader) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match reader.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if buf.len() > 2 * OUTPUT_TAIL {
-                    buf.drain(..buf.len() - OUTPUT_TAIL);
-                }
-            }
-        }
-    }
-    buf
+/// The tail of a run's output, read from its pipe by a task on the
+/// runtime: no thread per run, and a process the command left running in
+/// the background cannot pin anything.
+struct OutputTail {
+    buf: Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// Waits briefly for the output reader: a background grandchild holding the
-/// pipe open must not hold the run.
-async fn finish_collect(h: tokio::task::JoinHandle<Vec<u8>>) -> String {
-    match tokio::time::timeout(Duration::from_millis(200), h).await {
-        Ok(Ok(bytes)) => tail(&bytes),
-        _ => String::new(),
+/// How long output is still read after the command's main process exited.
+const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
+
+impl OutputTail {
+    fn start(mut reader: tokio::net::unix::pipe::Receiver) -> OutputTail {
+        use tokio::io::AsyncReadExt;
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let task = tokio::spawn(async move {
+            let mut chunk = vec![0u8; 8192];
+            while let Ok(n) = reader.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                let Ok(mut b) = sink.lock() else { break };
+                b.extend_from_slice(&chunk[..n]);
+                if b.len() > 2 * OUTPUT_TAIL {
+                    let cut = b.len() - OUTPUT_TAIL;
+                    b.drain(..cut);
+                }
+            }
+        });
+        OutputTail { buf, task }
+    }
+
+    /// Reads on for at most [`OUTPUT_DRAIN`] (until every writer closed
+    /// the pipe), then stops reading; the tail read so far is kept either
+    /// way.
+    async fn finish(mut self) -> String {
+        if tokio::time::timeout(OUTPUT_DRAIN, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+        let bytes = match self.buf.lock() {
+            Ok(b) => b.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        tail(&bytes)
     }
 }
 

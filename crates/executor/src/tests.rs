@@ -223,3 +223,45 @@ async fn in_process_handlers() {
     j.command = "missing".into();
     assert!(!ex.run(&j, None).await.success);
 }
+
+fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A command that leaves a process running in the background (holding its
+/// output pipe) finishes with its output, pins no thread, and does not
+/// take another run's output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_processes_pin_nothing_and_outputs_stay_apart() {
+    let before = threads();
+    let mut runs = Vec::new();
+    for k in 0..40 {
+        runs.push(tokio::spawn(async move {
+            let cmd = format!("bash -c 'sleep 37 & echo started {k}'");
+            (k, run_command(&cmd, secs(10)).await)
+        }));
+    }
+    for r in runs {
+        let (k, a) = r.await.unwrap();
+        assert!(a.success, "{a:?}");
+        assert_eq!(a.output.trim(), format!("started {k}"));
+        assert!(a.duration < Duration::from_secs(10), "{a:?}");
+    }
+    // spawn_blocking threads linger for a while when idle; a thread per
+    // pinned pipe would be 40 more.
+    let after = threads();
+    assert!(
+        after < before + 20,
+        "threads: {before} before, {after} after 40 runs"
+    );
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "^sleep 37$"])
+        .status();
+}
