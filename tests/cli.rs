@@ -89,3 +89,67 @@ fn kala_port_form_and_boltpath_alias_are_accepted() {
     child.wait().unwrap();
     assert!(dir.path().join("kala.redb").exists());
 }
+
+/// `kala-server serve` on `bolt`, which must exit by itself within 20 s
+/// (a server that started is killed and the test fails).
+fn serve_expecting_exit(bolt: &str) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--port", "0", "--bolt-path", bolt])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kala-server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kala-server started on a damaged store instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// A damaged embedded store stops the server at start with one line and a
+/// non-zero exit: an empty file is not taken for an empty store, and a
+/// zeroed page is not a panic.
+#[test]
+fn a_damaged_store_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kala.redb");
+    std::fs::write(&file, b"").unwrap();
+    let bolt = dir.path().to_str().unwrap();
+    let (code, out, err) = serve_expecting_exit(bolt);
+    assert_ne!(code, 0);
+    assert!(!out.contains("listening"), "{out}");
+    assert!(err.contains("empty (0 bytes)"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // A real store with its third page zeroed.
+    std::fs::remove_file(&file).unwrap();
+    let s = common::Server::start(dir.path(), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = common::client();
+        for k in 0..200 {
+            let body = serde_json::json!({"name": format!("j{k}"), "command": "true", "schedule": common::starts_in(3600, "R", "PT1H")});
+            common::create(&c, &s, body).await;
+        }
+    });
+    assert_eq!(s.stop(), Some(0));
+    // Everything after redb's header page zeroed: the tables' roots are gone.
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[4096..].fill(0);
+    std::fs::write(&file, &bytes).unwrap();
+    let (code, out, err) = serve_expecting_exit(bolt);
+    assert_ne!(code, 0);
+    assert!(!out.contains("listening"), "{out}");
+    assert!(err.contains("damaged"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

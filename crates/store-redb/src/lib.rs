@@ -89,9 +89,23 @@ impl RedbStore {
         RedbStore::open_file(dir.join(FILE_NAME))
     }
 
-    /// Opens (or creates) the database file at `path`.
+    /// Opens (or creates) the database file at `path`. A file that exists
+    /// but is empty, or that redb cannot read (it panics on some damaged
+    /// files), is an error naming the file, never a fresh empty store and
+    /// never a panic.
     pub fn open_file(path: impl AsRef<Path>) -> Result<RedbStore> {
         let path = path.as_ref().to_path_buf();
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            return Err(StoreError::Backend(format!(
+                "{}: the file is empty (0 bytes), so every job would be gone; move it away to start with an empty store",
+                path.display()
+            )));
+        }
+        guarded(&path, || RedbStore::open_checked(&path))
+    }
+
+    fn open_checked(path: &Path) -> Result<RedbStore> {
+        let path = path.to_path_buf();
         let db = Database::builder()
             .set_cache_size(8 << 20)
             .create(&path)
@@ -357,7 +371,8 @@ impl JobStore for RedbStore {
 
     async fn load_all(&self) -> Result<Vec<Job>> {
         let db = self.db()?;
-        tokio::task::spawn_blocking(move || read_all(&db))
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || guarded(&path, || read_all(&db)))
             .await
             .map_err(backend)?
     }
@@ -438,6 +453,28 @@ impl Drop for RedbStore {
 }
 
 /// Every job, in one read transaction.
+/// Runs `f` (opening or reading the whole file, at start-up), turning a
+/// panic inside redb — it raises some on damaged files, e.g. "entered
+/// unreachable code" on a zeroed page — into an error naming the file.
+/// The panic hook is silenced meanwhile so that the operator gets one line.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    out.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(StoreError::Backend(format!(
+            "{}: the file is damaged (redb: {why}); restore it from a backup or move it away",
+            path.display()
+        )))
+    })
+}
+
 fn read_all(db: &Database) -> Result<Vec<Job>> {
     let txn = db.begin_read().map_err(backend)?;
     let table = txn.open_table(JOBS).map_err(backend)?;
