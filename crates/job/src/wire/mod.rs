@@ -1,10 +1,9 @@
 //! Kala's JSON, both ways.
 //!
 //! Output keeps Kala's key names and order (kala-api.md §2.1), renders
-//! "never" as Go's zero time `0001-01-01T00:00:00Z`, and adds the spellings
-//! of Kala's README (flat run counters on the job, `JobId`-style keys on
-//! stats, `ActiveJobs`-style keys on app stats) so clients written against
-//! either keep working.
+//! "never" as Go's zero time `0001-01-01T00:00:00Z`, and has exactly Kala's
+//! keys: none of the README's spellings (strict clients reject unknown
+//! keys), and kala's own fields only when a job uses them.
 //!
 //! Input follows Go's decoder: keys match case-insensitively (we also
 //! ignore `_`, so README spellings work), unknown keys are ignored, `null`

@@ -47,7 +47,11 @@ pub struct RemoteOut<'a> {
     pub expected_response_codes: &'a Option<Vec<u16>>,
 }
 
-/// A job exactly as Kala renders it, plus README spellings and extensions.
+/// A job exactly as Kala renders it: Kala's keys in Kala's order, the run
+/// counters under `metadata` only. kala's own fields appear only when the
+/// job uses them (a time zone, timeout or retry delay that was set, an
+/// overlap other than `allow`), so a job made of Kala's fields renders
+/// with exactly Kala's keys.
 #[derive(Serialize)]
 pub struct JobOut<'a> {
     pub name: &'a str,
@@ -72,20 +76,19 @@ pub struct JobOut<'a> {
     pub remote_properties: RemoteOut<'a>,
     pub stats: Option<Vec<StatOut<'a>>>,
     pub is_done: bool,
-    // Kala README spellings: the run counters flat on the job.
-    pub success_count: u64,
-    #[serde(serialize_with = "ser_time")]
-    pub last_success: Option<Timestamp>,
-    pub error_count: u64,
-    #[serde(serialize_with = "ser_time")]
-    pub last_error: Option<Timestamp>,
-    #[serde(serialize_with = "ser_time")]
-    pub last_attempted_run: Option<Timestamp>,
-    // Extensions.
+    // Extensions, only when used.
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub time_zone: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub timeout: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub retry_delay: &'a str,
+    #[serde(skip_serializing_if = "is_allow")]
     pub overlap: Overlap,
+}
+
+fn is_allow(o: &Overlap) -> bool {
+    *o == Overlap::default()
 }
 
 impl<'a> JobOut<'a> {
@@ -129,11 +132,6 @@ impl<'a> JobOut<'a> {
                 .filter(|s| !s.is_empty())
                 .map(|s| s.iter().map(StatOut::new).collect()),
             is_done: job.is_done,
-            success_count: m.success_count,
-            last_success: m.last_success,
-            error_count: m.error_count,
-            last_error: m.last_error,
-            last_attempted_run: m.last_attempted_run,
             time_zone: &job.time_zone,
             timeout: &job.timeout,
             retry_delay: &job.retry_delay,
@@ -142,7 +140,8 @@ impl<'a> JobOut<'a> {
     }
 }
 
-/// A run as Kala's JobStat, in both spellings.
+/// A run as Kala's JobStat (snake_case only, as Kala sends it; the
+/// README's `JobId`-style names are a documentation error of Kala's).
 #[derive(Serialize)]
 pub struct StatOut<'a> {
     pub job_id: &'a str,
@@ -151,16 +150,6 @@ pub struct StatOut<'a> {
     pub number_of_retries: u64,
     pub success: bool,
     pub execution_duration: u64,
-    #[serde(rename = "JobId")]
-    pub job_id_readme: &'a str,
-    #[serde(rename = "RanAt", serialize_with = "ser_ts")]
-    pub ran_at_readme: Timestamp,
-    #[serde(rename = "NumberOfRetries")]
-    pub number_of_retries_readme: u64,
-    #[serde(rename = "Success")]
-    pub success_readme: bool,
-    #[serde(rename = "ExecutionDuration")]
-    pub execution_duration_readme: u64,
 }
 
 impl<'a> StatOut<'a> {
@@ -171,78 +160,22 @@ impl<'a> StatOut<'a> {
             number_of_retries: r.number_of_retries,
             success: r.success(),
             execution_duration: r.execution_duration,
-            job_id_readme: &r.job_id,
-            ran_at_readme: r.ran_at,
-            number_of_retries_readme: r.number_of_retries,
-            success_readme: r.success(),
-            execution_duration_readme: r.execution_duration,
         }
     }
 }
 
-/// Kala's app-level stats, in both spellings.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Kala's app-level stats (snake_case only, as Kala sends them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AppStats {
     pub active_jobs: u64,
     pub disabled_jobs: u64,
     pub jobs: u64,
     pub error_count: u64,
     pub success_count: u64,
+    #[serde(serialize_with = "ser_time")]
     pub next_run_at: Option<Timestamp>,
+    #[serde(serialize_with = "ser_time")]
     pub last_attempted_run: Option<Timestamp>,
+    #[serde(serialize_with = "ser_time")]
     pub created: Option<Timestamp>,
-}
-
-impl Serialize for AppStats {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Out {
-            active_jobs: u64,
-            disabled_jobs: u64,
-            jobs: u64,
-            error_count: u64,
-            success_count: u64,
-            #[serde(serialize_with = "ser_time")]
-            next_run_at: Option<Timestamp>,
-            #[serde(serialize_with = "ser_time")]
-            last_attempted_run: Option<Timestamp>,
-            #[serde(serialize_with = "ser_time")]
-            created: Option<Timestamp>,
-            #[serde(rename = "ActiveJobs")]
-            a: u64,
-            #[serde(rename = "DisabledJobs")]
-            b: u64,
-            #[serde(rename = "Jobs")]
-            c: u64,
-            #[serde(rename = "ErrorCount")]
-            d: u64,
-            #[serde(rename = "SuccessCount")]
-            e: u64,
-            #[serde(rename = "NextRunAt", serialize_with = "ser_time")]
-            f: Option<Timestamp>,
-            #[serde(rename = "LastAttemptedRun", serialize_with = "ser_time")]
-            g: Option<Timestamp>,
-            #[serde(rename = "CreatedAt", serialize_with = "ser_time")]
-            h: Option<Timestamp>,
-        }
-        Out {
-            active_jobs: self.active_jobs,
-            disabled_jobs: self.disabled_jobs,
-            jobs: self.jobs,
-            error_count: self.error_count,
-            success_count: self.success_count,
-            next_run_at: self.next_run_at,
-            last_attempted_run: self.last_attempted_run,
-            created: self.created,
-            a: self.active_jobs,
-            b: self.disabled_jobs,
-            c: self.jobs,
-            d: self.error_count,
-            e: self.success_count,
-            f: self.next_run_at,
-            g: self.last_attempted_run,
-            h: self.created,
-        }
-        .serialize(s)
-    }
 }
