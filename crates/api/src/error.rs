@@ -73,6 +73,11 @@ impl From<EngineError> for ApiError {
                 "storage unavailable: the change was not made; try again",
                 e.to_string(),
             ),
+            EngineError::Store(StoreError::Full(_)) => ApiError::internal(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage full: the disk holding the store has no space left; the change was not made",
+                e.to_string(),
+            ),
             EngineError::Store(_) | EngineError::Executor(_) => ApiError::internal(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error: the server could not complete the request",

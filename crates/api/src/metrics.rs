@@ -92,6 +92,13 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
     let _ = writeln!(out, "kala_store_errors_total {}", m.store_errors);
     header(
         &mut out,
+        "kala_run_records_dropped_total",
+        "Run records the store refused to write (their runs happened; the records are lost).",
+        "counter",
+    );
+    let _ = writeln!(out, "kala_run_records_dropped_total {}", m.runs_dropped);
+    header(
+        &mut out,
         "kala_jobs_invalid",
         "Stored jobs whose timing did not parse at start-up (kept, never scheduled).",
         "gauge",

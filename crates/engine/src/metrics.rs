@@ -17,6 +17,7 @@ pub struct Metrics {
     skipped: AtomicU64,
     store_errors: AtomicU64,
     invalid_jobs: AtomicU64,
+    runs_dropped: AtomicU64,
     lateness: [AtomicU64; LATENESS_BUCKETS.len()],
     lateness_count: AtomicU64,
     lateness_sum_ns: AtomicU64,
@@ -31,6 +32,8 @@ pub struct MetricsSnapshot {
     /// Stored jobs whose timing did not parse at start-up (kept, never
     /// scheduled).
     pub invalid_jobs: u64,
+    /// Run records that could not be stored (the store refused the write).
+    pub runs_dropped: u64,
     /// Cumulative counts per bucket of [`LATENESS_BUCKETS`].
     pub lateness_buckets: Vec<u64>,
     pub lateness_count: u64,
@@ -49,6 +52,10 @@ impl Metrics {
 
     pub fn store_error(&self) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn run_dropped(&self) {
+        self.runs_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn invalid_job(&self) {
@@ -74,6 +81,7 @@ impl Metrics {
             runs_skipped: self.skipped.load(Ordering::Relaxed),
             store_errors: self.store_errors.load(Ordering::Relaxed),
             invalid_jobs: self.invalid_jobs.load(Ordering::Relaxed),
+            runs_dropped: self.runs_dropped.load(Ordering::Relaxed),
             lateness_buckets: self
                 .lateness
                 .iter()

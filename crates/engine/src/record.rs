@@ -54,6 +54,7 @@ impl Inner {
         };
         if let Err(e) = self.store.apply(batch).await {
             self.metrics.store_error();
+            self.metrics.run_dropped();
             tracing::error!(job = %id, error = %e, "cannot store the run: its record is lost; the job's counters stay in memory and are stored with its next write");
         }
         {

@@ -72,12 +72,124 @@ struct Msg {
 }
 
 pub struct RedbStore {
-    /// `None` once closed, so the file lock goes with `close()` even while
-    /// other owners still hold the store.
-    db: std::sync::RwLock<Option<Arc<Database>>>,
-    path: PathBuf,
+    shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What readers and the writer thread share.
+struct Shared {
+    path: PathBuf,
+    /// `None` once closed (so the file lock goes with `close()` even while
+    /// other owners still hold the store), and while the writer reopens
+    /// the file after an I/O error.
+    db: std::sync::RwLock<Option<Arc<Database>>>,
+    /// Why writes fail now (the disk is full, an I/O error), until a
+    /// commit succeeds again; what `/healthz` reports.
+    problem: Mutex<Option<String>>,
+}
+
+/// While writes fail, the writer tries to reopen the file and commit a
+/// probe this often, so that the store recovers once space is back even
+/// when nobody writes.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_database(path: &Path) -> Result<Database> {
+    Database::builder()
+        .set_cache_size(8 << 20)
+        .create(path)
+        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))
+}
+
+/// A failed commit as the caller should see it. redb reports the first
+/// I/O error of a commit as such and every later one as "Previous I/O
+/// error" until the database is reopened.
+fn commit_error(e: StoreError, problem: Option<&str>) -> StoreError {
+    let msg = e.to_string();
+    let full = msg.contains("os error 28") || msg.contains("No space left");
+    if full || problem.is_some_and(|p| p.starts_with("disk full")) {
+        StoreError::Full("the disk holding the store has no space left".into())
+    } else if msg.contains("I/O error") {
+        StoreError::Unavailable(format!("the store's file cannot be written: {msg}"))
+    } else {
+        e
+    }
+}
+
+impl Shared {
+    fn current(&self) -> Option<Arc<Database>> {
+        self.db.read().ok().and_then(|g| g.clone())
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.problem.lock().ok().and_then(|p| p.clone())
+    }
+
+    fn set_problem(&self, p: Option<String>) {
+        if let Ok(mut g) = self.problem.lock() {
+            if g.is_some() && p.is_none() {
+                tracing::info!(path = %self.path.display(), "the store accepts writes again");
+            }
+            *g = p;
+        }
+    }
+
+    /// Closes and reopens the file (redb refuses every write after an I/O
+    /// error until then). Readers see "unavailable" meanwhile.
+    fn reopen(&self) -> bool {
+        let old = match self.db.write() {
+            Ok(mut g) => g.take(),
+            Err(_) => return false,
+        };
+        if let Some(mut old) = old {
+            // In-flight reads hold clones for a moment; the file lock goes
+            // with the last one.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still) if std::time::Instant::now() < deadline => {
+                        old = still;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(still) => {
+                        if let Ok(mut g) = self.db.write() {
+                            *g = Some(still);
+                        }
+                        return false;
+                    }
+                }
+            }
+        }
+        match open_database(&self.path) {
+            Ok(db) => {
+                if let Ok(mut g) = self.db.write() {
+                    *g = Some(Arc::new(db));
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reopening the store failed; trying again");
+                false
+            }
+        }
+    }
+
+    /// A tiny commit: does the file take writes again?
+    fn probe(&self) -> Result<()> {
+        let db = self
+            .current()
+            .ok_or_else(|| StoreError::Unavailable("the store is reopening".into()))?;
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            meta.insert("probe", 1).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)
+    }
 }
 
 impl RedbStore {
@@ -106,10 +218,7 @@ impl RedbStore {
 
     fn open_checked(path: &Path) -> Result<RedbStore> {
         let path = path.to_path_buf();
-        let db = Database::builder()
-            .set_cache_size(8 << 20)
-            .create(&path)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let db = open_database(&path)?;
         let txn = db.begin_write().map_err(backend)?;
         {
             txn.open_table(JOBS).map_err(backend)?;
@@ -131,31 +240,32 @@ impl RedbStore {
             }
         }
         txn.commit().map_err(backend)?;
-        let db = Arc::new(db);
+        let shared = Arc::new(Shared {
+            path,
+            db: std::sync::RwLock::new(Some(Arc::new(db))),
+            problem: Mutex::new(None),
+        });
         let (tx, rx) = mpsc::channel::<Msg>();
-        let wdb = db.clone();
+        let wshared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("kala-redb-writer".into())
-            .spawn(move || writer_loop(&wdb, rx))
+            .spawn(move || writer_loop(&wshared, rx))
             .map_err(backend)?;
         Ok(RedbStore {
-            db: std::sync::RwLock::new(Some(db)),
-            path,
+            shared,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
         })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
     fn db(&self) -> Result<Arc<Database>> {
-        self.db
-            .read()
-            .map_err(backend)?
-            .clone()
-            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))
+        self.shared
+            .current()
+            .ok_or_else(|| StoreError::Unavailable("the store is closed or reopening".into()))
     }
 
     async fn send(&self, op: Op) -> Result<Reply> {
@@ -207,8 +317,31 @@ impl RedbStore {
     }
 }
 
-fn writer_loop(db: &Database, rx: mpsc::Receiver<Msg>) {
-    while let Ok(first) = rx.recv() {
+fn writer_loop(shared: &Shared, rx: mpsc::Receiver<Msg>) {
+    loop {
+        let failing = shared.problem().is_some();
+        let first = if failing {
+            match rx.recv_timeout(PROBE_EVERY) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return,
+            }
+        };
+        if failing {
+            shared.reopen();
+        }
+        let Some(first) = first else {
+            // Nobody wrote: see whether the file takes writes again.
+            if shared.probe().is_ok() {
+                shared.set_problem(None);
+            }
+            continue;
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -216,16 +349,36 @@ fn writer_loop(db: &Database, rx: mpsc::Receiver<Msg>) {
                 Err(_) => break,
             }
         }
-        match commit_group(db, &group) {
+        let outcome = match shared.current() {
+            Some(db) => commit_group(&db, &group),
+            None => Err(StoreError::Unavailable("the store is reopening".into())),
+        };
+        match outcome {
             Ok(replies) => {
+                shared.set_problem(None);
                 for (m, r) in group.into_iter().zip(replies) {
                     let _ = m.reply.send(Ok(r));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, batches = group.len(), "store commit failed");
+                let e = commit_error(e, shared.problem().as_deref());
+                tracing::error!(error = %e, batches = group.len(), "store commit failed; nothing of it was written");
+                if matches!(e, StoreError::Full(_) | StoreError::Unavailable(_)) {
+                    let why = match &e {
+                        StoreError::Full(_) => {
+                            "disk full: writes fail until space is freed".to_string()
+                        }
+                        other => other.to_string(),
+                    };
+                    shared.set_problem(Some(why));
+                }
+                let msg = e.to_string();
                 for m in group {
-                    let _ = m.reply.send(Err(StoreError::Backend(e.to_string())));
+                    let _ = m.reply.send(Err(match &e {
+                        StoreError::Full(w) => StoreError::Full(w.clone()),
+                        StoreError::Unavailable(w) => StoreError::Unavailable(w.clone()),
+                        _ => StoreError::Backend(msg.clone()),
+                    }));
                 }
             }
         }
@@ -371,7 +524,7 @@ impl JobStore for RedbStore {
 
     async fn load_all(&self) -> Result<Vec<Job>> {
         let db = self.db()?;
-        let path = self.path.clone();
+        let path = self.shared.path.clone();
         tokio::task::spawn_blocking(move || guarded(&path, || read_all(&db)))
             .await
             .map_err(backend)?
@@ -424,6 +577,10 @@ impl JobStore for RedbStore {
         }
     }
 
+    fn problem(&self) -> Option<String> {
+        self.shared.problem()
+    }
+
     async fn close(&self) -> Result<()> {
         // Dropping the sender ends the writer loop once the queue is empty.
         self.tx.lock().map_err(backend)?.take();
@@ -434,7 +591,7 @@ impl JobStore for RedbStore {
                 .map_err(backend)?
                 .map_err(|_| StoreError::Backend("writer thread panicked".into()))?;
         }
-        self.db.write().map_err(backend)?.take();
+        self.shared.db.write().map_err(backend)?.take();
         Ok(())
     }
 }

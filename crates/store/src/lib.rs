@@ -33,6 +33,10 @@ pub enum StoreError {
     /// The backend cannot be reached; the write did not happen. (HTTP 503.)
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The disk holding the store is full; the write did not happen.
+    /// (HTTP 507.)
+    #[error("storage full: {0}")]
+    Full(String),
     /// The backend refused or failed the operation.
     #[error("storage error: {0}")]
     Backend(String),
@@ -119,6 +123,13 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Flushes and closes; later calls may fail.
     async fn close(&self) -> Result<()>;
+
+    /// Why writes fail now, if the store knows (a full disk, an I/O
+    /// error it is recovering from): what `/healthz` reports. `None`: no
+    /// known problem.
+    fn problem(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Keeps the newest `keep` of `runs` (sorted oldest first).

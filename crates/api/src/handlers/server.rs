@@ -70,19 +70,29 @@ pub async fn preview(State(s): State<AppState>, Json(req): Json<PreviewRequest>)
     ))
 }
 
+/// 200 `{"status":"ok",…}`, or 503 `{"status":"unhealthy",…,"problem":…}`
+/// while the store says writes fail (e.g. a full disk).
 pub async fn healthz(State(s): State<AppState>) -> Response {
     #[derive(Serialize)]
     struct Health {
         status: &'static str,
         jobs: usize,
         store: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        problem: Option<String>,
     }
+    let problem = s.engine.store().problem();
+    let (code, status) = match problem {
+        None => (StatusCode::OK, "ok"),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
+    };
     json_response(
-        StatusCode::OK,
+        code,
         &Health {
-            status: "ok",
+            status,
             jobs: s.engine.len(),
             store: s.engine.store().name(),
+            problem,
         },
     )
 }
