@@ -143,6 +143,32 @@ fn a_damaged_store_refuses_to_start() {
         }
     });
     assert_eq!(s.stop(), Some(0));
+    let (code, out, err) = run(&["check", "--bolt-path", bolt]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("200 jobs") && out.contains("all intact"),
+        "{out}"
+    );
+    // One byte changed inside one stored job (its name j17 -> j1?).
+    let mut bytes = std::fs::read(&file).unwrap();
+    let needle = br#""name":"j17""#;
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the job's JSON is in the file");
+    bytes[at + needle.len() - 2] = b'?';
+    std::fs::write(&file, &bytes).unwrap();
+    let (code, out, _) = run(&["check", "--bolt-path", bolt]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("damaged: job ") && out.contains("checksum mismatch"),
+        "{out}"
+    );
+    assert_eq!(out.matches("damaged: ").count(), 1, "{out}");
+    let (code, out, err) = serve_expecting_exit(bolt);
+    assert_ne!(code, 0);
+    assert!(!out.contains("listening"), "{out}");
+    assert!(err.contains("checksum mismatch"), "{err}");
     // Everything after redb's header page zeroed: the tables' roots are gone.
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[4096..].fill(0);

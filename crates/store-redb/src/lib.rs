@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::json::{decode, encode};
+use kala_store::json::{decode_framed as decode, encode_framed as encode, frame};
 use kala_store::{Batch, Claim, JobStore, Result, Retention, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
@@ -75,6 +75,45 @@ pub struct RedbStore {
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The file's format: 1 stored plain JSON values; 2 frames each value with
+/// a version byte and a CRC-32 (`kala_store::json::encode_framed`).
+const FORMAT: u64 = 2;
+
+/// Format 1 → 2, inside the opening transaction: every job and run value
+/// is framed (all or nothing).
+fn migrate_to_framed(txn: &redb::WriteTransaction) -> Result<()> {
+    let mut jobs = txn.open_table(JOBS).map_err(backend)?;
+    let mut framed = Vec::new();
+    for entry in jobs.iter().map_err(backend)? {
+        let (k, v) = entry.map_err(backend)?;
+        framed.push((k.value().to_string(), frame(v.value())?));
+    }
+    for (k, v) in &framed {
+        jobs.insert(k.as_str(), v.as_slice()).map_err(backend)?;
+    }
+    let mut runs = txn.open_table(RUNS).map_err(backend)?;
+    let mut framed = Vec::new();
+    for entry in runs.iter().map_err(backend)? {
+        let (k, v) = entry.map_err(backend)?;
+        let (id, at) = k.value();
+        framed.push((id.to_string(), at, frame(v.value())?));
+    }
+    for (id, at, v) in &framed {
+        runs.insert((id.as_str(), *at), v.as_slice())
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// What [`RedbStore::verify`] found.
+#[derive(Debug, Default)]
+pub struct Verified {
+    pub jobs: usize,
+    pub runs: usize,
+    /// One line per damaged record, naming it.
+    pub damaged: Vec<String>,
 }
 
 /// What readers and the writer thread share.
@@ -228,12 +267,19 @@ impl RedbStore {
             let format = meta.get("format").map_err(backend)?.map(|v| v.value());
             match format {
                 None => {
-                    meta.insert("format", 1).map_err(backend)?;
+                    meta.insert("format", FORMAT).map_err(backend)?;
                 }
-                Some(1) => {}
+                Some(1) => {
+                    drop(meta);
+                    migrate_to_framed(&txn)?;
+                    let mut meta = txn.open_table(META).map_err(backend)?;
+                    meta.insert("format", FORMAT).map_err(backend)?;
+                    tracing::info!(path = %path.display(), "store migrated to format 2 (checksummed records)");
+                }
+                Some(FORMAT) => {}
                 Some(v) => {
                     return Err(StoreError::Backend(format!(
-                        "{} has format {v}; this build reads format 1",
+                        "{} has format {v}; this build reads formats 1 and {FORMAT}",
                         path.display()
                     )));
                 }
@@ -260,6 +306,45 @@ impl RedbStore {
 
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Reads every job and run record and checks each one's frame,
+    /// checksum and JSON (`kala-server check`). Damage is listed by key,
+    /// not returned as an error, so one bad record does not hide others.
+    pub fn verify(&self) -> Result<Verified> {
+        let db = self.db()?;
+        guarded(&self.shared.path, || {
+            let txn = db.begin_read().map_err(backend)?;
+            let mut report = Verified::default();
+            for entry in txn
+                .open_table(JOBS)
+                .map_err(backend)?
+                .iter()
+                .map_err(backend)?
+            {
+                let (k, v) = entry.map_err(backend)?;
+                report.jobs += 1;
+                if let Err(e) = decode::<Job>(k.value(), v.value()) {
+                    report.damaged.push(format!("job {}: {e}", k.value()));
+                }
+            }
+            for entry in txn
+                .open_table(RUNS)
+                .map_err(backend)?
+                .iter()
+                .map_err(backend)?
+            {
+                let (k, v) = entry.map_err(backend)?;
+                report.runs += 1;
+                let (id, at) = k.value();
+                if let Err(e) = decode::<RunRecord>(id, v.value()) {
+                    report
+                        .damaged
+                        .push(format!("run of job {id} at {at} ns: {e}"));
+                }
+            }
+            Ok(report)
+        })
     }
 
     fn db(&self) -> Result<Arc<Database>> {

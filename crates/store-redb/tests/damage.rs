@@ -68,3 +68,67 @@ fn zeroed_pages_are_an_error_not_a_panic() {
         }
     }
 }
+
+const JOBS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("jobs");
+const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+
+/// One changed byte inside a stored job is caught by its checksum and
+/// reported with the job's id; the job is never served.
+#[test]
+fn a_changed_byte_in_a_record_is_reported_by_id() {
+    use redb::ReadableTable;
+    let dir = tempfile::tempdir().unwrap();
+    let path = filled(dir.path(), 10);
+    let victim = {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let victim;
+        {
+            let mut jobs = txn.open_table(JOBS).unwrap();
+            let (id, mut bytes) = {
+                let (k, v) = jobs.iter().unwrap().nth(3).unwrap().unwrap();
+                (k.value().to_string(), v.value().to_vec())
+            };
+            let at = bytes.len() / 2;
+            bytes[at] ^= 0x20;
+            jobs.insert(id.as_str(), bytes.as_slice()).unwrap();
+            victim = id;
+        }
+        txn.commit().unwrap();
+        victim
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e = rt
+        .block_on(async { RedbStore::open_dir(dir.path()).unwrap().load_all().await })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&victim) && e.contains("checksum"), "{e}");
+}
+
+/// A store written before checksums (format 1: plain JSON values) is
+/// migrated when opened, and every job is still there.
+#[test]
+fn a_format_1_store_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kala.redb");
+    let job = kala_job::Job::new("old", "true");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut jobs = txn.open_table(JOBS).unwrap();
+            let json = serde_json::to_vec(&job).unwrap();
+            jobs.insert(job.id.as_str(), json.as_slice()).unwrap();
+            txn.open_table(META).unwrap().insert("format", 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let loaded = rt.block_on(async {
+        let s = RedbStore::open_dir(dir.path()).unwrap();
+        let jobs = s.load_all().await.unwrap();
+        s.close().await.unwrap();
+        jobs
+    });
+    assert_eq!(loaded, vec![job]);
+}

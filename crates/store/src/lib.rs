@@ -139,9 +139,11 @@ pub fn trim_oldest<T>(runs: &mut Vec<T>, keep: usize) -> usize {
     extra
 }
 
-/// The JSON record format every JSON-valued backend shares (Redis,
-/// PostgreSQL, MySQL, the embedded store): encode a job or run record,
-/// decode it with an error that names the key.
+/// The record codec every JSON-valued backend shares (Redis, PostgreSQL,
+/// MySQL, the embedded store): encode a job or run record, decode it with
+/// an error that names the key; and for stores that keep bytes of their
+/// own (the embedded file) a frame with a version byte and a CRC-32, so
+/// that damage is detected and never served as data.
 pub mod json {
     use super::{Result, StoreError};
 
@@ -158,6 +160,67 @@ pub mod json {
             key: key.to_string(),
             reason: e.to_string(),
         })
+    }
+
+    /// The frame's version byte (JSON never starts with it).
+    pub const FRAMED: u8 = 2;
+
+    /// `[FRAMED][CRC-32 of the JSON, little-endian][JSON]`.
+    pub fn encode_framed<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+        frame(&encode(v)?)
+    }
+
+    /// Frames JSON that is already encoded (migration of older stores).
+    pub fn frame(json: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(json.len() + 5);
+        out.push(FRAMED);
+        out.extend_from_slice(&crc32fast::hash(json).to_le_bytes());
+        out.extend_from_slice(json);
+        Ok(out)
+    }
+
+    /// Checks the frame and decodes; a wrong version, a short value or a
+    /// checksum that does not match is [`StoreError::Corrupt`] naming `key`.
+    pub fn decode_framed<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+        decode(key, unframe(key, bytes)?)
+    }
+
+    /// The JSON inside a frame, checked.
+    pub fn unframe<'a>(key: &str, bytes: &'a [u8]) -> Result<&'a [u8]> {
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        };
+        match bytes {
+            [FRAMED, a, b, c, d, json @ ..] => {
+                if crc32fast::hash(json) == u32::from_le_bytes([*a, *b, *c, *d]) {
+                    Ok(json)
+                } else {
+                    Err(corrupt("checksum mismatch: the stored value was damaged"))
+                }
+            }
+            [] => Err(corrupt("empty value")),
+            _ => Err(corrupt("unknown record format")),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_changed_byte_is_detected() {
+            let v = serde_json::json!({"name": "x", "n": 1});
+            let mut bytes = encode_framed(&v).unwrap();
+            assert_eq!(decode_framed::<serde_json::Value>("k", &bytes).unwrap(), v);
+            for i in 0..bytes.len() {
+                bytes[i] ^= 0x01;
+                let r = decode_framed::<serde_json::Value>("k", &bytes);
+                assert!(r.is_err(), "byte {i} changed and not detected");
+                bytes[i] ^= 0x01;
+            }
+            assert!(decode_framed::<serde_json::Value>("k", b"{\"a\":1}").is_err());
+        }
     }
 }
 
