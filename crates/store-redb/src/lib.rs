@@ -10,14 +10,25 @@
 //! fsync instead of queueing behind one each, and no caller hears `Ok`
 //! before its batch is on disk.
 //!
-//! Layout (all values JSON, so a file can be inspected with any redb tool):
+//! Layout (values are JSON framed with a version byte and a CRC-32, so
+//! damage is detected; the JSON can be read with any redb tool):
 //! * `jobs`:   job id → job
 //! * `runs`:   (job id, ran_at in ns) → run record; a job's runs are one
 //!   contiguous key range, in time order
 //! * `claims`: (job id, scheduled_at in ns) → (owner, expires_at in ns)
-//! * `meta`:   "format" → 1
+//! * `meta`:   "format" → 2 (1: unframed JSON, migrated when opened)
+//!
+//! Modules: this file ([`RedbStore`] and its reads), `writer` (the writer
+//! thread and its commits), `shared` (what readers and the writer share:
+//! reopening after an I/O error, the health problem), `format` (the
+//! record frame's migration, verification, start-up reads guarded against
+//! redb's panics on damaged files).
 
-use std::path::{Path, PathBuf};
+mod format;
+mod shared;
+mod writer;
+
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -25,210 +36,34 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::json::{decode_framed as decode, encode_framed as encode, frame};
+use kala_store::json::{decode_framed as decode, encode_framed as encode};
 use kala_store::{Batch, Claim, JobStore, Result, Retention, StoreError};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
-const RUNS: TableDefinition<(&str, i128), &[u8]> = TableDefinition::new("runs");
-const CLAIMS: TableDefinition<(&str, i128), (&str, i128)> = TableDefinition::new("claims");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+use crate::format::{FORMAT, guarded, migrate_to_framed, read_all};
+use crate::shared::{Shared, open_database};
+use crate::writer::{Encoded, Msg, Op, Reply, writer_loop};
+
+pub use crate::format::Verified;
+
+pub(crate) const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+pub(crate) const RUNS: TableDefinition<(&str, i128), &[u8]> = TableDefinition::new("runs");
+pub(crate) const CLAIMS: TableDefinition<(&str, i128), (&str, i128)> =
+    TableDefinition::new("claims");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The file name inside the `--bolt-path` directory.
 pub const FILE_NAME: &str = "kala.redb";
 
-/// The most batches folded into one commit.
-const MAX_GROUP: usize = 4096;
-
-fn backend<E: std::fmt::Display>(e: E) -> StoreError {
+pub(crate) fn backend<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Backend(e.to_string())
-}
-
-/// A write already encoded, so the writer thread only touches tables.
-struct Encoded {
-    put: Vec<(String, Vec<u8>)>,
-    delete: Vec<String>,
-    runs: Vec<(String, i128, Vec<u8>)>,
-    keep_runs: Option<usize>,
-}
-
-enum Op {
-    Apply(Encoded),
-    Prune(Retention, Timestamp),
-    DeleteAll,
-    Claim(Claim),
-}
-
-enum Reply {
-    Done,
-    Pruned(u64),
-    Claimed(bool),
-}
-
-struct Msg {
-    op: Op,
-    reply: oneshot::Sender<Result<Reply>>,
 }
 
 pub struct RedbStore {
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-}
-
-/// The file's format: 1 stored plain JSON values; 2 frames each value with
-/// a version byte and a CRC-32 (`kala_store::json::encode_framed`).
-const FORMAT: u64 = 2;
-
-/// Format 1 → 2, inside the opening transaction: every job and run value
-/// is framed (all or nothing).
-fn migrate_to_framed(txn: &redb::WriteTransaction) -> Result<()> {
-    let mut jobs = txn.open_table(JOBS).map_err(backend)?;
-    let mut framed = Vec::new();
-    for entry in jobs.iter().map_err(backend)? {
-        let (k, v) = entry.map_err(backend)?;
-        framed.push((k.value().to_string(), frame(v.value())?));
-    }
-    for (k, v) in &framed {
-        jobs.insert(k.as_str(), v.as_slice()).map_err(backend)?;
-    }
-    let mut runs = txn.open_table(RUNS).map_err(backend)?;
-    let mut framed = Vec::new();
-    for entry in runs.iter().map_err(backend)? {
-        let (k, v) = entry.map_err(backend)?;
-        let (id, at) = k.value();
-        framed.push((id.to_string(), at, frame(v.value())?));
-    }
-    for (id, at, v) in &framed {
-        runs.insert((id.as_str(), *at), v.as_slice())
-            .map_err(backend)?;
-    }
-    Ok(())
-}
-
-/// What [`RedbStore::verify`] found.
-#[derive(Debug, Default)]
-pub struct Verified {
-    pub jobs: usize,
-    pub runs: usize,
-    /// One line per damaged record, naming it.
-    pub damaged: Vec<String>,
-}
-
-/// What readers and the writer thread share.
-struct Shared {
-    path: PathBuf,
-    /// `None` once closed (so the file lock goes with `close()` even while
-    /// other owners still hold the store), and while the writer reopens
-    /// the file after an I/O error.
-    db: std::sync::RwLock<Option<Arc<Database>>>,
-    /// Why writes fail now (the disk is full, an I/O error), until a
-    /// commit succeeds again; what `/healthz` reports.
-    problem: Mutex<Option<String>>,
-}
-
-/// While writes fail, the writer tries to reopen the file and commit a
-/// probe this often, so that the store recovers once space is back even
-/// when nobody writes.
-const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-fn open_database(path: &Path) -> Result<Database> {
-    Database::builder()
-        .set_cache_size(8 << 20)
-        .create(path)
-        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))
-}
-
-/// A failed commit as the caller should see it. redb reports the first
-/// I/O error of a commit as such and every later one as "Previous I/O
-/// error" until the database is reopened.
-fn commit_error(e: StoreError, problem: Option<&str>) -> StoreError {
-    let msg = e.to_string();
-    let full = msg.contains("os error 28") || msg.contains("No space left");
-    if full || problem.is_some_and(|p| p.starts_with("disk full")) {
-        StoreError::Full("the disk holding the store has no space left".into())
-    } else if msg.contains("I/O error") {
-        StoreError::Unavailable(format!("the store's file cannot be written: {msg}"))
-    } else {
-        e
-    }
-}
-
-impl Shared {
-    fn current(&self) -> Option<Arc<Database>> {
-        self.db.read().ok().and_then(|g| g.clone())
-    }
-
-    fn problem(&self) -> Option<String> {
-        self.problem.lock().ok().and_then(|p| p.clone())
-    }
-
-    fn set_problem(&self, p: Option<String>) {
-        if let Ok(mut g) = self.problem.lock() {
-            if g.is_some() && p.is_none() {
-                tracing::info!(path = %self.path.display(), "the store accepts writes again");
-            }
-            *g = p;
-        }
-    }
-
-    /// Closes and reopens the file (redb refuses every write after an I/O
-    /// error until then). Readers see "unavailable" meanwhile.
-    fn reopen(&self) -> bool {
-        let old = match self.db.write() {
-            Ok(mut g) => g.take(),
-            Err(_) => return false,
-        };
-        if let Some(mut old) = old {
-            // In-flight reads hold clones for a moment; the file lock goes
-            // with the last one.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            loop {
-                match Arc::try_unwrap(old) {
-                    Ok(db) => {
-                        drop(db);
-                        break;
-                    }
-                    Err(still) if std::time::Instant::now() < deadline => {
-                        old = still;
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                    }
-                    Err(still) => {
-                        if let Ok(mut g) = self.db.write() {
-                            *g = Some(still);
-                        }
-                        return false;
-                    }
-                }
-            }
-        }
-        match open_database(&self.path) {
-            Ok(db) => {
-                if let Ok(mut g) = self.db.write() {
-                    *g = Some(Arc::new(db));
-                }
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reopening the store failed; trying again");
-                false
-            }
-        }
-    }
-
-    /// A tiny commit: does the file take writes again?
-    fn probe(&self) -> Result<()> {
-        let db = self
-            .current()
-            .ok_or_else(|| StoreError::Unavailable("the store is reopening".into()))?;
-        let txn = db.begin_write().map_err(backend)?;
-        {
-            let mut meta = txn.open_table(META).map_err(backend)?;
-            meta.insert("probe", 1).map_err(backend)?;
-        }
-        txn.commit().map_err(backend)
-    }
 }
 
 impl RedbStore {
@@ -402,205 +237,6 @@ impl RedbStore {
     }
 }
 
-fn writer_loop(shared: &Shared, rx: mpsc::Receiver<Msg>) {
-    loop {
-        let failing = shared.problem().is_some();
-        let first = if failing {
-            match rx.recv_timeout(PROBE_EVERY) {
-                Ok(m) => Some(m),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-        } else {
-            match rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => return,
-            }
-        };
-        if failing {
-            shared.reopen();
-        }
-        let Some(first) = first else {
-            // Nobody wrote: see whether the file takes writes again.
-            if shared.probe().is_ok() {
-                shared.set_problem(None);
-            }
-            continue;
-        };
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(m) => group.push(m),
-                Err(_) => break,
-            }
-        }
-        let outcome = match shared.current() {
-            Some(db) => commit_group(&db, &group),
-            None => Err(StoreError::Unavailable("the store is reopening".into())),
-        };
-        match outcome {
-            Ok(replies) => {
-                shared.set_problem(None);
-                for (m, r) in group.into_iter().zip(replies) {
-                    let _ = m.reply.send(Ok(r));
-                }
-            }
-            Err(e) => {
-                let e = commit_error(e, shared.problem().as_deref());
-                tracing::error!(error = %e, batches = group.len(), "store commit failed; nothing of it was written");
-                if matches!(e, StoreError::Full(_) | StoreError::Unavailable(_)) {
-                    let why = match &e {
-                        StoreError::Full(_) => {
-                            "disk full: writes fail until space is freed".to_string()
-                        }
-                        other => other.to_string(),
-                    };
-                    shared.set_problem(Some(why));
-                }
-                let msg = e.to_string();
-                for m in group {
-                    let _ = m.reply.send(Err(match &e {
-                        StoreError::Full(w) => StoreError::Full(w.clone()),
-                        StoreError::Unavailable(w) => StoreError::Unavailable(w.clone()),
-                        _ => StoreError::Backend(msg.clone()),
-                    }));
-                }
-            }
-        }
-    }
-}
-
-fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
-    let txn = db.begin_write().map_err(backend)?;
-    let mut replies = Vec::with_capacity(group.len());
-    {
-        let mut jobs = txn.open_table(JOBS).map_err(backend)?;
-        let mut runs = txn.open_table(RUNS).map_err(backend)?;
-        let mut claims = txn.open_table(CLAIMS).map_err(backend)?;
-        for m in group {
-            let reply = match &m.op {
-                Op::Apply(e) => {
-                    for id in &e.delete {
-                        jobs.remove(id.as_str()).map_err(backend)?;
-                        runs.retain_in(
-                            (id.as_str(), i128::MIN)..=(id.as_str(), i128::MAX),
-                            |_, _| false,
-                        )
-                        .map_err(backend)?;
-                        claims
-                            .retain_in(
-                                (id.as_str(), i128::MIN)..=(id.as_str(), i128::MAX),
-                                |_, _| false,
-                            )
-                            .map_err(backend)?;
-                    }
-                    for (id, bytes) in &e.put {
-                        jobs.insert(id.as_str(), bytes.as_slice())
-                            .map_err(backend)?;
-                    }
-                    let mut touched: Vec<&str> = Vec::new();
-                    for (id, at, bytes) in &e.runs {
-                        runs.insert((id.as_str(), *at), bytes.as_slice())
-                            .map_err(backend)?;
-                        if !touched.contains(&id.as_str()) {
-                            touched.push(id.as_str());
-                        }
-                    }
-                    if let Some(keep) = e.keep_runs {
-                        for id in touched {
-                            trim_job_runs(&mut runs, id, keep)?;
-                        }
-                    }
-                    Reply::Done
-                }
-                Op::Prune(retention, now) => {
-                    Reply::Pruned(prune(&mut runs, &mut claims, *retention, *now)?)
-                }
-                Op::DeleteAll => {
-                    jobs.retain(|_, _| false).map_err(backend)?;
-                    runs.retain(|_, _| false).map_err(backend)?;
-                    claims.retain(|_, _| false).map_err(backend)?;
-                    Reply::Done
-                }
-                Op::Claim(c) => {
-                    let key = (c.job_id.as_str(), c.scheduled_at.as_nanosecond());
-                    let now = Timestamp::now().as_nanosecond();
-                    let held = match claims.get(key).map_err(backend)? {
-                        Some(v) => {
-                            let (owner, exp) = v.value();
-                            exp > now && owner != c.owner
-                        }
-                        None => false,
-                    };
-                    if !held {
-                        claims
-                            .insert(key, (c.owner.as_str(), c.expires_at.as_nanosecond()))
-                            .map_err(backend)?;
-                    }
-                    Reply::Claimed(!held)
-                }
-            };
-            replies.push(reply);
-        }
-    }
-    txn.commit().map_err(backend)?;
-    Ok(replies)
-}
-
-fn trim_job_runs(
-    runs: &mut redb::Table<(&str, i128), &[u8]>,
-    id: &str,
-    keep: usize,
-) -> Result<u64> {
-    let count = runs
-        .range((id, i128::MIN)..=(id, i128::MAX))
-        .map_err(backend)?
-        .count();
-    let extra = count.saturating_sub(keep);
-    if extra == 0 {
-        return Ok(0);
-    }
-    let mut seen = 0usize;
-    runs.retain_in((id, i128::MIN)..=(id, i128::MAX), |_, _| {
-        seen += 1;
-        seen > extra
-    })
-    .map_err(backend)?;
-    Ok(extra as u64)
-}
-
-fn prune(
-    runs: &mut redb::Table<(&str, i128), &[u8]>,
-    claims: &mut redb::Table<(&str, i128), (&str, i128)>,
-    retention: Retention,
-    now: Timestamp,
-) -> Result<u64> {
-    let mut dropped = 0u64;
-    if let Some(cutoff) = retention.max_age.and_then(|age| now.checked_sub(age).ok()) {
-        let cutoff = cutoff.as_nanosecond();
-        let before = runs.len().map_err(backend)?;
-        runs.retain(|(_, at), _| at >= cutoff).map_err(backend)?;
-        dropped += before - runs.len().map_err(backend)?;
-    }
-    if let Some(keep) = retention.max_per_job {
-        // Walk job by job: each job's runs are one contiguous range.
-        let mut ids: Vec<String> = Vec::new();
-        for entry in runs.iter().map_err(backend)? {
-            let (k, _) = entry.map_err(backend)?;
-            let id = k.value().0;
-            if ids.last().map(String::as_str) != Some(id) {
-                ids.push(id.to_string());
-            }
-        }
-        for id in ids {
-            dropped += trim_job_runs(runs, &id, keep)?;
-        }
-    }
-    let now = now.as_nanosecond();
-    claims.retain(|_, (_, exp)| exp > now).map_err(backend)?;
-    Ok(dropped)
-}
-
 #[async_trait]
 impl JobStore for RedbStore {
     fn name(&self) -> &'static str {
@@ -692,38 +328,4 @@ impl Drop for RedbStore {
             let _ = h.join();
         }
     }
-}
-
-/// Every job, in one read transaction.
-/// Runs `f` (opening or reading the whole file, at start-up), turning a
-/// panic inside redb — it raises some on damaged files, e.g. "entered
-/// unreachable code" on a zeroed page — into an error naming the file.
-/// The panic hook is silenced meanwhile so that the operator gets one line.
-fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    out.unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into());
-        Err(StoreError::Backend(format!(
-            "{}: the file is damaged (redb: {why}); restore it from a backup or move it away",
-            path.display()
-        )))
-    })
-}
-
-fn read_all(db: &Database) -> Result<Vec<Job>> {
-    let txn = db.begin_read().map_err(backend)?;
-    let table = txn.open_table(JOBS).map_err(backend)?;
-    let mut out = Vec::with_capacity(usize::try_from(table.len().map_err(backend)?).unwrap_or(0));
-    for entry in table.iter().map_err(backend)? {
-        let (k, v) = entry.map_err(backend)?;
-        out.push(decode(k.value(), v.value())?);
-    }
-    Ok(out)
 }

@@ -1,0 +1,88 @@
+//! The record format on disk: format 2 frames each value (version byte,
+//! CRC-32, JSON); format 1 (plain JSON) is migrated when opened. Reads of
+//! the whole file at start-up run guarded, because redb panics on some
+//! damaged files.
+//!
+//! Owns: `FORMAT`, the migration, [`Verified`], `guarded`, `read_all`.
+
+use std::path::Path;
+
+use kala_job::Job;
+use kala_store::json::{decode_framed as decode, frame};
+use kala_store::{Result, StoreError};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use crate::{JOBS, RUNS, backend};
+
+/// The file's format: 1 stored plain JSON values; 2 frames each value with
+/// a version byte and a CRC-32 (`kala_store::json::encode_framed`).
+pub(crate) const FORMAT: u64 = 2;
+
+/// Format 1 → 2, inside the opening transaction: every job and run value
+/// is framed (all or nothing).
+pub(crate) fn migrate_to_framed(txn: &redb::WriteTransaction) -> Result<()> {
+    let mut jobs = txn.open_table(JOBS).map_err(backend)?;
+    let mut framed = Vec::new();
+    for entry in jobs.iter().map_err(backend)? {
+        let (k, v) = entry.map_err(backend)?;
+        framed.push((k.value().to_string(), frame(v.value())?));
+    }
+    for (k, v) in &framed {
+        jobs.insert(k.as_str(), v.as_slice()).map_err(backend)?;
+    }
+    let mut runs = txn.open_table(RUNS).map_err(backend)?;
+    let mut framed = Vec::new();
+    for entry in runs.iter().map_err(backend)? {
+        let (k, v) = entry.map_err(backend)?;
+        let (id, at) = k.value();
+        framed.push((id.to_string(), at, frame(v.value())?));
+    }
+    for (id, at, v) in &framed {
+        runs.insert((id.as_str(), *at), v.as_slice())
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// What [`RedbStore::verify`](crate::RedbStore::verify) found.
+#[derive(Debug, Default)]
+pub struct Verified {
+    pub jobs: usize,
+    pub runs: usize,
+    /// One line per damaged record, naming it.
+    pub damaged: Vec<String>,
+}
+
+/// Runs `f` (opening or reading the whole file, at start-up), turning a
+/// panic inside redb — it raises some on damaged files, e.g. "entered
+/// unreachable code" on a zeroed page — into an error naming the file.
+/// The panic hook is silenced meanwhile so that the operator gets one line.
+pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    out.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(StoreError::Backend(format!(
+            "{}: the file is damaged (redb: {why}); restore it from a backup or move it away",
+            path.display()
+        )))
+    })
+}
+
+/// Every job, in one read transaction.
+pub(crate) fn read_all(db: &Database) -> Result<Vec<Job>> {
+    let txn = db.begin_read().map_err(backend)?;
+    let table = txn.open_table(JOBS).map_err(backend)?;
+    let mut out = Vec::with_capacity(usize::try_from(table.len().map_err(backend)?).unwrap_or(0));
+    for entry in table.iter().map_err(backend)? {
+        let (k, v) = entry.map_err(backend)?;
+        out.push(decode(k.value(), v.value())?);
+    }
+    Ok(out)
+}

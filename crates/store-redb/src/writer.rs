@@ -1,0 +1,245 @@
+//! The writer thread: every batch waiting in its queue goes into one
+//! transaction and one commit (group commit); after an I/O error it
+//! reopens the file and probes until commits succeed again.
+//!
+//! Owns: the queue's message types, `writer_loop`, the commit of a group,
+//! run trimming and pruning. Must not: be called from async code except
+//! through the queue.
+
+use std::sync::mpsc;
+
+use jiff::Timestamp;
+use kala_store::{Claim, Result, Retention, StoreError};
+use redb::{Database, ReadableTable, ReadableTableMetadata};
+use tokio::sync::oneshot;
+
+use crate::shared::{PROBE_EVERY, Shared, commit_error};
+use crate::{CLAIMS, JOBS, RUNS, backend};
+
+/// The most batches folded into one commit.
+const MAX_GROUP: usize = 4096;
+
+/// A write already encoded, so the writer thread only touches tables.
+pub(crate) struct Encoded {
+    pub put: Vec<(String, Vec<u8>)>,
+    pub delete: Vec<String>,
+    pub runs: Vec<(String, i128, Vec<u8>)>,
+    pub keep_runs: Option<usize>,
+}
+
+pub(crate) enum Op {
+    Apply(Encoded),
+    Prune(Retention, Timestamp),
+    DeleteAll,
+    Claim(Claim),
+}
+
+pub(crate) enum Reply {
+    Done,
+    Pruned(u64),
+    Claimed(bool),
+}
+
+pub(crate) struct Msg {
+    pub op: Op,
+    pub reply: oneshot::Sender<Result<Reply>>,
+}
+
+pub(crate) fn writer_loop(shared: &Shared, rx: mpsc::Receiver<Msg>) {
+    loop {
+        let failing = shared.problem().is_some();
+        let first = if failing {
+            match rx.recv_timeout(PROBE_EVERY) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return,
+            }
+        };
+        if failing {
+            shared.reopen();
+        }
+        let Some(first) = first else {
+            // Nobody wrote: see whether the file takes writes again.
+            if shared.probe().is_ok() {
+                shared.set_problem(None);
+            }
+            continue;
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(m) => group.push(m),
+                Err(_) => break,
+            }
+        }
+        let outcome = match shared.current() {
+            Some(db) => commit_group(&db, &group),
+            None => Err(StoreError::Unavailable("the store is reopening".into())),
+        };
+        match outcome {
+            Ok(replies) => {
+                shared.set_problem(None);
+                for (m, r) in group.into_iter().zip(replies) {
+                    let _ = m.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                let e = commit_error(e, shared.problem().as_deref());
+                tracing::error!(error = %e, batches = group.len(), "store commit failed; nothing of it was written");
+                if matches!(e, StoreError::Full(_) | StoreError::Unavailable(_)) {
+                    let why = match &e {
+                        StoreError::Full(_) => {
+                            "disk full: writes fail until space is freed".to_string()
+                        }
+                        other => other.to_string(),
+                    };
+                    shared.set_problem(Some(why));
+                }
+                let msg = e.to_string();
+                for m in group {
+                    let _ = m.reply.send(Err(match &e {
+                        StoreError::Full(w) => StoreError::Full(w.clone()),
+                        StoreError::Unavailable(w) => StoreError::Unavailable(w.clone()),
+                        _ => StoreError::Backend(msg.clone()),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
+    let txn = db.begin_write().map_err(backend)?;
+    let mut replies = Vec::with_capacity(group.len());
+    {
+        let mut jobs = txn.open_table(JOBS).map_err(backend)?;
+        let mut runs = txn.open_table(RUNS).map_err(backend)?;
+        let mut claims = txn.open_table(CLAIMS).map_err(backend)?;
+        for m in group {
+            let reply = match &m.op {
+                Op::Apply(e) => {
+                    for id in &e.delete {
+                        jobs.remove(id.as_str()).map_err(backend)?;
+                        runs.retain_in(
+                            (id.as_str(), i128::MIN)..=(id.as_str(), i128::MAX),
+                            |_, _| false,
+                        )
+                        .map_err(backend)?;
+                        claims
+                            .retain_in(
+                                (id.as_str(), i128::MIN)..=(id.as_str(), i128::MAX),
+                                |_, _| false,
+                            )
+                            .map_err(backend)?;
+                    }
+                    for (id, bytes) in &e.put {
+                        jobs.insert(id.as_str(), bytes.as_slice())
+                            .map_err(backend)?;
+                    }
+                    let mut touched: Vec<&str> = Vec::new();
+                    for (id, at, bytes) in &e.runs {
+                        runs.insert((id.as_str(), *at), bytes.as_slice())
+                            .map_err(backend)?;
+                        if !touched.contains(&id.as_str()) {
+                            touched.push(id.as_str());
+                        }
+                    }
+                    if let Some(keep) = e.keep_runs {
+                        for id in touched {
+                            trim_job_runs(&mut runs, id, keep)?;
+                        }
+                    }
+                    Reply::Done
+                }
+                Op::Prune(retention, now) => {
+                    Reply::Pruned(prune(&mut runs, &mut claims, *retention, *now)?)
+                }
+                Op::DeleteAll => {
+                    jobs.retain(|_, _| false).map_err(backend)?;
+                    runs.retain(|_, _| false).map_err(backend)?;
+                    claims.retain(|_, _| false).map_err(backend)?;
+                    Reply::Done
+                }
+                Op::Claim(c) => {
+                    let key = (c.job_id.as_str(), c.scheduled_at.as_nanosecond());
+                    let now = Timestamp::now().as_nanosecond();
+                    let held = match claims.get(key).map_err(backend)? {
+                        Some(v) => {
+                            let (owner, exp) = v.value();
+                            exp > now && owner != c.owner
+                        }
+                        None => false,
+                    };
+                    if !held {
+                        claims
+                            .insert(key, (c.owner.as_str(), c.expires_at.as_nanosecond()))
+                            .map_err(backend)?;
+                    }
+                    Reply::Claimed(!held)
+                }
+            };
+            replies.push(reply);
+        }
+    }
+    txn.commit().map_err(backend)?;
+    Ok(replies)
+}
+
+fn trim_job_runs(
+    runs: &mut redb::Table<(&str, i128), &[u8]>,
+    id: &str,
+    keep: usize,
+) -> Result<u64> {
+    let count = runs
+        .range((id, i128::MIN)..=(id, i128::MAX))
+        .map_err(backend)?
+        .count();
+    let extra = count.saturating_sub(keep);
+    if extra == 0 {
+        return Ok(0);
+    }
+    let mut seen = 0usize;
+    runs.retain_in((id, i128::MIN)..=(id, i128::MAX), |_, _| {
+        seen += 1;
+        seen > extra
+    })
+    .map_err(backend)?;
+    Ok(extra as u64)
+}
+
+fn prune(
+    runs: &mut redb::Table<(&str, i128), &[u8]>,
+    claims: &mut redb::Table<(&str, i128), (&str, i128)>,
+    retention: Retention,
+    now: Timestamp,
+) -> Result<u64> {
+    let mut dropped = 0u64;
+    if let Some(cutoff) = retention.max_age.and_then(|age| now.checked_sub(age).ok()) {
+        let cutoff = cutoff.as_nanosecond();
+        let before = runs.len().map_err(backend)?;
+        runs.retain(|(_, at), _| at >= cutoff).map_err(backend)?;
+        dropped += before - runs.len().map_err(backend)?;
+    }
+    if let Some(keep) = retention.max_per_job {
+        // Walk job by job: each job's runs are one contiguous range.
+        let mut ids: Vec<String> = Vec::new();
+        for entry in runs.iter().map_err(backend)? {
+            let (k, _) = entry.map_err(backend)?;
+            let id = k.value().0;
+            if ids.last().map(String::as_str) != Some(id) {
+                ids.push(id.to_string());
+            }
+        }
+        for id in ids {
+            dropped += trim_job_runs(runs, &id, keep)?;
+        }
+    }
+    let now = now.as_nanosecond();
+    claims.retain(|_, (_, exp)| exp > now).map_err(backend)?;
+    Ok(dropped)
+}
