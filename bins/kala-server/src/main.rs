@@ -1,19 +1,23 @@
 //! `kala-server`: composes the schedule, job, store, executor, engine and
 //! API crates into Kala's single binary. Flag names follow Kala's.
 
+mod check;
+mod net;
+mod store;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use crate::net::{serve_connections, shutdown_signal, tls_acceptor};
+use crate::store::open_store;
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kala_api::ApiConfig;
 use kala_engine::{Engine, EngineConfig, SystemClock};
 use kala_executor::Executor;
-use kala_store::{JobStore, MemoryStore};
-use kala_store_redb::RedbStore;
 
 #[derive(Parser)]
 #[command(
@@ -189,7 +193,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Run { command } => runtime.block_on(run(command)),
-        Command::Check { bolt_path } => check(&bolt_path),
+        Command::Check { bolt_path } => check::check(&bolt_path),
         Command::Serve(args) => match runtime.block_on(serve(*args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -202,44 +206,6 @@ fn main() -> ExitCode {
     // thread reading a command's output) does not hold the process.
     runtime.shutdown_timeout(Duration::from_millis(500));
     code
-}
-
-/// `kala-server check`.
-fn check(dir: &std::path::Path) -> ExitCode {
-    let file = dir.join("kala.redb");
-    if !file.exists() {
-        eprintln!("kala-server check: no store at {}", file.display());
-        return ExitCode::FAILURE;
-    }
-    let report = RedbStore::open_dir(dir).and_then(|s| s.verify());
-    match report {
-        Err(e) => {
-            eprintln!("kala-server check: {e}");
-            ExitCode::FAILURE
-        }
-        Ok(r) if r.damaged.is_empty() => {
-            println!(
-                "{}: {} jobs and {} run records, all intact",
-                file.display(),
-                r.jobs,
-                r.runs
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(r) => {
-            for d in &r.damaged {
-                println!("damaged: {d}");
-            }
-            println!(
-                "{}: {} of {} jobs and {} run records are damaged",
-                file.display(),
-                r.damaged.len(),
-                r.jobs,
-                r.runs
-            );
-            ExitCode::FAILURE
-        }
-    }
 }
 
 async fn run(command: Vec<String>) -> ExitCode {
@@ -280,111 +246,6 @@ fn listen_addr(interface: &str, port: &str) -> anyhow::Result<SocketAddr> {
         .parse()
         .with_context(|| format!("--interface {interface:?} is not an IP address"))?;
     Ok(SocketAddr::new(ip, port))
-}
-
-async fn open_store(args: &Serve) -> anyhow::Result<Arc<dyn JobStore>> {
-    if args.no_persist {
-        tracing::warn!(
-            "--no-persist: jobs are kept in memory only and are lost when the server stops"
-        );
-        return Ok(Arc::new(MemoryStore::new()));
-    }
-    let namespace = args.jobdb_namespace.clone().filter(|n| !n.is_empty());
-    let store: Arc<dyn JobStore> = match args.jobdb.as_str() {
-        "boltdb" => {
-            if let Some(ns) = &namespace {
-                tracing::warn!(namespace = %ns, "--jobdb-namespace does not apply to the embedded store (--bolt-path picks its directory); ignored");
-            }
-            let store = RedbStore::open_dir(&args.bolt_path)?;
-            tracing::info!(path = %store.path().display(), "embedded store opened");
-            Arc::new(store)
-        }
-        #[cfg(feature = "redis")]
-        "redis" => {
-            let options = kala_store_redis::RedisOptions {
-                address: args.jobdb_address.clone(),
-                password: args.jobdb_password.clone(),
-                prefix: namespace.unwrap_or_else(|| "kala".into()),
-                ..Default::default()
-            };
-            Arc::new(
-                kala_store_redis::RedisStore::connect(&options)
-                    .await
-                    .context("--jobdb=redis")?,
-            )
-        }
-        #[cfg(feature = "postgres")]
-        "postgres" => {
-            let options = kala_store_postgres::PostgresOptions {
-                connect: kala_store_postgres::ConnectOptions {
-                    address: args.jobdb_address.clone(),
-                    username: args.jobdb_username.clone(),
-                    password: args.jobdb_password.clone(),
-                    ..Default::default()
-                },
-                schema: namespace,
-            };
-            Arc::new(
-                kala_store_postgres::PostgresStore::connect(&options)
-                    .await
-                    .context("--jobdb=postgres")?,
-            )
-        }
-        #[cfg(feature = "mysql")]
-        "mysql" | "mariadb" => {
-            if namespace.is_some() {
-                bail!(
-                    "--jobdb-namespace does not apply to {}: name the database in --jobdb-address",
-                    args.jobdb
-                );
-            }
-            let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
-            let options = kala_store_mysql::MySqlOptions {
-                connect: kala_store_mysql::ConnectOptions {
-                    address: args.jobdb_address.clone(),
-                    username: args.jobdb_username.clone(),
-                    password: args.jobdb_password.clone(),
-                    ..Default::default()
-                },
-                tls_ca: path(&args.jobdb_tls_capath),
-                tls_cert: path(&args.jobdb_tls_certpath),
-                tls_key: path(&args.jobdb_tls_keypath),
-                tls_servername: Some(args.jobdb_tls_servername.clone()),
-            };
-            Arc::new(
-                kala_store_mysql::MySqlStore::connect(&options)
-                    .await
-                    .with_context(|| format!("--jobdb={}", args.jobdb))?,
-            )
-        }
-        #[cfg(feature = "mongo")]
-        "mongo" => {
-            let options = kala_store_mongo::MongoOptions {
-                address: args.jobdb_address.clone(),
-                username: args.jobdb_username.clone(),
-                password: args.jobdb_password.clone(),
-                database: namespace.unwrap_or_else(|| "kala".into()),
-                ..Default::default()
-            };
-            Arc::new(
-                kala_store_mongo::MongoStore::connect(&options)
-                    .await
-                    .context("--jobdb=mongo")?,
-            )
-        }
-        other if JOBDBS.contains(&other) => bail!(
-            "--jobdb={other} is not built into this binary (cargo feature {:?} of kala-server is off)",
-            if other == "mariadb" { "mysql" } else { other }
-        ),
-        other => bail!(
-            "unknown --jobdb {other:?}; valid values: {}",
-            JOBDBS.join(", ")
-        ),
-    };
-    if args.jobdb != "boltdb" {
-        tracing::info!(store = store.name(), "job store connected");
-    }
-    Ok(store)
 }
 
 async fn serve(args: Serve) -> anyhow::Result<()> {
@@ -464,122 +325,4 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     store.close().await?;
     tracing::info!("store closed; bye");
     Ok(())
-}
-
-fn tls_acceptor(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("--tls-cert {}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("--tls-cert {}: not a PEM certificate chain", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("--tls-key {}: not a PEM private key", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("--tls-cert/--tls-key do not form a usable certificate and key")?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepts connections (HTTPS when `tls` is given) and serves each with
-/// hyper until `stop` completes; returns the open connections so that the
-/// caller can give them a bounded time to finish. Headers must arrive
-/// within `header_timeout`, which also closes idle keep-alive connections
-/// (and bounds a TLS handshake).
-async fn serve_connections(
-    listener: tokio::net::TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    app: kala_api::App,
-    header_timeout: Duration,
-    stop: impl std::future::Future<Output = ()>,
-) -> hyper_util::server::graceful::GracefulShutdown {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
-    use tower::ServiceExt;
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
-    tokio::pin!(stop);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            _ = &mut stop => return graceful,
-        };
-        let (tls, app, builder, watcher) = (
-            tls.clone(),
-            app.clone(),
-            builder.clone(),
-            graceful.watcher(),
-        );
-        tokio::spawn(async move {
-            let svc = TowerToHyperService::new(app.map_request(
-                |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
-            ));
-            let served = match tls {
-                None => {
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .into_owned();
-                    watcher.watch(conn).await
-                }
-                Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .into_owned();
-                    watcher.watch(conn).await
-                }
-            };
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }
