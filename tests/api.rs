@@ -893,3 +893,63 @@ async fn shutdown_is_bounded_by_the_grace_period() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// Two full listings of 50,000 jobs at once do not block the runtime: a
+/// `/healthz` sent after them is answered before either listing's answer
+/// begins (the lists are encoded on blocking threads; encoded in place,
+/// `/healthz` waited for them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_listings_do_not_block_other_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = kala_store_redb::RedbStore::open_dir(dir.path()).unwrap();
+        let start = starts_in(24 * 3600, "R", "PT1H");
+        for chunk in 0..5 {
+            let jobs = (0..10_000)
+                .map(|k| {
+                    let mut j = kala_job::Job::new(format!("job {chunk}-{k}"), "true");
+                    j.schedule = start.clone();
+                    j
+                })
+                .collect();
+            kala_store::JobStore::apply(
+                &store,
+                kala_store::Batch {
+                    put: jobs,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        kala_store::JobStore::close(&store).await.unwrap();
+    }
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    // Each listing notes when its answer began (headers: the body is
+    // encoded by then).
+    let lists: Vec<_> = (0..2)
+        .map(|_| {
+            let (c, url) = (c.clone(), s.url("/api/v1/job/?stats=false"));
+            tokio::spawn(async move {
+                let r = c.get(&url).send().await.unwrap();
+                let began = std::time::Instant::now();
+                assert_eq!(r.status().as_u16(), 200);
+                let _ = r.bytes().await.unwrap();
+                began
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let h = req(&c, "GET", &s.url("/healthz"), None).await;
+    let answered = std::time::Instant::now();
+    assert_eq!(h.status, 200);
+    assert_eq!(h.json()["jobs"], 50_000);
+    for l in lists {
+        let began = l.await.unwrap();
+        assert!(
+            answered < began,
+            "/healthz was answered only after a listing had been encoded"
+        );
+    }
+}
