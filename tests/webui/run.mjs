@@ -76,7 +76,7 @@ try {
   await shot('02-bad-schedule');
 
   step('the schedule helper shows the next 5 runs as you type');
-  const start = new Date(Date.now() + 2000).toISOString().replace(/\.\d+Z$/, 'Z');
+  const start = new Date(Date.now() + 8000).toISOString().replace(/\.\d+Z$/, 'Z');
   await page.fill('#f-name', 'hello from the browser');
   await page.fill('#f-owner', 'ui@example.com');
   await page.fill('#f-command', "bash -c 'echo hello from kala'");
@@ -149,10 +149,10 @@ try {
     const soon = (s) => new Date(Date.now() + s * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
     const jobs = [
       { name: 'nightly backup', owner: 'ops@example.com', command: "bash -c 'echo backing up'", schedule: `R/${soon(3600)}/P1D` },
-      { name: 'refresh search index', owner: 'search@example.com', command: 'true', schedule: `R/${soon(1)}/PT2S` },
-      { name: 'flaky report', owner: 'data@example.com', command: "bash -c 'exit 3'", schedule: `R/${soon(1)}/PT3S` },
+      { name: 'refresh search index', owner: 'search@example.com', command: 'true', schedule: `R/${soon(3)}/PT2S` },
+      { name: 'flaky report', owner: 'data@example.com', command: "bash -c 'exit 3'", schedule: `R/${soon(3)}/PT3S` },
       { name: 'weekday digest', owner: 'team@example.com', command: 'true', schedule: 'CRON_TZ=Europe/Berlin 0 9 * * 1-5' },
-      { name: 'ping status page', owner: 'ops@example.com', type: 1, schedule: `R/${soon(1)}/PT5S`,
+      { name: 'ping status page', owner: 'ops@example.com', type: 1, schedule: `R/${soon(3)}/PT5S`,
         remote_properties: { url: base + '/healthz', method: 'GET' } },
       { name: 'one-off migration', owner: 'db@example.com', command: 'true' },
       { name: 'paused cleanup', owner: 'ops@example.com', command: 'true', schedule: `R/${soon(600)}/PT1H`, disabled: true },
@@ -161,7 +161,7 @@ try {
       const r = await apiCall('POST', '/api/v1/job/', j);
       check(r.status === 201, 'created ' + j.name + ': ' + JSON.stringify(r));
     }
-    await page.waitForTimeout(4500);
+    await page.waitForTimeout(6500);
     await page.goto(base + '/webui/#/jobs');
     await page.waitForSelector('#jobs tbody tr:nth-child(7)');
     await shot('10-job-list-many');
