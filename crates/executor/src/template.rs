@@ -29,13 +29,14 @@ pub fn render(text: &str, job: &Job) -> Result<String, String> {
     let Some(source) = checked_source(text, &job.template_delimiters)? else {
         return Ok(text.to_string());
     };
-    let mut tmpl = gtmpl::Template::default();
-    tmpl.parse(source)
-        .map_err(|e| format!("Error templatizing: Error parsing template: {e}"))?;
     let ctx = gtmpl::Context::from(job_value(job));
-    let out = tmpl
-        .render(&ctx)
-        .map_err(|e| format!("Error templatizing: {e}"))?;
+    let out = no_panic(|| {
+        let mut tmpl = gtmpl::Template::default();
+        tmpl.parse(source)
+            .map_err(|e| format!("Error templatizing: Error parsing template: {e}"))?;
+        tmpl.render(&ctx)
+            .map_err(|e| format!("Error templatizing: {e}"))
+    })?;
     if out.len() > MAX_OUTPUT_BYTES {
         return Err(format!(
             "Error templatizing: the rendered text is longer than {MAX_OUTPUT_BYTES} bytes"
@@ -54,9 +55,19 @@ pub fn check(text: &str, delimiters: &str) -> Result<(), String> {
     let Some(source) = checked_source(text, delimiters)? else {
         return Ok(());
     };
-    gtmpl::Template::default()
-        .parse(source)
-        .map_err(|e| format!("Error templatizing: Error parsing template: {e}"))
+    no_panic(|| {
+        gtmpl::Template::default()
+            .parse(source)
+            .map_err(|e| format!("Error templatizing: Error parsing template: {e}"))
+    })
+}
+
+/// gtmpl panics on some malformed input (its lexer slices inside a
+/// multi-byte character; found by fuzzing the create path): a panic is a
+/// template error, not a crash.
+fn no_panic<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err("Error templatizing: the template could not be parsed".to_string()))
 }
 
 /// The job's templates checked at creation: the command of a local job,
@@ -483,6 +494,10 @@ mod tests {
             check(ok, "{{ }}").unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         check(r#"{{define "a"}}"#, "").unwrap();
+        // Found by fuzzing: gtmpl's lexer panicked on this.
+        let crash = "echo K{{\u{4b7}ame}} {{.0..ntf \"%04d\" 7}} {{.0..Disabled\u{2cc}}x{{e=d}}";
+        assert!(check(crash, "{{ }}").is_err());
+        assert!(render(crash, &job("{{ }}")).is_err());
         assert_eq!(render("<<.Name>>", &job("<< >>")).unwrap(), "mock_job");
     }
 
