@@ -188,12 +188,22 @@ fn limits(source: &str) -> Result<(), String> {
 }
 
 /// The index of the quote closing the literal that opens at `start`.
+/// Escapes are held to Go's rules (gtmpl's lexer loops for ever on some
+/// others, e.g. `\x` without two hex digits; found by fuzzing).
 fn literal_end(b: &[u8], start: usize, quote: u8) -> Result<usize, String> {
     let mut k = start + 1;
     while let Some(&c) = b.get(k) {
         if c == b'\\' && quote != b'`' {
-            k += 2;
+            k += 1 + escape_len(&b[k + 1..])
+                .ok_or_else(|| "invalid escape in a string of an action".to_string())?;
             continue;
+        }
+        if c == b'\\' {
+            // gtmpl's lexer loops for ever on a backslash in a raw string.
+            return Err("a backslash in a raw (`…`) string is not supported".into());
+        }
+        if c == b'\n' && quote != b'`' {
+            return Err("a string of an action runs past the end of its line".into());
         }
         if c == quote {
             return Ok(k);
@@ -201,6 +211,23 @@ fn literal_end(b: &[u8], start: usize, quote: u8) -> Result<usize, String> {
         k += 1;
     }
     Err("unterminated string in an action".into())
+}
+
+/// The length of a valid Go escape after its backslash, if it is one.
+fn escape_len(rest: &[u8]) -> Option<usize> {
+    let hex = |n: usize| {
+        (rest.len() > n && rest[1..=n].iter().all(u8::is_ascii_hexdigit)).then_some(n + 1)
+    };
+    match rest.first()? {
+        b'a' | b'b' | b'f' | b'n' | b'r' | b't' | b'v' | b'\\' | b'"' | b'\'' => Some(1),
+        b'x' => hex(2),
+        b'u' => hex(4),
+        b'U' => hex(8),
+        b'0'..=b'7' => {
+            (rest.len() >= 3 && rest[..3].iter().all(|c| (b'0'..=b'7').contains(c))).then_some(3)
+        }
+        _ => None,
+    }
 }
 
 /// Refuses `%` verbs whose width or precision exceeds [`MAX_FORMAT_WIDTH`].
@@ -494,6 +521,14 @@ mod tests {
             check(ok, "{{ }}").unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         check(r#"{{define "a"}}"#, "").unwrap();
+        // Found by fuzzing: gtmpl's lexer looped for ever on this.
+        let hang = "echo`z{.Namem} {{print \"=\\\\f\\x \"%.0=\nd}}";
+        assert!(check(hang, "{{ }}").unwrap_err().contains("escape"));
+        let hang = r#"{{print `raw \x`}}"#;
+        assert!(check(hang, "{{ }}").unwrap_err().contains("raw"));
+        for ok in [r#"{{printf "\t\\ \"q\""}}"#, r#"{{print `raw x`}}"#] {
+            check(ok, "{{ }}").unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
         // Found by fuzzing: gtmpl's lexer panicked on this.
         let crash = "echo K{{\u{4b7}ame}} {{.0..ntf \"%04d\" 7}} {{.0..Disabled\u{2cc}}x{{e=d}}";
         assert!(check(crash, "{{ }}").is_err());
