@@ -53,6 +53,15 @@ impl CronSchedule {
                 reason: format!("expected 5 fields (or 6 with seconds first), found {fields}"),
             });
         }
+        // croner's `+` (day-of-month AND day-of-week) is not Kala's cron,
+        // and with `W` it searched without end ("0 0 1w 3 +"; found by
+        // fuzzing the create path).
+        if expr.contains('+') {
+            return Err(ScheduleError::Cron {
+                input: text.to_string(),
+                reason: "'+' is not supported in a cron expression".into(),
+            });
+        }
         let cron = CronParser::builder()
             .seconds(Seconds::Optional)
             .build()

@@ -94,6 +94,8 @@ fn every_bad_example_is_rejected_with_a_named_part() {
         // An empty list is known to match nothing without a search.
         (",,, * * * *", "the minutes field allows no value"),
         ("0 ,, * * *", "the hours field allows no value"),
+        // Found by fuzzing: croner searched without end on this.
+        ("0 0 1w 3 +", "'+' is not supported"),
         ("CRON_TZ=Mars/Base 0 9 * * *", "time zone"),
     ] {
         let e = Schedule::parse(bad).expect_err(bad).to_string();
