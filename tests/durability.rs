@@ -75,3 +75,139 @@ async fn sigkill_during_creates_loses_no_acknowledged_job() {
         jobs.len()
     );
 }
+
+/// Live processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(marker) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
+}
+
+/// A command that notes its start in `dir/started`, then runs for a minute
+/// (its command line names `dir`, so the test can find it).
+fn long_command(dir: &std::path::Path) -> String {
+    let d = dir.display();
+    format!("bash -c 'echo started >> {d}/started; sleep 60; echo done >> {d}/done'")
+}
+
+async fn interrupted_runs(c: &reqwest::Client, s: &Server, id: &str) -> Vec<serde_json::Value> {
+    let runs = req(c, "GET", &s.url(&format!("/api/v1/job/{id}/runs/")), None)
+        .await
+        .json();
+    runs["runs"].as_array().cloned().unwrap_or_default()
+}
+
+/// Issue 13, point 7: a run is journaled before its process starts; after
+/// kill -9 the restarted server records it as interrupted (with its
+/// point), kills the process the dead server left, and does not run the
+/// point again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_run_is_recorded_as_interrupted_and_not_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let marker = work.path().display().to_string();
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    let schedule = starts_in(1, "R", "PT1H");
+    let id = create(
+        &c,
+        &s,
+        json!({"name": "long", "command": long_command(work.path()), "schedule": schedule}),
+    )
+    .await;
+    let started = work.path().join("started");
+    eventually(15, || async { (lines(&started) == 1).then_some(()) }).await;
+    s.kill9();
+    assert!(
+        !processes_with(&marker).is_empty(),
+        "the run's process outlives the killed server (its own process group)"
+    );
+
+    let s = Server::start(dir.path(), &[]);
+    eventually(10, || async {
+        processes_with(&marker).is_empty().then_some(())
+    })
+    .await;
+    let runs = interrupted_runs(&c, &s, &id).await;
+    assert_eq!(runs.len(), 1, "one record: {runs:?}");
+    let run = &runs[0];
+    assert_eq!(run["outcome"], "interrupted", "{run}");
+    let point = schedule.split('/').nth(1).unwrap();
+    let recorded: jiff::Timestamp = run["scheduled_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(recorded, point.parse::<jiff::Timestamp>().unwrap(), "{run}");
+    let why = run["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("interrupted") && why.contains("killed"),
+        "{why}"
+    );
+    // Kala's stats show it as a failed run.
+    let stats = req(&c, "GET", &s.url(&format!("/api/v1/job/stats/{id}/")), None)
+        .await
+        .json();
+    assert_eq!(stats["job_stats"][0]["success"], false, "{stats}");
+    // Before the journal, the restart caught the point up and ran it again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(lines(&started), 1, "the interrupted point is not run again");
+    assert_eq!(lines(&work.path().join("done")), 0);
+    let job = get_job(&c, &s, &id).await;
+    assert_eq!(job["metadata"]["number_of_finished_runs"], 1, "{job}");
+    assert_eq!(job["metadata"]["error_count"], 1, "{job}");
+    let metrics = req(&c, "GET", &s.url("/metrics"), None).await.text();
+    assert!(
+        metrics.contains("kala_runs_total{result=\"interrupted\"} 1"),
+        "{metrics}"
+    );
+    s.stop();
+}
+
+/// The same after SIGTERM with a short grace period: the run that did not
+/// finish is recorded as interrupted at the next start, and a one-off job
+/// does not start again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_short_by_shutdown_is_recorded_as_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let marker = work.path().display().to_string();
+    let s = Server::start(dir.path(), &["--grace-period", "1"]);
+    let c = client();
+    let id = create(
+        &c,
+        &s,
+        json!({"name": "once", "command": long_command(work.path())}),
+    )
+    .await;
+    let started = work.path().join("started");
+    eventually(15, || async { (lines(&started) == 1).then_some(()) }).await;
+    let t = Instant::now();
+    s.stop();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+    let s = Server::start(dir.path(), &["--grace-period", "1"]);
+    eventually(10, || async {
+        processes_with(&marker).is_empty().then_some(())
+    })
+    .await;
+    let runs = interrupted_runs(&c, &s, &id).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["outcome"], "interrupted", "{:?}", runs[0]);
+    assert_eq!(runs[0]["trigger"], "once", "{:?}", runs[0]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(lines(&started), 1, "the one-off job does not start again");
+    s.stop();
+}

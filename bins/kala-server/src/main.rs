@@ -177,6 +177,10 @@ struct Serve {
         default_value_t = 10
     )]
     header_timeout: u64,
+    /// This instance's name in the run journal (runs a crash interrupted
+    /// are recorded at the next start under it); default: the host name.
+    #[arg(long = "node-id", env = "KALA_NODE_ID")]
+    node_id: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -264,6 +268,10 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         max_concurrent_runs: args.max_concurrent_runs.max(1),
         keep_runs: (args.keep_runs > 0).then_some(args.keep_runs),
         run_ttl: (args.jobstat_ttl > 0).then(|| jiff::SignedDuration::from_mins(args.jobstat_ttl)),
+        node_id: args
+            .node_id
+            .clone()
+            .unwrap_or_else(kala_engine::default_node_id),
         ..EngineConfig::default()
     };
     let started = std::time::Instant::now();

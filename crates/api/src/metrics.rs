@@ -57,6 +57,7 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
         ("succeeded", m.runs_succeeded),
         ("failed", m.runs_failed),
         ("skipped", m.runs_skipped),
+        ("interrupted", m.runs_interrupted),
     ] {
         let _ = writeln!(out, "kala_runs_total{{result=\"{result}\"}} {v}");
     }
@@ -97,6 +98,13 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
         "counter",
     );
     let _ = writeln!(out, "kala_run_records_dropped_total {}", m.runs_dropped);
+    header(
+        &mut out,
+        "kala_runs_not_started_total",
+        "Runs not started because their run-journal entry could not be written.",
+        "counter",
+    );
+    let _ = writeln!(out, "kala_runs_not_started_total {}", m.runs_not_started);
     header(
         &mut out,
         "kala_jobs_invalid",

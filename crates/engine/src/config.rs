@@ -37,6 +37,11 @@ pub struct EngineConfig {
     pub min_retry_delay: SignedDuration,
     /// This instance's name in run claims.
     pub instance_id: String,
+    /// This instance's name in the run journal, stable across restarts
+    /// (`--node-id`; default: the host name). At start-up the engine
+    /// records as interrupted the open runs of its own node, or every
+    /// open run when it does not claim runs (it is the only instance).
+    pub node_id: String,
     /// Claim each scheduled occurrence in the store before running it, so
     /// that several instances on one database run it once.
     pub claim_runs: bool,
@@ -52,9 +57,19 @@ impl Default for EngineConfig {
             max_retry_delay: SignedDuration::from_hours(1),
             min_retry_delay: SignedDuration::from_millis(100),
             instance_id: format!("kala-{}", std::process::id()),
+            node_id: default_node_id(),
             claim_runs: false,
         }
     }
+}
+
+/// The host name (from the kernel), or `local`.
+pub fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_string())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -27,7 +27,8 @@
 //! | `config` | [`EngineConfig`], [`MissedRuns`], [`EngineError`], [`Event`] |
 //! | `state` | the job map, the queue, the locks, every field documented |
 //! | `timer` | the next run of a job (computed in one place), arming, the timer loop |
-//! | `runner` | epsilon, overlap, claim, the attempts of one run |
+//! | `runner` | epsilon, overlap, claim, the journal entry, the attempts of one run |
+//! | `journal` | start-up: open runs recorded as interrupted, their orphans killed |
 //! | `retry` | the retry policy (a pure function) |
 //! | `chain` | children and on-failure jobs, with the cycle guard |
 //! | `record` | run records and counters written to the store |
@@ -40,6 +41,7 @@ mod chain;
 pub mod clock;
 mod config;
 mod facade;
+mod journal;
 mod maintenance;
 mod metrics;
 mod record;
@@ -51,7 +53,7 @@ mod timer;
 
 pub use builder::EngineBuilder;
 pub use clock::{Clock, FakeClock, SystemClock};
-pub use config::{EngineConfig, EngineError, Event, MissedRuns};
+pub use config::{EngineConfig, EngineError, Event, MissedRuns, default_node_id};
 pub use facade::Engine;
 pub use metrics::{LATENESS_BUCKETS, Metrics, MetricsSnapshot};
 

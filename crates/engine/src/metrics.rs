@@ -15,6 +15,8 @@ pub struct Metrics {
     succeeded: AtomicU64,
     failed: AtomicU64,
     skipped: AtomicU64,
+    interrupted: AtomicU64,
+    not_started: AtomicU64,
     store_errors: AtomicU64,
     invalid_jobs: AtomicU64,
     runs_dropped: AtomicU64,
@@ -28,6 +30,10 @@ pub struct MetricsSnapshot {
     pub runs_succeeded: u64,
     pub runs_failed: u64,
     pub runs_skipped: u64,
+    /// Runs found unfinished in the run journal at start-up.
+    pub runs_interrupted: u64,
+    /// Runs not started because their journal entry could not be written.
+    pub runs_not_started: u64,
     pub store_errors: u64,
     /// Stored jobs whose timing did not parse at start-up (kept, never
     /// scheduled).
@@ -46,8 +52,13 @@ impl Metrics {
             Outcome::Succeeded => &self.succeeded,
             Outcome::Failed => &self.failed,
             Outcome::Skipped => &self.skipped,
+            Outcome::Interrupted => &self.interrupted,
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn not_started(&self) {
+        self.not_started.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn store_error(&self) {
@@ -79,6 +90,8 @@ impl Metrics {
             runs_succeeded: self.succeeded.load(Ordering::Relaxed),
             runs_failed: self.failed.load(Ordering::Relaxed),
             runs_skipped: self.skipped.load(Ordering::Relaxed),
+            runs_interrupted: self.interrupted.load(Ordering::Relaxed),
+            runs_not_started: self.not_started.load(Ordering::Relaxed),
             store_errors: self.store_errors.load(Ordering::Relaxed),
             invalid_jobs: self.invalid_jobs.load(Ordering::Relaxed),
             runs_dropped: self.runs_dropped.load(Ordering::Relaxed),

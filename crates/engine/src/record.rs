@@ -30,26 +30,49 @@ impl Inner {
             error: Some(why),
             output: String::new(),
         };
-        self.persist_run(id, record, |_| {}).await;
+        self.persist_run(id, record, None, |_| {}).await;
     }
 
-    /// Stores a run record together with the job's updated state, then
-    /// installs the change in memory and tells subscribers. A job deleted
-    /// meanwhile is not written back.
-    pub async fn persist_run(&self, id: &str, record: RunRecord, update: impl Fn(&mut Job)) {
+    /// Stores a run record together with the job's updated state and the
+    /// end of its journal entry (`run_id`), then installs the change in
+    /// memory and tells subscribers. A job deleted meanwhile is not written
+    /// back; its journal entry still ends.
+    pub async fn persist_run(
+        &self,
+        id: &str,
+        record: RunRecord,
+        run_id: Option<String>,
+        update: impl Fn(&mut Job),
+    ) {
         let _stripe = self.lock_stripes(&[id]).await;
+        let end: Vec<String> = run_id.into_iter().collect();
         let job = {
             let st = self.lock();
-            let Some(cur) = st.jobs.get(id) else { return };
-            let mut job = Job::clone(&cur.job);
-            update(&mut job);
-            job.is_done = cur.fire_at.is_none();
-            job
+            st.jobs.get(id).map(|cur| {
+                let mut job = Job::clone(&cur.job);
+                update(&mut job);
+                job.is_done = cur.fire_at.is_none();
+                job
+            })
+        };
+        let Some(job) = job else {
+            if !end.is_empty() {
+                let batch = Batch {
+                    end,
+                    ..Batch::default()
+                };
+                if let Err(e) = self.store.apply(batch).await {
+                    self.metrics.store_error();
+                    tracing::error!(job = %id, error = %e, "cannot end the run of a deleted job in the journal: it is reported as interrupted at the next start");
+                }
+            }
+            return;
         };
         let batch = Batch {
             put: vec![job],
             runs: vec![record.clone()],
             keep_runs: self.config.keep_runs,
+            end,
             ..Batch::default()
         };
         if let Err(e) = self.store.apply(batch).await {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use kala_executor::Attempt;
 use kala_job::{Job, JobId, Outcome, Overlap, Plan, RunRecord, Trigger};
-use kala_store::Claim;
+use kala_store::{Batch, Claim, OpenRun};
 
 use crate::chain::follow_ups;
 use crate::config::Event;
@@ -73,10 +73,17 @@ impl Inner {
     /// One attempt on a task of its own, so that a panic anywhere in it (a
     /// handler, a library) ends as a failed attempt, and the run still
     /// records and releases the job's running count.
-    async fn attempt(&self, job: &Arc<Job>, timeout: Option<std::time::Duration>) -> Attempt {
+    async fn attempt(
+        &self,
+        job: &Arc<Job>,
+        timeout: Option<std::time::Duration>,
+        run_id: &str,
+    ) -> Attempt {
         let started = std::time::Instant::now();
-        let (executor, owned) = (self.executor.clone(), job.clone());
-        match tokio::spawn(async move { executor.run(&owned, timeout).await }).await {
+        let (executor, owned, tag) = (self.executor.clone(), job.clone(), run_id.to_string());
+        match tokio::spawn(async move { executor.run_tagged(&owned, timeout, Some(&tag)).await })
+            .await
+        {
             Ok(attempt) => attempt,
             Err(e) => {
                 let why = match e.try_into_panic() {
@@ -116,6 +123,31 @@ impl Inner {
                 taken
             };
             let ran_at = self.clock.now();
+            // The journal entry is durable before anything of the run
+            // starts; the batch with the record ends it.
+            let run_id = uuid::Uuid::new_v4().to_string();
+            let open = OpenRun {
+                run_id: run_id.clone(),
+                job_id: id.clone(),
+                trigger,
+                scheduled_at: point,
+                started_at: ran_at,
+                node: self.config.node_id.clone(),
+            };
+            let journaled = self
+                .store
+                .apply(Batch {
+                    begin: vec![open],
+                    ..Batch::default()
+                })
+                .await;
+            if let Err(e) = journaled {
+                self.lock().running_end(&id);
+                self.metrics.store_error();
+                self.metrics.not_started();
+                tracing::error!(job = %id, error = %e, "cannot journal the run, so it does not start");
+                return None;
+            }
             let _ = self.events.send(Event::RunStarted {
                 job_id: id.clone(),
                 trigger,
@@ -136,7 +168,7 @@ impl Inner {
                     )
                 }
                 Ok(plan) => loop {
-                    let attempt = self.attempt(&job, plan.timeout()).await;
+                    let attempt = self.attempt(&job, plan.timeout(), &run_id).await;
                     if attempt.success {
                         break attempt;
                     }
@@ -184,7 +216,7 @@ impl Inner {
                 error: attempt.error,
                 output: attempt.output,
             };
-            self.persist_run(&id, record.clone(), |j| {
+            self.persist_run(&id, record.clone(), Some(run_id), |j| {
                 let m = &mut j.metadata;
                 m.last_attempted_run = Some(ran_at);
                 m.error_count += failures;

@@ -1,6 +1,8 @@
 //! Recovery at start-up: every stored job is loaded, its plan parsed once,
 //! its next run computed (missed runs caught up or skipped), the queue
 //! built in one sorted pass, and one-off jobs that never ran are started.
+//! Before scheduling, runs the last process left unfinished are recorded
+//! as interrupted (`journal`).
 //!
 //! Owns: [`Engine::start`].
 //! Must not: be called twice on one store by two live engines (the
@@ -33,11 +35,27 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         let load_started = std::time::Instant::now();
-        let jobs = store.load_all().await?;
+        let mut jobs = store.load_all().await?;
         let loaded_in = load_started.elapsed();
         let engine = Engine {
             inner: Arc::new(Inner::new(store, executor, clock, config)),
         };
+        let inner = &engine.inner;
+        let recovered = crate::journal::recover(
+            &inner.store,
+            &mut jobs,
+            &inner.config,
+            &inner.metrics,
+            inner.clock.now(),
+        )
+        .await?;
+        if recovered.interrupted > 0 {
+            tracing::warn!(
+                runs = recovered.interrupted,
+                killed = recovered.killed.len(),
+                "runs interrupted by the last stop were recorded as interrupted; their points are not run again"
+            );
+        }
         let arm_started = std::time::Instant::now();
         let count = jobs.len();
         let pending_once = engine.load(jobs);

@@ -122,11 +122,23 @@ impl Executor {
     /// Runs one attempt of `job`. `timeout` bounds a local command (its
     /// process group is killed) or an in-process handler.
     pub async fn run(&self, job: &Job, timeout: Option<Duration>) -> Attempt {
+        self.run_tagged(job, timeout, None).await
+    }
+
+    /// [`Executor::run`], with a local command's process given
+    /// `KALA_RUN_ID=<run_id>` in its environment: the tag by which
+    /// [`orphans::find`] recognises what a dead server left running.
+    pub async fn run_tagged(
+        &self,
+        job: &Job,
+        timeout: Option<Duration>,
+        run_id: Option<&str>,
+    ) -> Attempt {
         match job.job_type {
             JobType::Local => {
                 let started = Instant::now();
                 match render(&job.command, job).await {
-                    Ok(cmd) => run_command(&cmd, timeout).await,
+                    Ok(cmd) => run_command_tagged(&cmd, timeout, run_id).await,
                     Err(e) => Attempt::failed(e, started),
                 }
             }
@@ -324,6 +336,16 @@ pub fn expand_env(cmd: &str, env: impl Fn(&str) -> Option<String>) -> String {
 
 /// Runs a command line the way a local job does (also `kala-server run`).
 pub async fn run_command(cmd: &str, timeout: Option<Duration>) -> Attempt {
+    run_command_tagged(cmd, timeout, None).await
+}
+
+/// [`run_command`], with `KALA_RUN_ID=<run_id>` in the process's
+/// environment when `run_id` is given.
+pub async fn run_command_tagged(
+    cmd: &str,
+    timeout: Option<Duration>,
+    run_id: Option<&str>,
+) -> Attempt {
     let started = Instant::now();
     let expanded = expand_env(cmd, |name| std::env::var(name).ok());
     let argv = match shell_words::split(&expanded) {
@@ -352,6 +374,9 @@ pub async fn run_command(cmd: &str, timeout: Option<Duration>) -> Attempt {
         .stderr(Stdio::from(writer2))
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(id) = run_id {
+        command.env(orphans::RUN_ID_VAR, id);
+    }
     let spawned = command.spawn();
     // The parent's copies of the write end must go, or the reader never ends.
     drop(command);
@@ -478,6 +503,8 @@ fn kill_group(pgid: u32) {
         libc::kill(-pgid, libc::SIGKILL);
     }
 }
+
+pub mod orphans;
 
 #[cfg(test)]
 mod tests;

@@ -419,6 +419,10 @@ pub enum Outcome {
     Failed,
     /// Not attempted: later than `epsilon`, or overlapping with `overlap: skip`.
     Skipped,
+    /// Begun and never finished: the server stopped (crash, kill, power
+    /// loss) while it ran. Recorded at the next start from the run journal;
+    /// its schedule point is not run again.
+    Interrupted,
 }
 
 /// One run of a job (Kala's JobStat, with more detail).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::{Batch, Claim, JobStore, Result, Retention, StoreError, ns_i64};
+use kala_store::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError, ns_i64};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{
     Acknowledgment, ClientOptions, Credential, IndexOptions, ReturnDocument, WriteConcern,
@@ -35,6 +35,7 @@ pub struct MongoStore {
     jobs: Collection<Document>,
     runs: Collection<Document>,
     claims: Collection<Document>,
+    open_runs: Collection<Document>,
     transactions: bool,
 }
 
@@ -77,6 +78,7 @@ impl MongoStore {
             jobs: db.collection("jobs"),
             runs: db.collection("runs"),
             claims: db.collection("claims"),
+            open_runs: db.collection("open_runs"),
             client,
             transactions,
         };
@@ -183,6 +185,22 @@ impl MongoStore {
             )?;
             exec!(
                 self.claims.delete_many(doc! { "job_id": { "$in": &ids } }),
+                session
+            )?;
+        }
+        if !batch.begin.is_empty() {
+            let mut docs = Vec::with_capacity(batch.begin.len());
+            for open in &batch.begin {
+                let entry =
+                    to_doc(open).map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
+                docs.push(doc! { "_id": open.run_id.as_str(), "entry": entry });
+            }
+            exec!(self.open_runs.insert_many(docs), session)?;
+        }
+        if !batch.end.is_empty() {
+            exec!(
+                self.open_runs
+                    .delete_many(doc! { "_id": { "$in": &batch.end } }),
                 session
             )?;
         }
@@ -363,10 +381,22 @@ impl JobStore for MongoStore {
     }
 
     async fn delete_all(&self) -> Result<()> {
-        for c in [&self.jobs, &self.runs, &self.claims] {
+        for c in [&self.jobs, &self.runs, &self.claims, &self.open_runs] {
             c.delete_many(doc! {}).await.map_err(map_err)?;
         }
         Ok(())
+    }
+
+    async fn open_runs(&self) -> Result<Vec<OpenRun>> {
+        let mut cursor = self.open_runs.find(doc! {}).await.map_err(map_err)?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(map_err)? {
+            let d: Document = cursor.deserialize_current().map_err(map_err)?;
+            let id = d.get_str("_id").unwrap_or("(no _id)").to_string();
+            let entry = d.get_document("entry").cloned().unwrap_or_default();
+            out.push(from_doc(&id, entry)?);
+        }
+        Ok(out)
     }
 
     async fn claim(&self, claim: Claim) -> Result<bool> {

@@ -49,6 +49,7 @@ pub(crate) fn migrate_to_framed(txn: &redb::WriteTransaction) -> Result<()> {
 pub struct Verified {
     pub jobs: usize,
     pub runs: usize,
+    pub open_runs: usize,
     /// One line per damaged record, naming it.
     pub damaged: Vec<String>,
 }

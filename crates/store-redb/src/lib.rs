@@ -16,6 +16,7 @@
 //! * `runs`:   (job id, ran_at in ns) → run record; a job's runs are one
 //!   contiguous key range, in time order
 //! * `claims`: (job id, scheduled_at in ns) → (owner, expires_at in ns)
+//! * `open_runs`: run id → the run journal's entry (`kala_store::OpenRun`)
 //! * `meta`:   "format" → 2 (1: unframed JSON, migrated when opened)
 //!
 //! Modules: this file ([`RedbStore`] and its reads), `writer` (the writer
@@ -37,7 +38,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
 use kala_store::json::{decode_framed as decode, encode_framed as encode};
-use kala_store::{Batch, Claim, JobStore, Result, Retention, StoreError};
+use kala_store::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
@@ -52,6 +53,7 @@ pub(crate) const RUNS: TableDefinition<(&str, i128), &[u8]> = TableDefinition::n
 pub(crate) const CLAIMS: TableDefinition<(&str, i128), (&str, i128)> =
     TableDefinition::new("claims");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const OPEN_RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("open_runs");
 
 /// The file name inside the `--bolt-path` directory.
 pub const FILE_NAME: &str = "kala.redb";
@@ -98,6 +100,7 @@ impl RedbStore {
             txn.open_table(JOBS).map_err(backend)?;
             txn.open_table(RUNS).map_err(backend)?;
             txn.open_table(CLAIMS).map_err(backend)?;
+            txn.open_table(OPEN_RUNS).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
             let format = meta.get("format").map_err(backend)?.map(|v| v.value());
             match format {
@@ -176,6 +179,18 @@ impl RedbStore {
                     report
                         .damaged
                         .push(format!("run of job {id} at {at} ns: {e}"));
+                }
+            }
+            for entry in txn
+                .open_table(OPEN_RUNS)
+                .map_err(backend)?
+                .iter()
+                .map_err(backend)?
+            {
+                let (k, v) = entry.map_err(backend)?;
+                report.open_runs += 1;
+                if let Err(e) = decode::<OpenRun>(k.value(), v.value()) {
+                    report.damaged.push(format!("open run {}: {e}", k.value()));
                 }
             }
             Ok(report)
@@ -267,11 +282,17 @@ impl JobStore for RedbStore {
         for r in &batch.runs {
             runs.push((r.job_id.clone(), r.ran_at.as_nanosecond(), encode(r)?));
         }
+        let mut begin = Vec::with_capacity(batch.begin.len());
+        for r in &batch.begin {
+            begin.push((r.run_id.clone(), encode(r)?));
+        }
         let op = Op::Apply(Encoded {
             put,
             delete: batch.delete,
             runs,
             keep_runs: batch.keep_runs,
+            begin,
+            end: batch.end,
         });
         self.send(op).await.map(|_| ())
     }
@@ -289,6 +310,17 @@ impl JobStore for RedbStore {
 
     async fn delete_all(&self) -> Result<()> {
         self.send(Op::DeleteAll).await.map(|_| ())
+    }
+
+    async fn open_runs(&self) -> Result<Vec<OpenRun>> {
+        let txn = self.db()?.begin_read().map_err(backend)?;
+        let table = txn.open_table(OPEN_RUNS).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(backend)? {
+            let (k, v) = entry.map_err(backend)?;
+            out.push(decode(k.value(), v.value())?);
+        }
+        Ok(out)
     }
 
     async fn claim(&self, claim: Claim) -> Result<bool> {

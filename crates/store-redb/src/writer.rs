@@ -14,7 +14,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 
 use crate::shared::{PROBE_EVERY, Shared, commit_error};
-use crate::{CLAIMS, JOBS, RUNS, backend};
+use crate::{CLAIMS, JOBS, OPEN_RUNS, RUNS, backend};
 
 /// The most batches folded into one commit.
 const MAX_GROUP: usize = 4096;
@@ -25,6 +25,9 @@ pub(crate) struct Encoded {
     pub delete: Vec<String>,
     pub runs: Vec<(String, i128, Vec<u8>)>,
     pub keep_runs: Option<usize>,
+    /// Run journal entries: run id → framed entry.
+    pub begin: Vec<(String, Vec<u8>)>,
+    pub end: Vec<String>,
 }
 
 pub(crate) enum Op {
@@ -120,6 +123,7 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
         let mut jobs = txn.open_table(JOBS).map_err(backend)?;
         let mut runs = txn.open_table(RUNS).map_err(backend)?;
         let mut claims = txn.open_table(CLAIMS).map_err(backend)?;
+        let mut open = txn.open_table(OPEN_RUNS).map_err(backend)?;
         for m in group {
             let reply = match &m.op {
                 Op::Apply(e) => {
@@ -154,6 +158,13 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
                             trim_job_runs(&mut runs, id, keep)?;
                         }
                     }
+                    for (id, bytes) in &e.begin {
+                        open.insert(id.as_str(), bytes.as_slice())
+                            .map_err(backend)?;
+                    }
+                    for id in &e.end {
+                        open.remove(id.as_str()).map_err(backend)?;
+                    }
                     Reply::Done
                 }
                 Op::Prune(retention, now) => {
@@ -163,6 +174,7 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
                     jobs.retain(|_, _| false).map_err(backend)?;
                     runs.retain(|_, _| false).map_err(backend)?;
                     claims.retain(|_, _| false).map_err(backend)?;
+                    open.retain(|_, _| false).map_err(backend)?;
                     Reply::Done
                 }
                 Op::Claim(c) => {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
 use kala_store::json::{decode, encode};
-use kala_store::{Batch, Claim, JobStore, Result, Retention, StoreError};
+use kala_store::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
@@ -27,6 +27,7 @@ pub struct RedisStore {
     jobs_key: String,
     runjobs_key: String,
     claims_key: String,
+    open_key: String,
     runs_prefix: String,
     claim_script: Script,
     nonce: AtomicU64,
@@ -75,6 +76,7 @@ impl RedisStore {
             jobs_key: format!("{p}:jobs"),
             runjobs_key: format!("{p}:runjobs"),
             claims_key: format!("{p}:claims"),
+            open_key: format!("{p}:open_runs"),
             runs_prefix: format!("{p}:runs:"),
             claim_script: Script::new(CLAIM_LUA),
             nonce: AtomicU64::new(Timestamp::now().as_nanosecond() as u64),
@@ -192,6 +194,16 @@ impl JobStore for RedisStore {
                 pipe.zremrangebyrank(key, 0, stop).ignore();
             }
         }
+        if !batch.begin.is_empty() {
+            let mut fields = Vec::with_capacity(batch.begin.len());
+            for open in &batch.begin {
+                fields.push((open.run_id.as_str(), encode(open)?));
+            }
+            pipe.hset_multiple(&self.open_key, &fields).ignore();
+        }
+        if !batch.end.is_empty() {
+            pipe.hdel(&self.open_key, &batch.end).ignore();
+        }
         let mut conn = self.conn.clone();
         let () = pipe.query_async(&mut conn).await.map_err(map_err)?;
         Ok(())
@@ -282,10 +294,30 @@ impl JobStore for RedisStore {
             let () = conn.unlink(&keys).await.map_err(map_err)?;
         }
         let () = conn
-            .unlink(&[&self.jobs_key, &self.runjobs_key, &self.claims_key])
+            .unlink(&[
+                &self.jobs_key,
+                &self.runjobs_key,
+                &self.claims_key,
+                &self.open_key,
+            ])
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn open_runs(&self) -> Result<Vec<OpenRun>> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        self.scan("HSCAN", &self.open_key, |pairs: Vec<(String, Vec<u8>)>| {
+            for (id, bytes) in pairs {
+                if seen.insert(id.clone()) {
+                    out.push(decode(&id, &bytes)?);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(out)
     }
 
     async fn claim(&self, claim: Claim) -> Result<bool> {

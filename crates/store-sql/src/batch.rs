@@ -27,6 +27,10 @@ pub struct EncodedBatch {
     /// The jobs that got a run, sorted and unique: what `keep_runs` trims.
     pub touched: Vec<String>,
     pub keep_runs: Option<usize>,
+    /// Journal entries to insert: (run id, job id, node, JSON).
+    pub begin: Vec<(String, String, String, String)>,
+    /// Run ids whose journal entries go.
+    pub end: Vec<String>,
 }
 
 impl EncodedBatch {
@@ -51,6 +55,16 @@ impl EncodedBatch {
             out.run_at.push(ns_i64(run.ran_at)?);
             out.runs.push(encode_string(run)?);
         }
+        for open in &batch.begin {
+            out.begin.push((
+                open.run_id.clone(),
+                open.job_id.clone(),
+                open.node.clone(),
+                encode_string(open)?,
+            ));
+        }
+        out.end = batch.end.clone();
+        out.end.sort_unstable();
         out.touched = out.run_job_ids.clone();
         out.touched.sort_unstable();
         out.touched.dedup();

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
 use kala_store::json::decode;
-use kala_store::{Batch, Claim, JobStore, Result, Retention, StoreError, ns_i64};
+use kala_store::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError, ns_i64};
 use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Row,
@@ -33,13 +33,22 @@ const RUNS_BEYOND: &str = "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (PARTI
 /// `kala_migrations` (not sqlx's default `_sqlx_migrations`, so kala can
 /// share a database with an application that uses sqlx migrations).
 pub fn migrator<D: Dialect>() -> Migrator {
-    let mut m = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        D::SYNTAX.schema.into_sql_str(),
-        false,
-    )]);
+    let mut m = Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            D::SYNTAX.schema.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "open runs".into(),
+            MigrationType::Simple,
+            D::SYNTAX.open_runs.into_sql_str(),
+            false,
+        ),
+    ]);
     m.dangerous_set_table_name("kala_migrations");
     m
 }
@@ -134,6 +143,23 @@ where
                     .push(after);
                 q.build().execute(&mut *tx).await?;
             }
+        }
+        for chunk in b.begin.chunks(CHUNK) {
+            let mut q = QueryBuilder::<D::DB>::new(
+                "INSERT INTO kala_open_runs (run_id, job_id, node, entry) ",
+            );
+            q.push_values(chunk, |mut row, (run_id, job_id, node, entry)| {
+                row.push_bind(run_id.as_str())
+                    .push_bind(job_id.as_str())
+                    .push_bind(node.as_str())
+                    .push_bind(entry.as_str());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in b.end.chunks(CHUNK) {
+            let mut q = QueryBuilder::<D::DB>::new("DELETE FROM kala_open_runs WHERE run_id");
+            push_in(&mut q, chunk);
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await
     }
@@ -255,6 +281,21 @@ where
                 .map_err(map_err::<D>)?;
         }
         tx.commit().await.map_err(map_err::<D>)
+    }
+
+    async fn open_runs(&self) -> Result<Vec<OpenRun>> {
+        let rows = QueryBuilder::<D::DB>::new("SELECT run_id, entry FROM kala_open_runs")
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err::<D>)?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0).map_err(map_err::<D>)?;
+                let entry: String = row.try_get(1).map_err(map_err::<D>)?;
+                decode(&id, entry.as_bytes())
+            })
+            .collect()
     }
 
     /// Insert the claim if nobody holds the point; otherwise take it over

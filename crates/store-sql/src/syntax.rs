@@ -11,6 +11,8 @@ pub struct Syntax {
     pub name: &'static str,
     /// The schema (`CREATE TABLE IF NOT EXISTS …`), migration 1.
     pub schema: &'static str,
+    /// Migration 2: the run journal's table.
+    pub open_runs: &'static str,
     /// Appended to `INSERT INTO kala_jobs (id, job) VALUES …` to replace
     /// an existing row.
     pub upsert_job: &'static str,
@@ -27,18 +29,20 @@ impl Syntax {
     pub const POSTGRES: Syntax = Syntax {
         name: "postgres",
         schema: include_str!("../migrations/postgres/0001_init.sql"),
+        open_runs: include_str!("../migrations/postgres/0002_open_runs.sql"),
         upsert_job: " ON CONFLICT (id) DO UPDATE SET job = EXCLUDED.job",
         insert_if_absent: ("INSERT ", " ON CONFLICT DO NOTHING"),
         delete_runs_by_seq: ("DELETE FROM kala_runs WHERE seq IN (", ")"),
-        delete_all: &["TRUNCATE kala_jobs, kala_runs, kala_claims"],
+        delete_all: &["TRUNCATE kala_jobs, kala_runs, kala_claims, kala_open_runs"],
     };
 
     /// MySQL and MariaDB. MySQL cannot delete from a table that its own
     /// subquery reads, hence the multi-table `DELETE … JOIN`; `TRUNCATE`
-    /// commits implicitly, hence three `DELETE`s.
+    /// commits implicitly, hence one `DELETE` per table.
     pub const MYSQL: Syntax = Syntax {
         name: "mysql",
         schema: include_str!("../migrations/mysql/0001_init.sql"),
+        open_runs: include_str!("../migrations/mysql/0002_open_runs.sql"),
         upsert_job: " ON DUPLICATE KEY UPDATE job = VALUES(job)",
         insert_if_absent: ("INSERT IGNORE ", ""),
         delete_runs_by_seq: ("DELETE r FROM kala_runs r JOIN (", ") d ON r.seq = d.seq"),
@@ -46,6 +50,7 @@ impl Syntax {
             "DELETE FROM kala_jobs",
             "DELETE FROM kala_runs",
             "DELETE FROM kala_claims",
+            "DELETE FROM kala_open_runs",
         ],
     };
 }

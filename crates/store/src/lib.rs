@@ -14,6 +14,11 @@
 //!   (a child and its parents, a parent and its orphaned children) are one
 //!   batch.
 //! * [`JobStore::load_all`] returns every job in one bulk read (start-up).
+//! * The run journal: [`Batch::begin`] records an [`OpenRun`] durably
+//!   before a run's process starts; the batch with its run record ends it
+//!   ([`Batch::end`]). [`JobStore::open_runs`] lists the runs that began
+//!   and never ended (the process died): start-up records them as
+//!   interrupted instead of running their schedule point again.
 //! * [`JobStore::claim`] is the primitive that lets several instances on
 //!   one database agree that exactly one of them runs a given occurrence.
 
@@ -24,7 +29,8 @@ pub mod conformance;
 
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
-use kala_job::{Job, JobId, RunRecord};
+use kala_job::{Job, JobId, RunRecord, Trigger};
+use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
 
@@ -59,6 +65,27 @@ pub struct Batch {
     /// After appending, keep at most this many run records for each job
     /// that got a new one (oldest dropped first).
     pub keep_runs: Option<usize>,
+    /// Runs beginning: journaled before their process starts.
+    pub begin: Vec<OpenRun>,
+    /// Runs ending (by [`OpenRun::run_id`]), normally in the batch that
+    /// stores their record. Unknown ids are ignored. Applied after `begin`.
+    pub end: Vec<String>,
+}
+
+/// A run that has begun and not ended: the run journal's entry. A deleted
+/// job's open runs stay until they end (the run may still be going).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenRun {
+    /// Unique per run (a UUID); also given to the run's process as
+    /// `KALA_RUN_ID`, so an orphan can be found after a crash.
+    pub run_id: String,
+    pub job_id: JobId,
+    pub trigger: Trigger,
+    /// The schedule point, for scheduled runs.
+    pub scheduled_at: Option<Timestamp>,
+    pub started_at: Timestamp,
+    /// The instance that runs it (`--node-id`).
+    pub node: String,
 }
 
 impl Batch {
@@ -70,7 +97,11 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.put.is_empty() && self.delete.is_empty() && self.runs.is_empty()
+        self.put.is_empty()
+            && self.delete.is_empty()
+            && self.runs.is_empty()
+            && self.begin.is_empty()
+            && self.end.is_empty()
     }
 }
 
@@ -114,8 +145,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// number of run records dropped.
     async fn prune_runs(&self, retention: Retention, now: Timestamp) -> Result<u64>;
 
-    /// Deletes every job, run record and claim.
+    /// Deletes every job, run record, claim and open run.
     async fn delete_all(&self) -> Result<()>;
+
+    /// Every run journaled by [`Batch::begin`] and not yet ended, in no
+    /// particular order.
+    async fn open_runs(&self) -> Result<Vec<OpenRun>>;
 
     /// Takes the claim if nobody holds an unexpired claim on the same
     /// (job, occurrence). `Ok(true)` means this caller may run it.

@@ -9,13 +9,14 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, JobId, RunRecord};
 
-use crate::{Batch, Claim, JobStore, Result, Retention, StoreError, trim_oldest};
+use crate::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError, trim_oldest};
 
 #[derive(Default)]
 struct Inner {
     jobs: HashMap<JobId, Job>,
     runs: HashMap<JobId, Vec<RunRecord>>,
     claims: BTreeMap<(JobId, i128), (String, Timestamp)>,
+    open: HashMap<String, OpenRun>,
 }
 
 #[derive(Default)]
@@ -74,6 +75,12 @@ impl JobStore for MemoryStore {
                 }
             }
         }
+        for run in batch.begin {
+            g.open.insert(run.run_id.clone(), run);
+        }
+        for id in &batch.end {
+            g.open.remove(id);
+        }
         Ok(())
     }
 
@@ -107,6 +114,10 @@ impl JobStore for MemoryStore {
         let mut g = self.lock()?;
         *g = Inner::default();
         Ok(())
+    }
+
+    async fn open_runs(&self) -> Result<Vec<OpenRun>> {
+        Ok(self.lock()?.open.values().cloned().collect())
     }
 
     async fn claim(&self, claim: Claim) -> Result<bool> {

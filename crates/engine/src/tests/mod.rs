@@ -2,6 +2,7 @@
 //! happens only for the engine's async work to report back (events), with
 //! a real-time timeout as a safety net; no schedule is timed by sleeping.
 
+mod journal;
 mod runs;
 mod schedule;
 
@@ -42,6 +43,10 @@ struct H {
 }
 
 async fn harness_on(store: Arc<dyn JobStore>, now: Timestamp) -> H {
+    harness_with(store, now, EngineConfig::default()).await
+}
+
+async fn harness_with(store: Arc<dyn JobStore>, now: Timestamp, config: EngineConfig) -> H {
     let clock = Arc::new(FakeClock::new(now));
     let executor = Executor::new().unwrap();
     let calls: Calls = Arc::default();
@@ -90,7 +95,7 @@ async fn harness_on(store: Arc<dyn JobStore>, now: Timestamp) -> H {
     // order; the engine's minimum delay is retry.rs's to test.
     let config = EngineConfig {
         min_retry_delay: SignedDuration::ZERO,
-        ..EngineConfig::default()
+        ..config
     };
     let engine = Engine::start(store, executor, clock.clone(), config)
         .await
