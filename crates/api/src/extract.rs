@@ -2,12 +2,13 @@
 //! body read under `--max-body-bytes`, JSON decoded with the problem
 //! named, and page sizes clamped in one place.
 //!
-//! Owns: [`Body`], [`Json`], [`clamp_limit`]. Must not: validate jobs
+//! Owns: [`Body`], [`Json`], [`Path`], [`Query`], [`clamp_limit`]. Must not: validate jobs
 //! (the job model does).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -51,6 +52,44 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
         serde_json::from_slice(&bytes)
             .map(Json)
             .map_err(|e| ApiError::bad_request(format!("body: {e}")))
+    }
+}
+
+/// A path parameter; a 400 with a JSON body when it does not decode (a
+/// percent-encoded byte sequence that is not UTF-8), not axum's text.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e| ApiError::bad_request(format!("path: {}", e.body_text())))
+    }
+}
+
+/// A query string; a 400 with a JSON body naming the parameter that does
+/// not decode (`?limit=x`, `?stats=maybe`), not axum's text.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
     }
 }
 

@@ -15,6 +15,7 @@
 //! | GET | `/api/v1/job/{id}/runs/` | 200 `{"runs":[…]}` with output tails |
 //! | POST | `/api/v1/schedule/preview/` | the next run times of a schedule |
 //! | GET | `/healthz`, `/metrics` | health, Prometheus text |
+//! | GET | `/api/v1/openapi.json` | the OpenAPI 3.1 document of all of this ([`ApiDoc`]) |
 //!
 //! Every route answers with and without the trailing slash. Errors are
 //! `{"error":"<field>: <problem>"}` with a 4xx status, or a generic message
@@ -32,7 +33,10 @@ mod extract;
 mod guard;
 mod handlers;
 mod metrics;
+mod openapi;
 mod webui;
+
+pub use openapi::{ApiDoc, document as openapi_document};
 
 use std::sync::Arc;
 
@@ -116,6 +120,7 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
         .route("/webui", get(webui::index))
         .route("/webui/app.js", get(webui::js))
         .route("/webui/app.css", get(webui::css))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/healthz", get(server::healthz))
         .route("/metrics", get(server::metrics_text))
         .fallback(not_found)

@@ -101,10 +101,17 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
     header(
         &mut out,
         "kala_runs_not_started_total",
-        "Runs not started because their run-journal entry could not be written.",
+        "Runs not started because their run-journal entry could not be written (require_journal).",
         "counter",
     );
     let _ = writeln!(out, "kala_runs_not_started_total {}", m.runs_not_started);
+    header(
+        &mut out,
+        "kala_runs_unjournaled_total",
+        "Runs started without a run-journal entry because the store could not write (a crash during them is not recorded).",
+        "counter",
+    );
+    let _ = writeln!(out, "kala_runs_unjournaled_total {}", m.runs_unjournaled);
     header(
         &mut out,
         "kala_jobs_invalid",

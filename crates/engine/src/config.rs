@@ -42,6 +42,11 @@ pub struct EngineConfig {
     /// records as interrupted the open runs of its own node, or every
     /// open run when it does not claim runs (it is the only instance).
     pub node_id: String,
+    /// A run whose journal entry cannot be written (the store is down or
+    /// full): `false` (default) runs it anyway, from memory, as jobs keep
+    /// running through a database outage (counted in
+    /// `runs_unjournaled`); `true` does not start it (`runs_not_started`).
+    pub require_journal: bool,
     /// Claim each scheduled occurrence in the store before running it, so
     /// that several instances on one database run it once.
     pub claim_runs: bool,
@@ -58,6 +63,7 @@ impl Default for EngineConfig {
             min_retry_delay: SignedDuration::from_millis(100),
             instance_id: format!("kala-{}", std::process::id()),
             node_id: default_node_id(),
+            require_journal: false,
             claim_runs: false,
         }
     }

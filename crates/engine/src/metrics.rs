@@ -17,6 +17,7 @@ pub struct Metrics {
     skipped: AtomicU64,
     interrupted: AtomicU64,
     not_started: AtomicU64,
+    unjournaled: AtomicU64,
     store_errors: AtomicU64,
     invalid_jobs: AtomicU64,
     runs_dropped: AtomicU64,
@@ -32,8 +33,11 @@ pub struct MetricsSnapshot {
     pub runs_skipped: u64,
     /// Runs found unfinished in the run journal at start-up.
     pub runs_interrupted: u64,
-    /// Runs not started because their journal entry could not be written.
+    /// Runs not started because their journal entry could not be written
+    /// (with `require_journal`).
     pub runs_not_started: u64,
+    /// Runs started without a journal entry (the store could not write).
+    pub runs_unjournaled: u64,
     pub store_errors: u64,
     /// Stored jobs whose timing did not parse at start-up (kept, never
     /// scheduled).
@@ -59,6 +63,10 @@ impl Metrics {
 
     pub fn not_started(&self) {
         self.not_started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn unjournaled(&self) {
+        self.unjournaled.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn store_error(&self) {
@@ -92,6 +100,7 @@ impl Metrics {
             runs_skipped: self.skipped.load(Ordering::Relaxed),
             runs_interrupted: self.interrupted.load(Ordering::Relaxed),
             runs_not_started: self.not_started.load(Ordering::Relaxed),
+            runs_unjournaled: self.unjournaled.load(Ordering::Relaxed),
             store_errors: self.store_errors.load(Ordering::Relaxed),
             invalid_jobs: self.invalid_jobs.load(Ordering::Relaxed),
             runs_dropped: self.runs_dropped.load(Ordering::Relaxed),

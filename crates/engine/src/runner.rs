@@ -142,11 +142,18 @@ impl Inner {
                 })
                 .await;
             if let Err(e) = journaled {
-                self.lock().running_end(&id);
                 self.metrics.store_error();
-                self.metrics.not_started();
-                tracing::error!(job = %id, error = %e, "cannot journal the run, so it does not start");
-                return None;
+                if self.config.require_journal {
+                    self.lock().running_end(&id);
+                    self.metrics.not_started();
+                    tracing::error!(job = %id, error = %e, "cannot journal the run, so it does not start (require_journal)");
+                    return None;
+                }
+                // The store cannot write: the run goes on from memory, as
+                // every run did before the journal; a crash during it is
+                // not seen at the next start.
+                self.metrics.unjournaled();
+                tracing::warn!(job = %id, error = %e, "cannot journal the run; it runs anyway (a crash during it will not be recorded)");
             }
             let _ = self.events.send(Event::RunStarted {
                 job_id: id.clone(),

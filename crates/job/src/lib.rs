@@ -51,6 +51,7 @@ impl JobType {
 
 /// What to do when a run falls due while the previous run of the same job
 /// is still going.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Overlap {
@@ -400,6 +401,7 @@ fn exact_duration(field: &str, text: &str) -> Result<Option<SignedDuration>, Job
 }
 
 /// Why a run happened.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
@@ -412,6 +414,7 @@ pub enum Trigger {
 }
 
 /// How a run ended.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -426,12 +429,16 @@ pub enum Outcome {
 }
 
 /// One run of a job (Kala's JobStat, with more detail).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub job_id: JobId,
     /// When the run began (wall clock).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub ran_at: Timestamp,
     /// The schedule point this run was for, if it came from the schedule.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub scheduled_at: Option<Timestamp>,
     pub trigger: Trigger,
     pub outcome: Outcome,

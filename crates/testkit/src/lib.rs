@@ -34,8 +34,20 @@ impl ServerProcess {
         dir: &Path,
         extra: &[S],
     ) -> io::Result<ServerProcess> {
+        ServerProcess::start_with_env(bin, dir, extra, &[])
+    }
+
+    /// [`ServerProcess::start`] with extra environment variables (e.g. a
+    /// `PATH` under which no command can be found, for API fuzzing).
+    pub fn start_with_env<S: AsRef<std::ffi::OsStr>>(
+        bin: &Path,
+        dir: &Path,
+        extra: &[S],
+        env: &[(&str, &str)],
+    ) -> io::Result<ServerProcess> {
         let started = Instant::now();
         let mut cmd = Command::new(bin);
+        cmd.envs(env.iter().copied());
         cmd.args(["serve", "--port", "0", "--bolt-path"])
             .arg(dir)
             .args(extra)

@@ -10,13 +10,19 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, json_response};
 use crate::extract::{Json, clamp_limit};
+use crate::openapi::ErrorBody;
 
+/// `{"Stats": …}`, as Kala wraps them.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Wrapped {
+    #[serde(rename = "Stats")]
+    stats: kala_job::wire::AppStats,
+}
+
+/// Kala's app-level stats.
+#[utoipa::path(get, path = "/api/v1/stats/", tag = "server",
+    responses((status = 200, description = "The app stats", body = Wrapped)))]
 pub async fn app_stats(State(s): State<AppState>) -> ApiResult {
-    #[derive(Serialize)]
-    struct Wrapped {
-        #[serde(rename = "Stats")]
-        stats: kala_job::wire::AppStats,
-    }
     Ok(json_response(
         StatusCode::OK,
         &Wrapped {
@@ -25,15 +31,42 @@ pub async fn app_stats(State(s): State<AppState>) -> ApiResult {
     ))
 }
 
-#[derive(Deserialize)]
+/// A schedule to preview.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"schedule": "R/2030-01-01T00:00:00Z/PT1H", "time_zone": "Europe/Berlin", "count": 3}))]
 pub struct PreviewRequest {
+    /// An ISO 8601 repeating interval or a cron expression.
     schedule: String,
+    /// An IANA zone for the schedule (default: its own, else UTC).
     #[serde(default)]
     time_zone: String,
+    /// How many runs to list (1 to 100; default 5).
     #[serde(default)]
     count: Option<usize>,
 }
 
+/// The next runs of a schedule.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Preview {
+    /// The schedule as parsed.
+    schedule: String,
+    /// In words.
+    description: String,
+    /// The next run times (RFC 3339).
+    next: Vec<String>,
+}
+
+/// The next run times of a schedule, without creating a job (kala's
+/// extension).
+#[utoipa::path(post, path = "/api/v1/schedule/preview/", tag = "server",
+    request_body(content = PreviewRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The next runs", body = Preview),
+        (status = 400, description = "The schedule, zone or body is invalid", body = ErrorBody),
+        (status = 408, description = "The body was not sent in time", body = ErrorBody),
+        (status = 413, description = "The body is larger than --max-body-bytes", body = ErrorBody),
+        (status = 415, description = "A content type a browser can send cross-site", body = ErrorBody),
+    ))]
 pub async fn preview(State(s): State<AppState>, Json(req): Json<PreviewRequest>) -> ApiResult {
     let zone = if req.time_zone.is_empty() {
         None
@@ -54,12 +87,6 @@ pub async fn preview(State(s): State<AppState>, Json(req): Json<PreviewRequest>)
         .take(clamp_limit(req.count, 5, 100))
         .map(|t| t.to_string())
         .collect();
-    #[derive(Serialize)]
-    struct Preview {
-        schedule: String,
-        description: String,
-        next: Vec<String>,
-    }
     Ok(json_response(
         StatusCode::OK,
         &Preview {
@@ -70,17 +97,29 @@ pub async fn preview(State(s): State<AppState>, Json(req): Json<PreviewRequest>)
     ))
 }
 
+/// The server's health.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` or `unhealthy`.
+    status: &'static str,
+    /// Jobs loaded.
+    jobs: usize,
+    /// The store's backend (`redb`, `postgres`, …).
+    store: &'static str,
+    /// Why the store cannot write (only when unhealthy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+}
+
 /// 200 `{"status":"ok",…}`, or 503 `{"status":"unhealthy",…,"problem":…}`
-/// while the store says writes fail (e.g. a full disk).
+/// while the store says writes fail (e.g. a full disk). Never needs the
+/// auth token.
+#[utoipa::path(get, path = "/healthz", tag = "server", security(()),
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "The store cannot write (the problem is named)", body = Health),
+    ))]
 pub async fn healthz(State(s): State<AppState>) -> Response {
-    #[derive(Serialize)]
-    struct Health {
-        status: &'static str,
-        jobs: usize,
-        store: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        problem: Option<String>,
-    }
     let problem = s.engine.store().problem();
     let (code, status) = match problem {
         None => (StatusCode::OK, "ok"),
@@ -97,6 +136,11 @@ pub async fn healthz(State(s): State<AppState>) -> Response {
     )
 }
 
+/// Prometheus metrics (text exposition format 0.0.4). Never needs the
+/// auth token.
+#[utoipa::path(get, path = "/metrics", tag = "server", security(()),
+    responses((status = 200, description = "The metrics", body = String,
+        content_type = "text/plain; version=0.0.4; charset=utf-8")))]
 pub async fn metrics_text(State(s): State<AppState>) -> Response {
     let body = crate::metrics::render(&s.engine, &s.http);
     (

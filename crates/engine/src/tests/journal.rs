@@ -131,3 +131,77 @@ async fn with_claims_only_this_nodes_open_runs_are_resolved() {
     assert_eq!(store.runs(&j.id, None).await.unwrap().len(), 1);
     drop(h);
 }
+
+/// A memory store whose journal writes fail (the database went away).
+struct NoJournal(MemoryStore);
+
+#[async_trait::async_trait]
+impl JobStore for NoJournal {
+    fn name(&self) -> &'static str {
+        "no-journal"
+    }
+    async fn load_all(&self) -> kala_store::Result<Vec<Job>> {
+        self.0.load_all().await
+    }
+    async fn get(&self, id: &str) -> kala_store::Result<Option<Job>> {
+        self.0.get(id).await
+    }
+    async fn apply(&self, batch: Batch) -> kala_store::Result<()> {
+        if !batch.begin.is_empty() {
+            return Err(kala_store::StoreError::Unavailable("gone".into()));
+        }
+        self.0.apply(batch).await
+    }
+    async fn runs(&self, id: &str, limit: Option<usize>) -> kala_store::Result<Vec<RunRecord>> {
+        self.0.runs(id, limit).await
+    }
+    async fn prune_runs(
+        &self,
+        r: kala_store::Retention,
+        now: Timestamp,
+    ) -> kala_store::Result<u64> {
+        self.0.prune_runs(r, now).await
+    }
+    async fn delete_all(&self) -> kala_store::Result<()> {
+        self.0.delete_all().await
+    }
+    async fn open_runs(&self) -> kala_store::Result<Vec<OpenRun>> {
+        self.0.open_runs().await
+    }
+    async fn claim(&self, c: kala_store::Claim) -> kala_store::Result<bool> {
+        self.0.claim(c).await
+    }
+    async fn close(&self) -> kala_store::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn without_a_journal_a_run_goes_on_unless_the_journal_is_required() {
+    let store: Arc<dyn JobStore> = Arc::new(NoJournal(MemoryStore::new()));
+    let mut h = harness_on(store.clone(), t0()).await;
+    h.engine
+        .create(job("runs anyway", "ok", &iso("R1", 10, "PT1M")))
+        .await
+        .unwrap();
+    h.advance(10).await;
+    assert_eq!(h.finished().await.outcome, Outcome::Succeeded);
+    let m = h.engine.metrics().snapshot();
+    assert_eq!((m.runs_unjournaled, m.runs_not_started), (1, 0));
+
+    let config = EngineConfig {
+        require_journal: true,
+        ..EngineConfig::default()
+    };
+    let store: Arc<dyn JobStore> = Arc::new(NoJournal(MemoryStore::new()));
+    let mut h = harness_with(store, t0(), config).await;
+    h.engine
+        .create(job("never starts", "ok", &iso("R1", 10, "PT1M")))
+        .await
+        .unwrap();
+    h.advance(10).await;
+    h.quiet().await;
+    assert!(h.names().is_empty());
+    let m = h.engine.metrics().snapshot();
+    assert_eq!((m.runs_unjournaled, m.runs_not_started), (0, 1));
+}

@@ -24,19 +24,24 @@ fn ser_ts<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(t)
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize)]
 pub struct MetadataOut {
     pub success_count: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(serialize_with = "ser_time")]
     pub last_success: Option<Timestamp>,
     pub error_count: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(serialize_with = "ser_time")]
     pub last_error: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(serialize_with = "ser_time")]
     pub last_attempted_run: Option<Timestamp>,
     pub number_of_finished_runs: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize)]
 pub struct RemoteOut<'a> {
     pub url: &'a str,
@@ -52,6 +57,7 @@ pub struct RemoteOut<'a> {
 /// job uses them (a time zone, timeout or retry delay that was set, an
 /// overlap other than `allow`), so a job made of Kala's fields renders
 /// with exactly Kala's keys.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize)]
 pub struct JobOut<'a> {
     pub name: &'a str,
@@ -65,6 +71,7 @@ pub struct JobOut<'a> {
     pub schedule: &'a str,
     pub retries: u64,
     pub epsilon: &'a str,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(serialize_with = "ser_time")]
     pub next_run_at: Option<Timestamp>,
     #[serde(rename = "TemplateDelimiters")]
@@ -142,9 +149,11 @@ impl<'a> JobOut<'a> {
 
 /// A run as Kala's JobStat (snake_case only, as Kala sends it; the
 /// README's `JobId`-style names are a documentation error of Kala's).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Serialize)]
 pub struct StatOut<'a> {
     pub job_id: &'a str,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(serialize_with = "ser_ts")]
     pub ran_at: Timestamp,
     pub number_of_retries: u64,
@@ -165,6 +174,7 @@ impl<'a> StatOut<'a> {
 }
 
 /// Kala's app-level stats (snake_case only, as Kala sends them).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AppStats {
     pub active_jobs: u64,
@@ -172,10 +182,13 @@ pub struct AppStats {
     pub jobs: u64,
     pub error_count: u64,
     pub success_count: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(serialize_with = "ser_time")]
     pub next_run_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(serialize_with = "ser_time")]
     pub last_attempted_run: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(serialize_with = "ser_time")]
     pub created: Option<Timestamp>,
 }
