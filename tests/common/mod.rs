@@ -42,6 +42,11 @@ impl Server {
     pub fn kill9(self) {
         self.0.kill9();
     }
+
+    /// A kala-client of this server.
+    pub fn api(&self) -> kala_client::Client {
+        kala_client::Client::new(&self.base).expect("kala-client")
+    }
 }
 
 pub fn client() -> reqwest::Client {
@@ -120,11 +125,12 @@ pub fn starts_in(secs: i64, repeat: &str, interval: &str) -> String {
     format!("{repeat}/{t}/{interval}")
 }
 
-pub async fn create(c: &reqwest::Client, s: &Server, body: Value) -> String {
-    let r = req(c, "POST", &s.url("/api/v1/job/"), Some(&body.to_string())).await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(r.header("content-type"), "application/json;charset=UTF-8");
-    r.json()["id"].as_str().expect("id").to_string()
+/// Creates a job from a hand-written body (through kala-client).
+pub async fn create(_c: &reqwest::Client, s: &Server, body: Value) -> String {
+    s.api()
+        .create_json(&body)
+        .await
+        .unwrap_or_else(|e| panic!("create {body}: {e}"))
 }
 
 /// POST /api/v1/job/{start|enable|disable}/{id}/.
@@ -151,10 +157,11 @@ pub async fn create_every_second(c: &reqwest::Client, s: &Server) -> String {
 }
 
 /// Waits until the job's success count reaches `n`.
-pub async fn wait_for_successes(c: &reqwest::Client, s: &Server, id: &str, n: u64) {
+pub async fn wait_for_successes(_c: &reqwest::Client, s: &Server, id: &str, n: u64) {
+    let api = s.api();
     eventually(20, || async {
-        let j = get_job(c, s, id).await;
-        (j["metadata"]["success_count"].as_u64() >= Some(n)).then_some(())
+        let j = api.get_without_stats(id).await.expect("get job");
+        (j.job.metadata.success_count >= n).then_some(())
     })
     .await;
 }

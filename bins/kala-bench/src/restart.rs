@@ -10,7 +10,6 @@ use anyhow::bail;
 use jiff::{SignedDuration, Timestamp};
 use kala_store::JobStore;
 use kala_store_redb::RedbStore;
-use serde_json::json;
 
 use crate::report::{Measure, measure};
 use crate::server::{server_binary, start_server, stop};
@@ -60,13 +59,9 @@ pub async fn bench_restart(
             // loaded and scheduled.
             let server = start_server(&bin, &dir, server_args)?;
             let elapsed = server.started_in.as_secs_f64();
-            let body = reqwest::get(format!("{}/healthz", server.base))
-                .await?
-                .bytes()
-                .await?;
-            let health: serde_json::Value = serde_json::from_slice(&body)?;
-            if health["jobs"].as_u64() != Some(n as u64) {
-                bail!("server reports {} jobs, expected {n}", health["jobs"]);
+            let health = kala_client::Client::new(&server.base)?.health().await?;
+            if health.jobs != n as u64 {
+                bail!("server reports {} jobs, expected {n}", health.jobs);
             }
             times.push(elapsed);
             let rss = server.rss_kib()?;
@@ -75,16 +70,8 @@ pub async fn bench_restart(
         }
         if !server_args.is_empty() {
             let server = start_server(&bin, &dir, server_args)?;
-            let r = reqwest::Client::new()
-                .delete(format!("{}/api/v1/job/all/", server.base))
-                .send()
-                .await?;
-            if r.status().as_u16() != 204 {
-                eprintln!(
-                    "warning: cleaning up: DELETE /api/v1/job/all/ answered {}: {}",
-                    r.status(),
-                    r.text().await.unwrap_or_default()
-                );
+            if let Err(e) = kala_client::Client::new(&server.base)?.delete_all().await {
+                eprintln!("warning: cleaning up: DELETE /api/v1/job/all/: {e}");
             }
             stop(server)?;
         }
@@ -110,29 +97,23 @@ pub async fn bench_restart(
 
 /// Creates `n` far-future jobs over HTTP with 64 connections.
 async fn fill_http(base: &str, n: usize) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()?;
+    let client = kala_client::Client::new(base)?;
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..64 {
-        let (client, base, next) = (client.clone(), base.to_string(), next.clone());
+        let (client, next) = (client.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let k = next.fetch_add(1, Ordering::Relaxed) as usize;
                 if k >= n {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let body = json!({"name": format!("restart {k}"), "command": "true",
-                    "schedule": format!("R/{}/PT1H", Timestamp::now() + SignedDuration::from_hours(24 * 365))});
-                let r = client
-                    .post(format!("{base}/api/v1/job/"))
-                    .body(body.to_string())
-                    .send()
-                    .await?;
-                if r.status().as_u16() != 201 {
-                    bail!("create answered {}", r.status());
-                }
+                let mut job = kala_client::Job::new(format!("restart {k}"), "true");
+                job.schedule = format!(
+                    "R/{}/PT1H",
+                    Timestamp::now() + SignedDuration::from_hours(24 * 365)
+                );
+                client.create(&job).await?;
             }
         }));
     }
