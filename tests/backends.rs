@@ -145,6 +145,20 @@ async fn mongo_backend_survives_a_restart() {
     client.database(&db).drop().await.expect("drop database");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_backend_survives_a_restart() {
+    let server = kala_store_consul::test_server::ConsulUnderTest::start();
+    restart_keeps_jobs_and_history(&[
+        "--jobdb",
+        "consul",
+        "--jobdb-address",
+        &server.address,
+        "--jobdb-namespace",
+        &unique("kala_test_"),
+    ])
+    .await;
+}
+
 #[test]
 fn bad_backend_addresses_fail_with_a_message() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -164,6 +178,14 @@ fn bad_backend_addresses_fail_with_a_message() {
         (
             vec!["--jobdb", "redis", "--jobdb-address", "127.0.0.1:1"],
             "--jobdb=redis",
+        ),
+        (
+            vec!["--jobdb", "consul", "--jobdb-address", "127.0.0.1:1"],
+            "--jobdb=consul",
+        ),
+        (
+            vec!["--jobdb", "consul", "--jobdb-address", "consul://x"],
+            "expected host:port",
         ),
     ] {
         let out = std::process::Command::new(BIN)

@@ -7,6 +7,8 @@
 //!   port with `appendonly yes, appendfsync always` (the machine's Redis
 //!   keeps nothing on disk, so it cannot show durability), killed with
 //!   SIGKILL and started again on the same files.
+//! * Consul: a single server agent with a data directory, SIGKILLed and
+//!   started again on it.
 //! * PostgreSQL: the machine's own cluster, stopped with
 //!   `pg_ctlcluster … stop -m immediate` (no clean shutdown) and started
 //!   again; a guard restarts it even if the test fails.
@@ -292,4 +294,20 @@ async fn postgres_outage_gives_503_then_reconnects_and_loses_nothing() {
     )
     .await;
     drop_pg_schema(&url, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_outage_gives_503_then_reconnects_and_loses_nothing() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let consul = std::sync::Arc::new(std::sync::Mutex::new(
+        kala_store_consul::test_server::ConsulUnderTest::start_persistent(data.path()),
+    ));
+    let address = consul.lock().expect("lock").address.clone();
+    let (c1, c2) = (consul.clone(), consul.clone());
+    outage(
+        &["--jobdb", "consul", "--jobdb-address", &address],
+        &mut || c1.lock().expect("lock").kill(),
+        &mut || c2.lock().expect("lock").restart(),
+    )
+    .await;
 }

@@ -50,7 +50,9 @@ enum Command {
 }
 
 /// The backends `--jobdb` accepts.
-const JOBDBS: &[&str] = &["boltdb", "redis", "postgres", "mysql", "mariadb", "mongo"];
+const JOBDBS: &[&str] = &[
+    "boltdb", "redis", "postgres", "mysql", "mariadb", "mongo", "consul",
+];
 
 #[derive(Args, Debug)]
 struct Serve {
@@ -61,7 +63,7 @@ struct Serve {
     /// unless told otherwise.
     #[arg(short, long, env = "KALA_INTERFACE", default_value = "127.0.0.1")]
     interface: String,
-    /// Job store: boltdb (the embedded store), redis, postgres, mysql, mariadb, mongo.
+    /// Job store: boltdb (the embedded store), redis, postgres, mysql, mariadb, mongo, consul.
     #[arg(long, env = "KALA_JOBDB", default_value = "boltdb")]
     jobdb: String,
     /// Directory of the embedded store's file (kala.redb).
@@ -114,9 +116,13 @@ struct Serve {
     jobdb_tls_servername: String,
     /// Where in the job store kala keeps its data: the Redis key prefix
     /// (default kala), the PostgreSQL schema (default: the search path),
-    /// the MongoDB database (default kala).
+    /// the MongoDB database (default kala), the Consul key prefix (default
+    /// kala).
     #[arg(long = "jobdb-namespace", env = "KALA_JOBDB_NAMESPACE")]
     jobdb_namespace: Option<String>,
+    /// Consul's ACL token (default: CONSUL_HTTP_TOKEN).
+    #[arg(long = "jobdb-token", env = "KALA_JOBDB_TOKEN", default_value = "")]
+    jobdb_token: String,
     /// Owner given to jobs created without one.
     #[arg(
         short = 'o',

@@ -101,6 +101,27 @@ pub async fn open_store(args: &Serve) -> anyhow::Result<Arc<dyn JobStore>> {
                     .context("--jobdb=mongo")?,
             )
         }
+        #[cfg(feature = "consul")]
+        "consul" => {
+            let path = |p: &str| (!p.is_empty()).then(|| std::path::PathBuf::from(p));
+            let options = kala_store_consul::ConsulOptions {
+                address: args.jobdb_address.clone(),
+                token: args.jobdb_token.clone(),
+                username: args.jobdb_username.clone(),
+                password: args.jobdb_password.clone(),
+                prefix: namespace.unwrap_or_else(|| "kala".into()),
+                tls_ca: path(&args.jobdb_tls_capath),
+                tls_cert: path(&args.jobdb_tls_certpath),
+                tls_key: path(&args.jobdb_tls_keypath),
+                tls_servername: Some(args.jobdb_tls_servername.clone()),
+                ..Default::default()
+            };
+            Arc::new(
+                kala_store_consul::ConsulStore::connect(&options)
+                    .await
+                    .context("--jobdb=consul")?,
+            )
+        }
         other if JOBDBS.contains(&other) => bail!(
             "--jobdb={other} is not built into this binary (cargo feature {:?} of kala-server is off)",
             if other == "mariadb" { "mysql" } else { other }

@@ -11,10 +11,13 @@
 //! `next_run_at`, `metadata`, `stats`, `is_done`, `dependent_jobs`) are
 //! accepted and ignored. Errors name the field.
 //!
-//! Modules: `output` (what the server sends) and `input` (what it reads).
+//! Modules: `output` (what the server sends), `input` (what it reads),
+//! `rendered` (what it sent, read back: for clients and for stores Kala wrote).
 
 mod input;
 mod output;
+mod rendered;
 
 pub use input::{job_from_json, job_from_value};
 pub use output::{AppStats, JobOut, MetadataOut, RemoteOut, StatOut, ZERO_TIME, ser_time};
+pub use rendered::{job_from_rendered, parse_kala_time};

@@ -1,0 +1,472 @@
+//! [`ConsulStore`]: kala's layout in Consul's KV store, batches as
+//! transactions (staged when larger than one), claims by check-and-set.
+//!
+//! Owns: the key layout, [`ConsulStore`], the staging of large batches and
+//! their roll-forward after a crash. Must not: speak HTTP (`client`).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use kala_job::{Job, RunRecord};
+use kala_store::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError, ns_i64};
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+
+use crate::address::ConsulOptions;
+use crate::client::{Consul, Op, VALUE_MAX_BYTES, chunks};
+
+/// Shifts nanosecond timestamps so that every realistic one is positive
+/// and fits 31 decimal digits; fixed-width keys then sort as numbers.
+const NS_OFFSET: i128 = 1_000_000_000_000_000_000_000_000_000;
+
+/// Hex digits: jobs are read in 16 slices by the first character of their
+/// id (ids are UUIDs), so no answer holds every job at once.
+const SLICES: &str = "0123456789abcdef";
+
+/// Staged chunk values, at most (well under Consul's value limit).
+const STAGE_CHUNK_BYTES: usize = 200 * 1024;
+
+fn padded_ns(t: Timestamp) -> String {
+    format!("{:031}", t.as_nanosecond() + NS_OFFSET)
+}
+
+fn ns_of_key(key: &str) -> Option<i128> {
+    let tail = key.rsplit('/').next()?;
+    let digits = tail.split('-').next()?;
+    digits.parse::<i128>().ok().map(|n| n - NS_OFFSET)
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Backend(format!("encoding: {e}")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// A job written by kala (its own JSON) or by Kala (the job as Kala's API
+/// renders it, at the same key).
+fn decode_job(key: &str, bytes: &[u8]) -> Result<Job> {
+    match serde_json::from_slice::<Job>(bytes) {
+        Ok(job) => Ok(job),
+        Err(ours) => {
+            let value: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+                    key: key.to_string(),
+                    reason: e.to_string(),
+                })?;
+            kala_job::wire::job_from_rendered(value).map_err(|kalas| StoreError::Corrupt {
+                key: key.to_string(),
+                reason: format!("neither kala's job ({ours}) nor Kala's ({kalas})"),
+            })
+        }
+    }
+}
+
+/// A claim's value.
+#[derive(Serialize, Deserialize)]
+struct Held {
+    owner: String,
+    expires_at: i64,
+}
+
+/// An operation as kept in a staged chunk.
+#[derive(Serialize, Deserialize)]
+enum Staged {
+    #[serde(rename = "s")]
+    Set(String, String),
+    #[serde(rename = "d")]
+    Delete(String),
+    #[serde(rename = "t")]
+    DeleteTree(String),
+}
+
+impl Staged {
+    fn from_op(op: &Op) -> Staged {
+        match op {
+            Op::Set(k, v) => Staged::Set(k.clone(), String::from_utf8_lossy(v).into_owned()),
+            Op::Delete(k) => Staged::Delete(k.clone()),
+            Op::DeleteTree(k) => Staged::DeleteTree(k.clone()),
+        }
+    }
+
+    fn into_op(self) -> Op {
+        match self {
+            Staged::Set(k, v) => Op::Set(k, v.into_bytes()),
+            Staged::Delete(k) => Op::Delete(k),
+            Staged::DeleteTree(k) => Op::DeleteTree(k),
+        }
+    }
+}
+
+pub struct ConsulStore {
+    consul: Consul,
+    /// `P/` (the prefix with its slash).
+    p: String,
+    /// Readers share it; a staged batch holds it alone while it is applied,
+    /// so no read in this process sees half of it.
+    staging: RwLock<()>,
+}
+
+impl ConsulStore {
+    /// Connects (failing if Consul does not answer now), then finishes a
+    /// large batch a crash interrupted after its commit point and drops
+    /// one interrupted before it.
+    pub async fn connect(options: &ConsulOptions) -> Result<ConsulStore> {
+        let consul = Consul::new(options).await?;
+        consul.leader().await?;
+        let store = ConsulStore {
+            consul,
+            p: format!("{}/", options.prefix()?),
+            staging: RwLock::new(()),
+        };
+        store.recover().await?;
+        Ok(store)
+    }
+
+    fn job_key(&self, id: &str) -> String {
+        format!("{}jobs/{id}", self.p)
+    }
+
+    fn runs_prefix(&self, id: &str) -> String {
+        format!("{}runs/{id}/", self.p)
+    }
+
+    fn claims_prefix(&self, id: &str) -> String {
+        format!("{}claims/{id}/", self.p)
+    }
+
+    fn open_key(&self, run_id: &str) -> String {
+        format!("{}open_runs/{run_id}", self.p)
+    }
+
+    /// The operations of `batch`, in order: deletes, puts, runs (with the
+    /// trimming `keep_runs` asks for), journal entries begun, then ended.
+    async fn ops(&self, batch: &Batch) -> Result<Vec<Op>> {
+        let mut ops = Vec::new();
+        for id in &batch.delete {
+            ops.push(Op::Delete(self.job_key(id)));
+            ops.push(Op::DeleteTree(self.runs_prefix(id)));
+            ops.push(Op::DeleteTree(self.claims_prefix(id)));
+        }
+        for job in &batch.put {
+            ops.push(Op::Set(self.job_key(&job.id), encode(job)?));
+        }
+        let mut added: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for run in &batch.runs {
+            let key = format!(
+                "{}{}-{}",
+                self.runs_prefix(&run.job_id),
+                padded_ns(run.ran_at),
+                uuid::Uuid::new_v4().simple()
+            );
+            added
+                .entry(run.job_id.as_str())
+                .or_default()
+                .push(key.clone());
+            ops.push(Op::Set(key, encode(run)?));
+        }
+        if let Some(keep) = batch.keep_runs {
+            for (id, new) in added {
+                let mut keys = self.consul.keys(&self.runs_prefix(id)).await?;
+                keys.extend(new);
+                keys.sort();
+                keys.dedup();
+                let extra = keys.len().saturating_sub(keep);
+                ops.extend(keys.into_iter().take(extra).map(Op::Delete));
+            }
+        }
+        for open in &batch.begin {
+            ops.push(Op::Set(self.open_key(&open.run_id), encode(open)?));
+        }
+        for run_id in &batch.end {
+            ops.push(Op::Delete(self.open_key(run_id)));
+        }
+        for op in &ops {
+            if let Op::Set(k, v) = op
+                && v.len() > VALUE_MAX_BYTES
+            {
+                return Err(StoreError::Backend(format!(
+                    "{k}: {} bytes is more than Consul stores in one value ({VALUE_MAX_BYTES})",
+                    v.len()
+                )));
+            }
+        }
+        Ok(ops)
+    }
+
+    /// A batch larger than one transaction: its operations are written
+    /// under `P/staged/<batch>/`, then one key `P/committed/<batch>` makes
+    /// it count (the commit point), then they are applied and the staging
+    /// removed. A crash before the commit point leaves nothing visible; a
+    /// crash after it is finished at the next connect.
+    async fn apply_staged(&self, ops: Vec<Op>) -> Result<()> {
+        let _alone = self.staging.write().await;
+        let batch = uuid::Uuid::new_v4().simple().to_string();
+        let mut staged = Vec::new();
+        let mut chunk: Vec<Staged> = Vec::new();
+        let mut bytes = 0;
+        for op in &ops {
+            if !chunk.is_empty() && bytes + op.size() > STAGE_CHUNK_BYTES {
+                staged.push(std::mem::take(&mut chunk));
+                bytes = 0;
+            }
+            bytes += op.size();
+            chunk.push(Staged::from_op(op));
+        }
+        if !chunk.is_empty() {
+            staged.push(chunk);
+        }
+        let mut writes = Vec::new();
+        for (i, c) in staged.iter().enumerate() {
+            writes.push(Op::Set(
+                format!("{}staged/{batch}/{i:06}", self.p),
+                encode(c)?,
+            ));
+        }
+        for t in chunks(&writes) {
+            self.consul.txn(t).await?;
+        }
+        self.consul
+            .txn(&[Op::Set(
+                format!("{}committed/{batch}", self.p),
+                staged.len().to_string().into_bytes(),
+            )])
+            .await?;
+        // Committed: from here on the batch happened. A failure below is
+        // finished by the next connect (or the next staged write).
+        if let Err(e) = self.finish(&batch, ops).await {
+            tracing::error!(batch = %batch, error = %e, "a committed batch is not fully applied yet; it is finished at the next start");
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, batch: &str, ops: Vec<Op>) -> Result<()> {
+        for t in chunks(&ops) {
+            self.consul.txn(t).await?;
+        }
+        self.consul
+            .txn(&[
+                Op::DeleteTree(format!("{}staged/{batch}/", self.p)),
+                Op::Delete(format!("{}committed/{batch}", self.p)),
+            ])
+            .await
+    }
+
+    /// Finishes committed batches; drops staging that never committed.
+    async fn recover(&self) -> Result<()> {
+        let _alone = self.staging.write().await;
+        let committed = self
+            .consul
+            .list(&format!("{}committed/", self.p), true)
+            .await?;
+        for c in &committed {
+            let Some(batch) = c.key.rsplit('/').next() else {
+                continue;
+            };
+            let mut ops = Vec::new();
+            for pair in self
+                .consul
+                .list(&format!("{}staged/{batch}/", self.p), true)
+                .await?
+            {
+                let chunk: Vec<Staged> = decode(&pair.key, &pair.value)?;
+                ops.extend(chunk.into_iter().map(Staged::into_op));
+            }
+            tracing::warn!(batch = %batch, operations = ops.len(), "finishing a batch a crash interrupted after its commit point");
+            self.finish(batch, ops).await?;
+        }
+        let done: Vec<&str> = committed
+            .iter()
+            .filter_map(|c| c.key.rsplit('/').next())
+            .collect();
+        for key in self.consul.keys(&format!("{}staged/", self.p)).await? {
+            let batch = key
+                .trim_start_matches(&format!("{}staged/", self.p))
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if !batch.is_empty() && !done.contains(&batch.as_str()) {
+                tracing::warn!(batch = %batch, "dropping a batch a crash interrupted before its commit point");
+                self.consul
+                    .txn(&[Op::DeleteTree(format!("{}staged/{batch}/", self.p))])
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobStore for ConsulStore {
+    fn name(&self) -> &'static str {
+        "consul"
+    }
+
+    async fn load_all(&self) -> Result<Vec<Job>> {
+        let _read = self.staging.read().await;
+        let base = format!("{}jobs/", self.p);
+        let mut jobs = Vec::new();
+        for c in SLICES.chars() {
+            for pair in self.consul.list(&format!("{base}{c}"), true).await? {
+                jobs.push(decode_job(&pair.key, &pair.value)?);
+            }
+        }
+        // Ids that do not start with a lowercase hex digit (not written by
+        // kala or Kala, whose ids are UUIDs): found by their keys alone.
+        for key in self.consul.keys(&base).await? {
+            let first = key[base.len().min(key.len())..].chars().next();
+            if first.is_some_and(|c| !SLICES.contains(c))
+                && let Some(pair) = self.consul.get(&key).await?
+            {
+                jobs.push(decode_job(&pair.key, &pair.value)?);
+            }
+        }
+        Ok(jobs)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>> {
+        let _read = self.staging.read().await;
+        let key = self.job_key(id);
+        match self.consul.get(&key).await? {
+            Some(pair) => decode_job(&key, &pair.value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn apply(&self, batch: Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ops = self.ops(&batch).await?;
+        let parts = chunks(&ops);
+        if parts.len() <= 1 {
+            let _read = self.staging.read().await;
+            return self.consul.txn(&ops).await;
+        }
+        self.apply_staged(ops).await
+    }
+
+    async fn runs(&self, job_id: &str, limit: Option<usize>) -> Result<Vec<RunRecord>> {
+        let _read = self.staging.read().await;
+        let mut pairs = self.consul.list(&self.runs_prefix(job_id), false).await?;
+        pairs.sort_by(|a, b| a.key.cmp(&b.key));
+        let from = limit.map_or(0, |l| pairs.len().saturating_sub(l));
+        pairs[from..]
+            .iter()
+            .map(|p| decode(&p.key, &p.value))
+            .collect()
+    }
+
+    async fn prune_runs(&self, retention: Retention, now: Timestamp) -> Result<u64> {
+        let mut doomed = Vec::new();
+        let keys = self.consul.keys(&format!("{}runs/", self.p)).await?;
+        let cutoff = retention
+            .max_age
+            .and_then(|age| now.checked_sub(age).ok())
+            .map(|t| t.as_nanosecond());
+        let mut by_job: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for key in keys {
+            if let (Some(cutoff), Some(ns)) = (cutoff, ns_of_key(&key))
+                && ns < cutoff
+            {
+                doomed.push(key);
+                continue;
+            }
+            let job = key
+                .rsplit_once('/')
+                .map(|(j, _)| j.to_string())
+                .unwrap_or_default();
+            by_job.entry(job).or_default().push(key);
+        }
+        if let Some(keep) = retention.max_per_job {
+            for (_, mut keys) in by_job {
+                keys.sort();
+                let extra = keys.len().saturating_sub(keep);
+                doomed.extend(keys.into_iter().take(extra));
+            }
+        }
+        let dropped = doomed.len() as u64;
+        let mut ops: Vec<Op> = doomed.into_iter().map(Op::Delete).collect();
+        let now_ns = ns_i64(now)?;
+        for pair in self
+            .consul
+            .list(&format!("{}claims/", self.p), false)
+            .await?
+        {
+            if let Ok(h) = serde_json::from_slice::<Held>(&pair.value)
+                && h.expires_at <= now_ns
+            {
+                ops.push(Op::Delete(pair.key));
+            }
+        }
+        for t in chunks(&ops) {
+            self.consul.txn(t).await?;
+        }
+        Ok(dropped)
+    }
+
+    async fn delete_all(&self) -> Result<()> {
+        let _alone = self.staging.write().await;
+        self.consul.txn(&[Op::DeleteTree(self.p.clone())]).await
+    }
+
+    async fn open_runs(&self) -> Result<Vec<OpenRun>> {
+        let _read = self.staging.read().await;
+        self.consul
+            .list(&format!("{}open_runs/", self.p), true)
+            .await?
+            .iter()
+            .map(|p| decode(&p.key, &p.value))
+            .collect()
+    }
+
+    /// Check-and-set on `P/claims/<id>/<occurrence>`: written only if
+    /// absent, or still at the index read when it is ours or expired.
+    async fn claim(&self, claim: Claim) -> Result<bool> {
+        let key = format!(
+            "{}{}",
+            self.claims_prefix(&claim.job_id),
+            padded_ns(claim.scheduled_at)
+        );
+        let value = encode(&Held {
+            owner: claim.owner.clone(),
+            expires_at: ns_i64(claim.expires_at)?,
+        })?;
+        let now = ns_i64(Timestamp::now())?;
+        match self.consul.get(&key).await? {
+            None => self.consul.cas(&key, &value, 0).await,
+            Some(pair) => {
+                let held: Option<Held> = serde_json::from_slice(&pair.value).ok();
+                match held {
+                    Some(h) if h.expires_at > now && h.owner != claim.owner => Ok(false),
+                    _ => self.consul.cas(&key, &value, pair.modify_index).await,
+                }
+            }
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_keys_sort_by_time_and_give_it_back() {
+        let a: Timestamp = "1960-01-01T00:00:00Z".parse().unwrap();
+        let b: Timestamp = "2030-01-01T00:00:00.000000001Z".parse().unwrap();
+        assert!(padded_ns(a) < padded_ns(b));
+        let key = format!("kala/runs/x/{}-abc", padded_ns(b));
+        assert_eq!(ns_of_key(&key), Some(b.as_nanosecond()));
+    }
+}

@@ -1,0 +1,157 @@
+//! A real Consul agent for tests (feature `test-server`).
+//!
+//! [`ConsulUnderTest::start`] runs `consul agent -dev` (in memory) on free
+//! loopback ports and stops it on drop. The binary is `KALA_CONSUL`, else
+//! `~/.cache/kala-consul/consul` (where `.ci/run` unpacks Debian 11's
+//! package), else `consul` on the `PATH`; without one it panics saying how
+//! to get it: a test that needs Consul never passes without one.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ConsulUnderTest {
+    /// `127.0.0.1:PORT`, for [`crate::ConsulOptions::address`].
+    pub address: String,
+    pub http_port: u16,
+    child: Option<Child>,
+    /// The agent's arguments, to start it again after [`ConsulUnderTest::kill`].
+    args: Vec<String>,
+    exe: PathBuf,
+}
+
+/// The consul binary tests use.
+pub fn consul_path() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("KALA_CONSUL") {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let p = PathBuf::from(home).join(".cache/kala-consul/consul");
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("consul"))
+        .find(|p| p.exists())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl ConsulUnderTest {
+    /// An in-memory dev agent.
+    pub fn start() -> ConsulUnderTest {
+        ConsulUnderTest::launch(None)
+    }
+
+    /// A single server that keeps its data in `data_dir`, so that it can
+    /// be killed and started again with what it had (outage tests).
+    pub fn start_persistent(data_dir: &std::path::Path) -> ConsulUnderTest {
+        ConsulUnderTest::launch(Some(data_dir))
+    }
+
+    fn launch(data_dir: Option<&std::path::Path>) -> ConsulUnderTest {
+        let exe = consul_path().unwrap_or_else(|| {
+            panic!(
+                "no consul binary for this test: set KALA_CONSUL, or unpack Debian 11's consul \
+                 package into ~/.cache/kala-consul (.ci/run does)"
+            )
+        });
+        let http_port = free_port();
+        let p = |n: u16| n.to_string();
+        let mode: Vec<String> = match data_dir {
+            None => vec!["-dev".into()],
+            Some(d) => vec![
+                "-server".into(),
+                "-bootstrap-expect".into(),
+                "1".into(),
+                "-data-dir".into(),
+                d.display().to_string(),
+                "-log-level".into(),
+                "warn".into(),
+            ],
+        };
+        let mut args: Vec<String> = vec!["agent".into()];
+        args.extend(mode);
+        args.extend([
+            "-bind".into(),
+            "127.0.0.1".into(),
+            "-client".into(),
+            "127.0.0.1".into(),
+            "-http-port".into(),
+            p(http_port),
+            "-dns-port".into(),
+            "-1".into(),
+            "-grpc-port".into(),
+            "-1".into(),
+            "-serf-lan-port".into(),
+            p(free_port()),
+            "-serf-wan-port".into(),
+            p(free_port()),
+            "-server-port".into(),
+            p(free_port()),
+        ]);
+        let mut server = ConsulUnderTest {
+            address: format!("127.0.0.1:{http_port}"),
+            http_port,
+            child: None,
+            args,
+            exe,
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts the agent (again) and waits until it has a leader.
+    pub fn restart(&mut self) {
+        let child = Command::new(&self.exe)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.exe.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.http_port)) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.write_all(b"GET /v1/status/leader HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+                if out.starts_with("HTTP/1.0 200") && body.len() > 2 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "consul did not elect a leader on port {} within 60 s",
+                self.http_port
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL (a dev agent keeps nothing; a persistent one keeps its
+    /// data directory).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ConsulUnderTest {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
