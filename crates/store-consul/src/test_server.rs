@@ -15,6 +15,8 @@ pub struct ConsulUnderTest {
     /// `127.0.0.1:PORT`, for [`crate::ConsulOptions::address`].
     pub address: String,
     pub http_port: u16,
+    /// The HTTPS port, when started with [`ConsulUnderTest::start_tls`].
+    pub https_port: Option<u16>,
     child: Option<Child>,
     /// The agent's arguments, to start it again after [`ConsulUnderTest::kill`].
     args: Vec<String>,
@@ -48,16 +50,29 @@ fn free_port() -> u16 {
 impl ConsulUnderTest {
     /// An in-memory dev agent.
     pub fn start() -> ConsulUnderTest {
-        ConsulUnderTest::launch(None)
+        ConsulUnderTest::launch(None, &[])
+    }
+
+    /// A dev agent that also serves HTTPS with `cert`/`key` (PEM files).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> ConsulUnderTest {
+        let port = free_port();
+        let hcl = [
+            format!("ports {{ https = {port} }}"),
+            format!("cert_file = {:?}", cert.display().to_string()),
+            format!("key_file = {:?}", key.display().to_string()),
+        ];
+        let mut s = ConsulUnderTest::launch(None, &hcl);
+        s.https_port = Some(port);
+        s
     }
 
     /// A single server that keeps its data in `data_dir`, so that it can
     /// be killed and started again with what it had (outage tests).
     pub fn start_persistent(data_dir: &std::path::Path) -> ConsulUnderTest {
-        ConsulUnderTest::launch(Some(data_dir))
+        ConsulUnderTest::launch(Some(data_dir), &[])
     }
 
-    fn launch(data_dir: Option<&std::path::Path>) -> ConsulUnderTest {
+    fn launch(data_dir: Option<&std::path::Path>, hcl: &[String]) -> ConsulUnderTest {
         let exe = consul_path().unwrap_or_else(|| {
             panic!(
                 "no consul binary for this test: set KALA_CONSUL, or unpack Debian 11's consul \
@@ -98,9 +113,13 @@ impl ConsulUnderTest {
             "-server-port".into(),
             p(free_port()),
         ]);
+        for h in hcl {
+            args.extend(["-hcl".to_string(), h.clone()]);
+        }
         let mut server = ConsulUnderTest {
             address: format!("127.0.0.1:{http_port}"),
             http_port,
+            https_port: None,
             child: None,
             args,
             exe,
