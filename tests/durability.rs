@@ -211,3 +211,51 @@ async fn a_run_cut_short_by_shutdown_is_recorded_as_interrupted() {
     assert_eq!(lines(&started), 1, "the one-off job does not start again");
     s.stop();
 }
+
+/// Issue 16, point 6 (on one instance too): a run tells its command who it
+/// is, so that jobs can be idempotent; retries keep the run id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_run_tells_its_command_who_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--node-id", "node-under-test"]);
+    let c = client();
+    let log = work.path().join("runs");
+    let command = format!(
+        r#"bash -c 'echo "$KALA_JOB_ID $KALA_RUN_ID $KALA_SCHEDULED_AT $KALA_ATTEMPT $KALA_NODE" >> {}; [ "$KALA_ATTEMPT" = 2 ]'"#,
+        log.display()
+    );
+    let id = create(
+        &c,
+        &s,
+        json!({"name": "who", "command": command, "retries": 1, "schedule": starts_in(1, "R1", "PT1H")}),
+    )
+    .await;
+    let runs = eventually(20, || async {
+        let runs = interrupted_runs(&c, &s, &id).await;
+        (!runs.is_empty()).then_some(runs)
+    })
+    .await;
+    let run = &runs[0];
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    assert_eq!(run["number_of_retries"], 1, "{run}");
+    let lines: Vec<Vec<String>> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect();
+    assert_eq!(lines.len(), 2, "two attempts: {lines:?}");
+    for (k, l) in lines.iter().enumerate() {
+        assert_eq!(l[0], id);
+        assert_eq!(l[1], lines[0][1], "one run id for both attempts");
+        assert_eq!(
+            l[2],
+            run["scheduled_at"].as_str().unwrap(),
+            "as in the record"
+        );
+        assert_eq!(l[3], (k + 1).to_string());
+        assert_eq!(l[4], "node-under-test");
+    }
+    assert_eq!(lines[0][1].len(), 36, "a UUID: {}", lines[0][1]);
+    s.stop();
+}

@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use kala_executor::Attempt;
+use kala_executor::{Attempt, RunContext};
 use kala_job::{Job, JobId, Outcome, Overlap, Plan, RunRecord, Trigger};
 use kala_store::{Batch, Claim, OpenRun};
 
@@ -77,12 +77,11 @@ impl Inner {
         &self,
         job: &Arc<Job>,
         timeout: Option<std::time::Duration>,
-        run_id: &str,
+        ctx: RunContext,
     ) -> Attempt {
         let started = std::time::Instant::now();
-        let (executor, owned, tag) = (self.executor.clone(), job.clone(), run_id.to_string());
-        match tokio::spawn(async move { executor.run_tagged(&owned, timeout, Some(&tag)).await })
-            .await
+        let (executor, owned) = (self.executor.clone(), job.clone());
+        match tokio::spawn(async move { executor.run_as(&owned, timeout, Some(&ctx)).await }).await
         {
             Ok(attempt) => attempt,
             Err(e) => {
@@ -175,7 +174,15 @@ impl Inner {
                     )
                 }
                 Ok(plan) => loop {
-                    let attempt = self.attempt(&job, plan.timeout(), &run_id).await;
+                    let ctx = RunContext {
+                        job_id: id.clone(),
+                        job_name: job.name.clone(),
+                        run_id: run_id.clone(),
+                        scheduled_at: point,
+                        attempt: retries_used + 1,
+                        node: self.config.node_id.clone(),
+                    };
+                    let attempt = self.attempt(&job, plan.timeout(), ctx).await;
                     if attempt.success {
                         break attempt;
                     }

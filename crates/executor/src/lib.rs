@@ -79,6 +79,57 @@ async fn render(text: &str, job: &Job) -> Result<String, String> {
     }
 }
 
+/// Who a run is, so that a job can be idempotent: the same for every
+/// attempt of a run but `attempt`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunContext {
+    pub job_id: String,
+    pub job_name: String,
+    /// Unique per run, the same for its retries (the run journal's id).
+    pub run_id: String,
+    /// The schedule point, for runs that came from the schedule.
+    pub scheduled_at: Option<jiff::Timestamp>,
+    /// 1 for the first attempt.
+    pub attempt: u64,
+    /// The instance that runs it.
+    pub node: String,
+}
+
+impl RunContext {
+    fn scheduled(&self) -> String {
+        self.scheduled_at.map(|t| t.to_string()).unwrap_or_default()
+    }
+
+    /// `KALA_JOB_ID`, `KALA_JOB_NAME`, `KALA_RUN_ID`, `KALA_SCHEDULED_AT`
+    /// (RFC 3339 UTC as in the run record; empty when not from the
+    /// schedule), `KALA_ATTEMPT`, `KALA_NODE`.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KALA_JOB_ID", self.job_id.clone()),
+            ("KALA_JOB_NAME", self.job_name.clone()),
+            (orphans::RUN_ID_VAR, self.run_id.clone()),
+            ("KALA_SCHEDULED_AT", self.scheduled()),
+            ("KALA_ATTEMPT", self.attempt.to_string()),
+            ("KALA_NODE", self.node.clone()),
+        ]
+    }
+
+    /// `Kala-Job-Id`, `Kala-Run-Id`, `Kala-Scheduled-At` (only for a
+    /// scheduled run), `Kala-Attempt`, `Kala-Node`.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![
+            ("Kala-Job-Id", self.job_id.clone()),
+            ("Kala-Run-Id", self.run_id.clone()),
+            ("Kala-Attempt", self.attempt.to_string()),
+            ("Kala-Node", self.node.clone()),
+        ];
+        if self.scheduled_at.is_some() {
+            h.push(("Kala-Scheduled-At", self.scheduled()));
+        }
+        h
+    }
+}
+
 /// Runs attempts. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Executor {
@@ -122,27 +173,29 @@ impl Executor {
     /// Runs one attempt of `job`. `timeout` bounds a local command (its
     /// process group is killed) or an in-process handler.
     pub async fn run(&self, job: &Job, timeout: Option<Duration>) -> Attempt {
-        self.run_tagged(job, timeout, None).await
+        self.run_as(job, timeout, None).await
     }
 
-    /// [`Executor::run`], with a local command's process given
-    /// `KALA_RUN_ID=<run_id>` in its environment: the tag by which
-    /// [`orphans::find`] recognises what a dead server left running.
-    pub async fn run_tagged(
+    /// [`Executor::run`], telling the run who it is: a local command gets
+    /// [`RunContext::env`] in its environment (`KALA_RUN_ID` is also the
+    /// tag by which [`orphans::find`] recognises what a dead server left
+    /// running), a remote request gets [`RunContext::headers`].
+    pub async fn run_as(
         &self,
         job: &Job,
         timeout: Option<Duration>,
-        run_id: Option<&str>,
+        ctx: Option<&RunContext>,
     ) -> Attempt {
         match job.job_type {
             JobType::Local => {
                 let started = Instant::now();
+                let env = ctx.map(RunContext::env).unwrap_or_default();
                 match render(&job.command, job).await {
-                    Ok(cmd) => run_command_tagged(&cmd, timeout, run_id).await,
+                    Ok(cmd) => run_command_with_env(&cmd, timeout, &env).await,
                     Err(e) => Attempt::failed(e, started),
                 }
             }
-            JobType::Remote => self.run_remote(job).await,
+            JobType::Remote => self.run_remote(job, ctx).await,
             JobType::InProcess => self.run_handler(job, timeout).await,
         }
     }
@@ -181,7 +234,7 @@ impl Executor {
         }
     }
 
-    async fn run_remote(&self, job: &Job) -> Attempt {
+    async fn run_remote(&self, job: &Job, ctx: Option<&RunContext>) -> Attempt {
         let started = Instant::now();
         let r = &job.remote_properties;
         let url = match render(&r.url, job).await {
@@ -215,6 +268,11 @@ impl Executor {
         }
         if !has_content_type {
             req = req.header("Content-Type", "application/json");
+        }
+        if let Some(ctx) = ctx {
+            for (name, value) in ctx.headers() {
+                req = req.header(name, value);
+            }
         }
         if !body.is_empty() {
             req = req.body(body);
@@ -336,15 +394,14 @@ pub fn expand_env(cmd: &str, env: impl Fn(&str) -> Option<String>) -> String {
 
 /// Runs a command line the way a local job does (also `kala-server run`).
 pub async fn run_command(cmd: &str, timeout: Option<Duration>) -> Attempt {
-    run_command_tagged(cmd, timeout, None).await
+    run_command_with_env(cmd, timeout, &[]).await
 }
 
-/// [`run_command`], with `KALA_RUN_ID=<run_id>` in the process's
-/// environment when `run_id` is given.
-pub async fn run_command_tagged(
+/// [`run_command`], with `env` added to the process's environment.
+pub async fn run_command_with_env(
     cmd: &str,
     timeout: Option<Duration>,
-    run_id: Option<&str>,
+    env: &[(&'static str, String)],
 ) -> Attempt {
     let started = Instant::now();
     let expanded = expand_env(cmd, |name| std::env::var(name).ok());
@@ -374,9 +431,7 @@ pub async fn run_command_tagged(
         .stderr(Stdio::from(writer2))
         .process_group(0)
         .kill_on_drop(true);
-    if let Some(id) = run_id {
-        command.env(orphans::RUN_ID_VAR, id);
-    }
+    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let spawned = command.spawn();
     // The parent's copies of the write end must go, or the reader never ends.
     drop(command);

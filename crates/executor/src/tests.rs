@@ -265,3 +265,47 @@ async fn background_processes_pin_nothing_and_outputs_stay_apart() {
         .args(["-f", "^sleep 37$"])
         .status();
 }
+
+fn context(scheduled: bool) -> RunContext {
+    RunContext {
+        job_id: "job-1".into(),
+        job_name: "the name".into(),
+        run_id: "run-9".into(),
+        scheduled_at: scheduled.then(|| "2030-01-01T00:00:00Z".parse().unwrap()),
+        attempt: 2,
+        node: "node-a".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_local_command_is_told_who_its_run_is() {
+    let mut j = Job::new("who", "");
+    j.command = r#"bash -c 'echo "$KALA_JOB_ID|$KALA_JOB_NAME|$KALA_RUN_ID|$KALA_SCHEDULED_AT|$KALA_ATTEMPT|$KALA_NODE"'"#.into();
+    let ex = Executor::new().unwrap();
+    let a = ex.run_as(&j, secs(10), Some(&context(true))).await;
+    assert_eq!(
+        a.output, "job-1|the name|run-9|2030-01-01T00:00:00Z|2|node-a\n",
+        "{a:?}"
+    );
+    let a = ex.run_as(&j, secs(10), Some(&context(false))).await;
+    assert_eq!(a.output, "job-1|the name|run-9||2|node-a\n", "{a:?}");
+}
+
+#[tokio::test]
+async fn a_remote_request_is_told_who_its_run_is() {
+    let (base, _h) = http_server().await;
+    let ex = Executor::new().unwrap();
+    let a = ex
+        .run_as(&remote(&format!("{base}/ok")), None, Some(&context(true)))
+        .await;
+    let head = a.output.to_ascii_lowercase();
+    for h in [
+        "kala-job-id: job-1",
+        "kala-run-id: run-9",
+        "kala-scheduled-at: 2030-01-01t00:00:00z",
+        "kala-attempt: 2",
+        "kala-node: node-a",
+    ] {
+        assert!(head.contains(h), "{h} missing: {}", a.output);
+    }
+}
