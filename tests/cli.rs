@@ -179,3 +179,122 @@ fn a_damaged_store_refuses_to_start() {
     assert!(err.contains("damaged"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn unknown_jobdb_is_refused_also_without_persistence() {
+    let (code, _, err) = run(&["serve", "--jobdb", "sqlite", "-n", "--port", "0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown --jobdb \"sqlite\""), "{err}");
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = run(&["completions", shell]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("kala-server"), "{shell}");
+        assert!(out.contains("jobdb-address"), "{shell}: every flag");
+    }
+    let (code, _, err) = run(&["completions", "tcsh"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("tcsh"), "{err}");
+    let (code, out, _) = run(&["man"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(".ie") || out.contains(".TH kala-server"),
+        "{out:.200}"
+    );
+    assert!(out.contains("serve"), "subcommands listed");
+}
+
+/// Starts `kala-server serve` with its log in `log` (not a terminal).
+fn serve_logging_to(
+    dir: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--port", "0", "--bolt-path"])
+        .arg(dir)
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("kala-server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("listening line");
+    let base = line
+        .trim()
+        .strip_prefix("kala-server listening on ")
+        .expect("listening")
+        .to_string();
+    (child, base)
+}
+
+fn terminate(mut child: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn logs_are_json_lines_with_ids_or_plain_text_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("json.log");
+    let (child, base) = serve_logging_to(dir.path(), &log, &["--log-format", "json"]);
+    let api = kala_client::Client::new(&base).unwrap();
+    let id = api
+        .create(&kala_client::Job::new("logged", "true"))
+        .await
+        .unwrap();
+    let bad = api.create(&kala_client::Job::new("", "true")).await;
+    assert!(bad.is_err());
+    common::eventually(20, || async {
+        (!api.runs(&id, None).await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    terminate(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let run = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "run finished")
+        .unwrap_or_else(|| panic!("no run line: {text}"));
+    assert_eq!(run["fields"]["job"], id.as_str(), "{run}");
+    assert_eq!(run["fields"]["outcome"], "Succeeded", "{run}");
+    assert_eq!(
+        run["fields"]["run"].as_str().map(str::len),
+        Some(36),
+        "{run}"
+    );
+    assert!(run["fields"]["node"].is_string(), "{run}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "request refused" && l["fields"]["status"] == 400),
+        "the 400 is logged: {text}"
+    );
+
+    let log = dir.path().join("text.log");
+    let (child, base) = serve_logging_to(dir.path(), &log, &[]);
+    let api = kala_client::Client::new(&base).unwrap();
+    let _ = api.create(&kala_client::Job::new("", "true")).await;
+    terminate(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("request refused"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes off a terminal: {text:?}"
+    );
+}

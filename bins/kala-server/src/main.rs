@@ -47,6 +47,21 @@ enum Command {
         #[arg(long = "bolt-path", env = "KALA_BOLT_PATH", default_value = ".")]
         bolt_path: PathBuf,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) for kala-server.
+    Completions { shell: clap_complete::Shell },
+    /// Print kala-server's manual page (roff), made from this command
+    /// line's own definition.
+    Man,
+}
+
+/// How the server writes its log (to stderr).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Lines for people; coloured only on a terminal without `NO_COLOR`.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// The backends `--jobdb` accepts.
@@ -77,12 +92,16 @@ struct Serve {
     /// Address of the job store's server.
     #[arg(long = "jobdb-address", env = "KALA_JOBDB_ADDRESS", default_value = "")]
     jobdb_address: String,
+    /// User name for the job store (PostgreSQL, MySQL/MariaDB, MongoDB;
+    /// HTTP basic auth in front of Consul).
     #[arg(
         long = "jobdb-username",
         env = "KALA_JOBDB_USERNAME",
         default_value = ""
     )]
     jobdb_username: String,
+    /// Password for the job store (Redis AUTH, PostgreSQL, MySQL/MariaDB,
+    /// MongoDB, Consul basic auth).
     #[arg(
         long = "jobdb-password",
         env = "KALA_JOBDB_PASSWORD",
@@ -90,24 +109,30 @@ struct Serve {
         hide_env_values = true
     )]
     jobdb_password: String,
+    /// PEM file of the CA that signed the job store's certificate (MySQL,
+    /// Consul).
     #[arg(
         long = "jobdb-tls-capath",
         env = "KALA_JOBDB_TLS_CAPATH",
         default_value = ""
     )]
     jobdb_tls_capath: String,
+    /// PEM client certificate for the job store (MySQL, Consul).
     #[arg(
         long = "jobdb-tls-certpath",
         env = "KALA_JOBDB_TLS_CERTPATH",
         default_value = ""
     )]
     jobdb_tls_certpath: String,
+    /// PEM key of --jobdb-tls-certpath.
     #[arg(
         long = "jobdb-tls-keypath",
         env = "KALA_JOBDB_TLS_KEYPATH",
         default_value = ""
     )]
     jobdb_tls_keypath: String,
+    /// The name to verify in the job store's certificate instead of the
+    /// address's host (Consul; MySQL refuses it).
     #[arg(
         long = "jobdb-tls-servername",
         env = "KALA_JOBDB_TLS_SERVERNAME",
@@ -187,6 +212,16 @@ struct Serve {
     /// are recorded at the next start under it); default: the host name.
     #[arg(long = "node-id", env = "KALA_NODE_ID")]
     node_id: Option<String>,
+    /// Log format: text, or json (one object per line with the job id,
+    /// run id, node and outcome of each run). Levels and targets:
+    /// RUST_LOG (e.g. `RUST_LOG=kala_engine=debug`).
+    #[arg(
+        long = "log-format",
+        env = "KALA_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
 }
 
 fn main() -> ExitCode {
@@ -204,6 +239,21 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run { command } => runtime.block_on(run(command)),
         Command::Check { bolt_path } => check::check(&bolt_path),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "kala-server", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("kala-server: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve(args) => match runtime.block_on(serve(*args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -262,10 +312,18 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     let filter = if args.verbose { "debug" } else { "info" };
     let env_filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init();
+        }
+    }
     // Every panic in the server is caught where it happens (a library's
     // bug on hostile input becomes a 400 or a failed run): log one line
     // and capture no backtrace, which costs ~60 ms of CPU per panic with

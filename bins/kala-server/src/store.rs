@@ -12,6 +12,13 @@ use kala_store_redb::RedbStore;
 use crate::{JOBDBS, Serve};
 
 pub async fn open_store(args: &Serve) -> anyhow::Result<Arc<dyn JobStore>> {
+    if !JOBDBS.contains(&args.jobdb.as_str()) {
+        bail!(
+            "unknown --jobdb {:?}; valid values: {}",
+            args.jobdb,
+            JOBDBS.join(", ")
+        );
+    }
     if args.no_persist {
         tracing::warn!(
             "--no-persist: jobs are kept in memory only and are lost when the server stops"

@@ -102,7 +102,10 @@ impl IntoResponse for ApiError {
                 request_id = Some(id);
                 m
             }
-            None => self.message,
+            None => {
+                tracing::info!(status = self.status.as_u16(), error = %self.message, "request refused");
+                self.message
+            }
         };
         let mut resp = json_response(self.status, &Body { error: &message });
         let h = resp.headers_mut();

@@ -215,9 +215,19 @@ impl Inner {
                 Outcome::Failed
             };
             self.metrics.count(outcome);
-            if let Some(e) = &attempt.error {
-                tracing::info!(job = %id, name = %job.name, error = %e, "run failed");
-            }
+            tracing::info!(
+                job = %id,
+                name = %job.name,
+                run = %run_id,
+                node = %self.config.node_id,
+                trigger = ?trigger,
+                scheduled_at = ?point,
+                outcome = ?outcome,
+                retries = retries_used,
+                exit_code = ?attempt.exit_code,
+                error = attempt.error.as_deref().unwrap_or(""),
+                "run finished"
+            );
             let record = RunRecord {
                 job_id: id.clone(),
                 ran_at,
