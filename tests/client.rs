@@ -21,7 +21,16 @@ async fn every_route_through_the_client() {
     assert_eq!(err.status().map(|s| s.as_u16()), Some(401), "{err}");
     assert!(matches!(err, Error::Api { .. }), "{err:?}");
     // Health and metrics need no token.
-    assert_eq!(anonymous.health().await.unwrap().status, "ok");
+    let health = anonymous.health().await.unwrap();
+    assert_eq!(health.status, "ok");
+    let started = health.started.expect("started");
+    assert!(started <= jiff::Timestamp::now());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        anonymous.health().await.unwrap().started,
+        Some(started),
+        "the start, not the time of the request"
+    );
     assert!(
         anonymous
             .metrics()

@@ -124,6 +124,9 @@ try {
   await page.click('a[data-nav="dashboard"]');
   await page.waitForSelector('#stat-jobs');
   check((await page.textContent('#stat-success .v')).trim() !== '0', 'dashboard counts successes');
+  const health = JSON.parse((await apiCall('GET', '/healthz')).body);
+  const startedShown = (await page.textContent('#server-started')).trim();
+  check(startedShown.length > 0 && health.started, 'the server start is shown: ' + startedShown);
   await shot('07-dashboard');
 
   step('delete it, with confirmation naming the child deleted with it');
@@ -157,13 +160,20 @@ try {
       { name: 'one-off migration', owner: 'db@example.com', command: 'true' },
       { name: 'paused cleanup', owner: 'ops@example.com', command: 'true', schedule: `R/${soon(600)}/PT1H`, disabled: true },
     ];
+    let backupId = null;
     for (const j of jobs) {
       const r = await apiCall('POST', '/api/v1/job/', j);
       check(r.status === 201, 'created ' + j.name + ': ' + JSON.stringify(r));
+      if (j.name === 'nightly backup') backupId = JSON.parse(r.body).id;
     }
+    const c = await apiCall('POST', '/api/v1/job/', { name: 'verify backup', owner: 'ops@example.com', command: 'true', parent_jobs: [backupId] });
+    check(c.status === 201, 'child created: ' + JSON.stringify(c));
     await page.waitForTimeout(6500);
     await page.goto(base + '/webui/#/jobs');
-    await page.waitForSelector('#jobs tbody tr:nth-child(7)');
+    await page.waitForSelector('#jobs tbody tr:nth-child(8)');
+    await page.waitForSelector('#jobs tbody tr:has-text("weekday digest"):has-text("Monday")');
+    const childRow = await page.textContent('#jobs tbody tr:has-text("verify backup")');
+    check(childRow.includes('after its parent'), 'a child runs after its parent: ' + childRow);
     await shot('10-job-list-many');
   }
 

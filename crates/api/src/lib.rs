@@ -86,6 +86,8 @@ pub(crate) struct AppState {
     engine: Engine,
     config: Arc<ApiConfig>,
     http: Arc<HttpMetrics>,
+    /// When the API was built (the server's start, for `/healthz`).
+    started: jiff::Timestamp,
 }
 
 /// The HTTP service type.
@@ -98,6 +100,7 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
         engine,
         config: Arc::new(config),
         http: Arc::new(HttpMetrics::default()),
+        started: jiff::Timestamp::now(),
     };
     let api = Router::new()
         .route("/api/v1/job", post(jobs::create_job).get(jobs::list_jobs))

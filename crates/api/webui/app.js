@@ -144,11 +144,31 @@ function describeDuration(d) {
   return parts.length ? parts.join(' ') : '0 seconds';
 }
 
-// Schedules in words, for the list (the create form asks the server).
-function describeSchedule(s) {
+// Schedules in words, for the list. ISO schedules are described here;
+// cron expressions are described by the server's preview route, once per
+// distinct expression (the list shows them on its next refresh).
+const cronWords = new Map();
+function describeCron(s, tz) {
+  const key = tz + '\n' + s;
+  if (!cronWords.has(key)) {
+    cronWords.set(key, null);
+    api('POST', '/api/v1/schedule/preview/', { schedule: s, time_zone: tz || '', count: 1 })
+      .then((p) => cronWords.set(key, p.description))
+      .catch(() => {});
+  }
+  const words = cronWords.get(key);
+  return words ? 'cron: ' + words : 'cron: ' + s;
+}
+
+function describeSchedule(job) {
+  const s = job.schedule;
+  if ((job.parent_jobs || []).length) {
+    const n = job.parent_jobs.length;
+    return n === 1 ? 'after its parent succeeds' : `after its ${n} parents succeed`;
+  }
   if (!s) return 'once, right away';
   const parts = s.split('/');
-  if (parts.length !== 3) return 'cron: ' + s;
+  if (parts.length !== 3) return describeCron(s, job.time_zone);
   const [rep, start, interval] = parts;
   const t = parseTime(start.replace(/\[.*\]$/, ''));
   const from = t ? ' from ' + absolute(t) : '';
@@ -245,7 +265,7 @@ function jobsTable() {
     h('tbody', {}, rows.map((j) => h('tr', { 'data-id': j.id },
       h('td', {}, h('a', { href: '#/job/' + j.id }, j.name || '(no name)')),
       h('td', { class: 'muted' }, j.owner || ''),
-      h('td', {}, describeSchedule(j.schedule), h('br'), h('code', { class: 'muted small' }, j.schedule || '')),
+      h('td', {}, describeSchedule(j), h('br'), h('code', { class: 'muted small' }, j.schedule || '')),
       h('td', {}, j.disabled || j.is_done ? h('span', { class: 'muted' }, '—') : timeCell(j.next_run_at)),
       h('td', {}, timeCell(j.metadata.last_attempted_run)),
       h('td', {}, lastResult(j)),
@@ -490,7 +510,7 @@ async function renderJob(id, rid) {
     ['Id', h('code', {}, job.id)], ['Owner', job.owner || '—'],
     ['Type', job.type === 1 ? 'remote HTTP request' : 'local command'],
     job.type === 1 ? ['Request', h('code', {}, `${rp.method || 'GET'} ${rp.url || ''}`)] : ['Command', h('code', {}, job.command)],
-    ['Schedule', [describeSchedule(job.schedule), ' ', h('code', { class: 'muted' }, job.schedule || '(none)')]],
+    ['Schedule', [describeSchedule(job), ' ', h('code', { class: 'muted' }, job.schedule || '(none)')]],
     ['Next run', job.disabled || job.is_done ? '—' : [timeCell(job.next_run_at), ' ', h('span', { class: 'muted small' }, absolute(parseTime(job.next_run_at)))]],
     ['State', jobState(job)],
     ['Parents', links(job.parent_jobs)], ['Children', links(job.dependent_jobs)],
@@ -587,11 +607,13 @@ function fmtSeconds(s) {
 }
 
 async function renderDashboard(rid) {
-  let stats, metrics;
+  let stats, metrics, health;
   try {
     stats = (await api('GET', '/api/v1/stats/')).Stats;
     const r = await fetch('/metrics');
     metrics = parseMetrics(await r.text());
+    // /healthz answers 503 with the same body while the store is unhealthy.
+    health = await (await fetch('/healthz')).json();
     markLive(true);
   } catch (e) {
     if (rid !== state.renderId) return;
@@ -626,7 +648,8 @@ async function renderDashboard(rid) {
     h('div', { class: 'card' }, h('dl', { class: 'fields' },
       h('dt', {}, 'Next run'), h('dd', {}, timeCell(stats.next_run_at), ' ', h('span', { class: 'muted small' }, absolute(parseTime(stats.next_run_at)))),
       h('dt', {}, 'Last attempted run'), h('dd', {}, timeCell(stats.last_attempted_run)),
-      h('dt', {}, 'Server started'), h('dd', {}, absolute(parseTime(stats.created))))),
+      h('dt', {}, 'Server started'), h('dd', { id: 'server-started' }, absolute(parseTime(health.started))),
+      h('dt', {}, 'Stats as of'), h('dd', {}, absolute(parseTime(stats.created))))),
     h('p', { class: 'muted small' }, 'Rates are measured in this page over the last ', Math.max(1, Math.round(mins)),
       ' min; lateness is the bucket bound from /metrics.'));
 }

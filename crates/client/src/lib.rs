@@ -105,6 +105,9 @@ pub struct Health {
     pub status: String,
     pub jobs: u64,
     pub store: String,
+    /// When the server started serving (kala; absent from other servers).
+    #[serde(default)]
+    pub started: Option<Timestamp>,
     /// Why the store cannot write, when unhealthy.
     #[serde(default)]
     pub problem: Option<String>,

@@ -106,6 +106,9 @@ pub struct Health {
     jobs: usize,
     /// The store's backend (`redb`, `postgres`, …).
     store: &'static str,
+    /// When this server started serving.
+    #[schema(value_type = String, format = DateTime)]
+    started: jiff::Timestamp,
     /// Why the store cannot write (only when unhealthy).
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<String>,
@@ -131,6 +134,7 @@ pub async fn healthz(State(s): State<AppState>) -> Response {
             status,
             jobs: s.engine.len(),
             store: s.engine.store().name(),
+            started: s.started,
             problem,
         },
     )
