@@ -2,6 +2,7 @@
 //! API crates into Kala's single binary. Flag names follow Kala's.
 
 mod check;
+mod import;
 mod net;
 mod store;
 
@@ -53,6 +54,20 @@ enum Command {
     /// Print kala-server's manual page (roff), made from this command
     /// line's own definition.
     Man,
+    /// Copy every job of a running Kala (or kala) into this server's store
+    /// (the store flags of `serve`), keeping ids, parents before children.
+    /// Stop the server first; ids that exist are skipped. `--auth-token`
+    /// is the source's token here.
+    Import {
+        /// The source server, e.g. http://old-kala:8000.
+        #[arg(long)]
+        from: String,
+        /// Say what would be imported; write nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        #[command(flatten)]
+        store: Box<Serve>,
+    },
 }
 
 /// How the server writes its log (to stderr).
@@ -239,6 +254,16 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run { command } => runtime.block_on(run(command)),
         Command::Check { bolt_path } => check::check(&bolt_path),
+        Command::Import {
+            from,
+            dry_run,
+            store,
+        } => runtime.block_on(import::import(
+            &from,
+            store.auth_token.as_deref(),
+            dry_run,
+            &store,
+        )),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "kala-server", &mut std::io::stdout());
