@@ -298,3 +298,102 @@ async fn logs_are_json_lines_with_ids_or_plain_text_off_a_terminal() {
         "no colour codes off a terminal: {text:?}"
     );
 }
+
+#[test]
+fn the_config_file_sets_defaults_below_environment_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kala.toml");
+    std::fs::write(
+        &file,
+        "max-body-bytes = 2048\njobdb-password = \"hunter2\"\nallowed-host = [\"a.example\", \"b.example\"]\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let (code, out, err) = run(&["config", "--config", f]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("max-body-bytes = 2048\n"), "{out}");
+    assert!(
+        out.contains("allowed-host = [\"a.example\", \"b.example\"]"),
+        "{out}"
+    );
+    assert!(out.contains("jobdb-password = \"********\""), "{out}");
+    assert!(!out.contains("hunter2"), "secrets are masked");
+    assert!(
+        out.contains("keep-runs = 1000\n"),
+        "defaults are shown: {out}"
+    );
+    let out = Command::new(BIN)
+        .args(["config", "--config", f])
+        .env("KALA_MAX_BODY_BYTES", "4096")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("max-body-bytes = 4096\n"),
+        "environment beats the file"
+    );
+    let out = Command::new(BIN)
+        .args(["config", "--config", f, "--max-body-bytes", "8192"])
+        .env("KALA_MAX_BODY_BYTES", "4096")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("max-body-bytes = 8192\n"),
+        "a flag beats both"
+    );
+
+    std::fs::write(&file, "max-body-bytez = 1\n").unwrap();
+    let (code, _, err) = run(&["serve", "--config", f]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown key \"max-body-bytez\""), "{err}");
+    let (code, _, err) = run(&["serve", "--config", "/nonexistent/kala.toml"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("/nonexistent/kala.toml"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_takes_its_settings_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kala.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "port = \"0\"\nbolt-path = {:?}\nmax-body-bytes = 64\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("log");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("kala-server listening on ")
+        .unwrap()
+        .to_string();
+    let body = format!("{{\"name\":\"{}\",\"command\":\"true\"}}", "x".repeat(100));
+    let r = common::req(
+        &common::client(),
+        "POST",
+        &format!("{base}/api/v1/job/"),
+        Some(&body),
+    )
+    .await;
+    terminate(child);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("limit of 64 bytes"), "{}", r.text());
+    assert!(
+        dir.path().join("kala.redb").exists(),
+        "bolt-path from the file"
+    );
+}

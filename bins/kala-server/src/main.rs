@@ -2,6 +2,7 @@
 //! API crates into Kala's single binary. Flag names follow Kala's.
 
 mod check;
+mod config;
 mod import;
 mod net;
 mod store;
@@ -58,6 +59,12 @@ enum Command {
     /// (the store flags of `serve`), keeping ids, parents before children.
     /// Stop the server first; ids that exist are skipped. `--auth-token`
     /// is the source's token here.
+    /// Print the effective configuration of `serve` (flags, `KALA_*`
+    /// variables, the config file, defaults) as TOML, secrets masked.
+    Config {
+        #[command(flatten)]
+        serve: Box<Serve>,
+    },
     Import {
         /// The source server, e.g. http://old-kala:8000.
         #[arg(long)]
@@ -86,6 +93,11 @@ const JOBDBS: &[&str] = &[
 
 #[derive(Args, Debug)]
 struct Serve {
+    /// A TOML file whose keys are these flags' long names; its values are
+    /// the defaults (a flag beats its KALA_* variable beats the file).
+    /// Default: /etc/kala/kala.toml when it exists.
+    #[arg(long, env = "KALA_CONFIG")]
+    config: Option<PathBuf>,
     /// Port to listen on (Kala's ":8000" form works too).
     #[arg(short, long, env = "KALA_PORT", default_value = "8000")]
     port: String,
@@ -240,7 +252,19 @@ struct Serve {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmd = match config::apply(<Cli as clap::CommandFactory>::command(), &args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kala-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = cmd.clone().get_matches_from(&args);
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -264,6 +288,12 @@ fn main() -> ExitCode {
             dry_run,
             &store,
         )),
+        Command::Config { .. } => {
+            if let Some(m) = matches.subcommand_matches("config") {
+                config::print(&cmd, m);
+            }
+            ExitCode::SUCCESS
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "kala-server", &mut std::io::stdout());
