@@ -64,12 +64,12 @@ pub const RENDER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Renders a job's template on a blocking thread, not on the runtime's
 /// workers, bounded by [`RENDER_TIMEOUT`]; text without templating is
 /// returned as it is, with no thread involved.
-async fn render(text: &str, job: &Job) -> Result<String, String> {
+async fn render(text: &str, job: &Job, run: Option<&RunContext>) -> Result<String, String> {
     if job.template_delimiters.is_empty() {
         return Ok(text.to_string());
     }
-    let (text, job) = (text.to_string(), job.clone());
-    let task = tokio::task::spawn_blocking(move || template::render(&text, &job));
+    let (text, job, run) = (text.to_string(), job.clone(), run.cloned());
+    let task = tokio::task::spawn_blocking(move || template::render_for(&text, &job, run.as_ref()));
     match tokio::time::timeout(RENDER_TIMEOUT, task).await {
         Ok(Ok(rendered)) => rendered,
         Ok(Err(e)) => Err(format!("Error templatizing: {e}")),
@@ -190,7 +190,7 @@ impl Executor {
             JobType::Local => {
                 let started = Instant::now();
                 let env = ctx.map(RunContext::env).unwrap_or_default();
-                match render(&job.command, job).await {
+                match render(&job.command, job, ctx).await {
                     Ok(cmd) => run_command_with_env(&cmd, timeout, &env).await,
                     Err(e) => Attempt::failed(e, started),
                 }
@@ -237,11 +237,11 @@ impl Executor {
     async fn run_remote(&self, job: &Job, ctx: Option<&RunContext>) -> Attempt {
         let started = Instant::now();
         let r = &job.remote_properties;
-        let url = match render(&r.url, job).await {
+        let url = match render(&r.url, job, ctx).await {
             Ok(u) => u,
             Err(e) => return Attempt::failed(e, started),
         };
-        let body = match render(&r.body, job).await {
+        let body = match render(&r.body, job, ctx).await {
             Ok(b) => b,
             Err(e) => return Attempt::failed(e, started),
         };

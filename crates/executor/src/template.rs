@@ -26,10 +26,38 @@ pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 /// of [`check`], so a stored job that predates them fails its run instead
 /// of exhausting the stack.
 pub fn render(text: &str, job: &Job) -> Result<String, String> {
+    render_for(text, job, None)
+}
+
+/// [`render`], with the run's identity as `.Run` (`.Run.JobId`,
+/// `.Run.JobName`, `.Run.RunId`, `.Run.ScheduledAt` — empty when not from
+/// the schedule —, `.Run.Attempt`, `.Run.Node`) when there is one.
+pub fn render_for(
+    text: &str,
+    job: &Job,
+    run: Option<&crate::RunContext>,
+) -> Result<String, String> {
     let Some(source) = checked_source(text, &job.template_delimiters)? else {
         return Ok(text.to_string());
     };
-    let ctx = gtmpl::Context::from(job_value(job));
+    let mut data = job_value(job);
+    if let (Some(run), Value::Object(fields)) = (run, &mut data) {
+        fields.insert(
+            "Run".to_string(),
+            obj(vec![
+                ("JobId", Value::from(run.job_id.as_str())),
+                ("JobName", Value::from(run.job_name.as_str())),
+                ("RunId", Value::from(run.run_id.as_str())),
+                (
+                    "ScheduledAt",
+                    Value::from(run.scheduled_at.map(|t| t.to_string()).unwrap_or_default()),
+                ),
+                ("Attempt", Value::from(run.attempt)),
+                ("Node", Value::from(run.node.as_str())),
+            ]),
+        );
+    }
+    let ctx = gtmpl::Context::from(data);
     let out = no_panic(|| {
         let mut tmpl = gtmpl::Template::default();
         tmpl.parse(source)

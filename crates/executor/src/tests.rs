@@ -309,3 +309,23 @@ async fn a_remote_request_is_told_who_its_run_is() {
         assert!(head.contains(h), "{h} missing: {}", a.output);
     }
 }
+
+#[tokio::test]
+async fn templates_see_the_run() {
+    let mut j = Job::new(
+        "who",
+        "echo {{.Run.JobId}} {{.Run.RunId}} {{.Run.ScheduledAt}} {{.Run.Attempt}} {{.Run.Node}} {{.Run.JobName}}",
+    );
+    j.template_delimiters = "{{ }}".into();
+    let ex = Executor::new().unwrap();
+    let a = ex.run_as(&j, secs(10), Some(&context(true))).await;
+    assert_eq!(
+        a.output, "job-1 run-9 2030-01-01T00:00:00Z 2 node-a the name\n",
+        "{a:?}"
+    );
+    let (base, _h) = http_server().await;
+    let mut r = remote(&format!("{base}/{{{{.Run.Node}}}}/{{{{.Run.Attempt}}}}"));
+    r.template_delimiters = "{{ }}".into();
+    let a = ex.run_as(&r, None, Some(&context(false))).await;
+    assert!(a.output.starts_with("GET /node-a/2 HTTP/1.1"), "{a:?}");
+}
