@@ -67,6 +67,24 @@ struct RawPair {
     modify_index: u64,
 }
 
+impl RawPair {
+    /// The value decoded; a value that is not base64 is damage, named by key.
+    fn decode(self) -> Result<Pair> {
+        let value = match self.value {
+            None => Vec::new(),
+            Some(v) => B64.decode(v).map_err(|e| StoreError::Corrupt {
+                key: self.key.clone(),
+                reason: format!("base64: {e}"),
+            })?,
+        };
+        Ok(Pair {
+            key: self.key,
+            value,
+            modify_index: self.modify_index,
+        })
+    }
+}
+
 /// Percent-encodes a key for a URL path, keeping `/`.
 fn path(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
@@ -186,69 +204,14 @@ impl Consul {
         })
     }
 
-    /// Every key under `prefix` with its value (`consistent`: read from the
-    /// leader with a round of agreement).
-    pub async fn list(&self, prefix: &str, consistent: bool) -> Result<Vec<Pair>> {
-        let mut url = format!("{}/v1/kv/{}?recurse", self.base, path(prefix));
-        if consistent {
-            url.push_str("&consistent");
-        }
-        let resp = self
-            .request(Method::GET, url)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Ok(Vec::new());
-        }
-        let bytes = Consul::check(resp)
-            .await?
-            .bytes()
-            .await
-            .map_err(unavailable)?;
-        let raw: Vec<RawPair> = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Backend(format!("consul: unexpected answer: {e}")))?;
-        raw.into_iter()
-            .map(|p| {
-                let value = match p.value {
-                    None => Vec::new(),
-                    Some(v) => B64.decode(v).map_err(|e| StoreError::Corrupt {
-                        key: p.key.clone(),
-                        reason: format!("base64: {e}"),
-                    })?,
-                };
-                Ok(Pair {
-                    key: p.key,
-                    value,
-                    modify_index: p.modify_index,
-                })
-            })
-            .collect()
-    }
-
-    /// The keys under `prefix`.
-    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
-        let url = format!("{}/v1/kv/{}?keys", self.base, path(prefix));
-        let resp = self
-            .request(Method::GET, url)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Ok(Vec::new());
-        }
-        let bytes = Consul::check(resp)
-            .await?
-            .bytes()
-            .await
-            .map_err(unavailable)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Backend(format!("consul: unexpected answer: {e}")))
-    }
-
-    /// One key (consistent read), or `None`.
-    pub async fn get(&self, key: &str) -> Result<Option<Pair>> {
-        let url = format!("{}/v1/kv/{}?consistent", self.base, path(key));
+    /// A KV read: the JSON answer of `GET /v1/kv/<key>?<query>`, or
+    /// `None` when nothing is there (404).
+    async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        query: &str,
+    ) -> Result<Option<T>> {
+        let url = format!("{}/v1/kv/{}?{query}", self.base, path(key));
         let resp = self
             .request(Method::GET, url)
             .send()
@@ -262,15 +225,35 @@ impl Consul {
             .bytes()
             .await
             .map_err(unavailable)?;
-        let raw: Vec<RawPair> = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Backend(format!("consul: unexpected answer: {e}")))?;
-        Ok(raw.into_iter().find(|p| p.key == key).and_then(|p| {
-            Some(Pair {
-                value: B64.decode(p.value.unwrap_or_default()).ok()?,
-                key: p.key,
-                modify_index: p.modify_index,
-            })
-        }))
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Backend(format!("consul: unexpected answer: {e}")))
+    }
+
+    /// Every key under `prefix` with its value (`consistent`: read from the
+    /// leader with a round of agreement).
+    pub async fn list(&self, prefix: &str, consistent: bool) -> Result<Vec<Pair>> {
+        let query = if consistent {
+            "recurse&consistent"
+        } else {
+            "recurse"
+        };
+        let raw: Vec<RawPair> = self.read(prefix, query).await?.unwrap_or_default();
+        raw.into_iter().map(RawPair::decode).collect()
+    }
+
+    /// The keys under `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self.read(prefix, "keys").await?.unwrap_or_default())
+    }
+
+    /// One key (consistent read), or `None`.
+    pub async fn get(&self, key: &str) -> Result<Option<Pair>> {
+        let raw: Vec<RawPair> = self.read(key, "consistent").await?.unwrap_or_default();
+        raw.into_iter()
+            .find(|p| p.key == key)
+            .map(RawPair::decode)
+            .transpose()
     }
 
     /// Writes `value` at `key` only if its modify index is still `index`

@@ -164,6 +164,26 @@ where
         tx.commit().await
     }
 
+    /// Every row of `sql` (`SELECT key, json …`), decoded; damage is
+    /// named by the row's key.
+    async fn keyed_json<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &'static str,
+    ) -> Result<Vec<T>> {
+        let rows = QueryBuilder::<D::DB>::new(sql)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err::<D>)?;
+        rows.iter()
+            .map(|row| {
+                let key: String = row.try_get(0).map_err(map_err::<D>)?;
+                let json: String = row.try_get(1).map_err(map_err::<D>)?;
+                decode(&key, json.as_bytes())
+            })
+            .collect()
+    }
+
     async fn execute(&self, q: &mut QueryBuilder<D::DB>) -> Result<u64> {
         let done = q.build().execute(&self.pool).await.map_err(map_err::<D>)?;
         Ok(done.rows())
@@ -187,18 +207,7 @@ where
     }
 
     async fn load_all(&self) -> Result<Vec<Job>> {
-        let rows = QueryBuilder::<D::DB>::new("SELECT id, job FROM kala_jobs")
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err::<D>)?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get(0).map_err(map_err::<D>)?;
-                let job: String = row.try_get(1).map_err(map_err::<D>)?;
-                decode(&id, job.as_bytes())
-            })
-            .collect()
+        self.keyed_json("SELECT id, job FROM kala_jobs").await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>> {
@@ -284,18 +293,8 @@ where
     }
 
     async fn open_runs(&self) -> Result<Vec<OpenRun>> {
-        let rows = QueryBuilder::<D::DB>::new("SELECT run_id, entry FROM kala_open_runs")
-            .build()
-            .fetch_all(&self.pool)
+        self.keyed_json("SELECT run_id, entry FROM kala_open_runs")
             .await
-            .map_err(map_err::<D>)?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get(0).map_err(map_err::<D>)?;
-                let entry: String = row.try_get(1).map_err(map_err::<D>)?;
-                decode(&id, entry.as_bytes())
-            })
-            .collect()
     }
 
     /// Insert the claim if nobody holds the point; otherwise take it over
