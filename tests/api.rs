@@ -596,27 +596,8 @@ async fn health_metrics_pagination_and_preview() {
 #[tokio::test]
 async fn tls_serves_https() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl is needed for this test");
-    assert!(status.success());
+    let tls = kala_testkit::tls::ca_and_server_cert(dir.path(), "DNS:localhost").unwrap();
+    let (cert, key) = (tls.cert, tls.key);
     let s = Server::start(
         dir.path(),
         &[

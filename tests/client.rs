@@ -145,89 +145,22 @@ async fn create_answers_kalas_content_type() {
     s.stop();
 }
 
-fn openssl(args: &[&str], dir: &std::path::Path) {
-    let status = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl is needed for this test");
-    assert!(status.success(), "openssl {args:?}");
-}
-
 #[tokio::test]
 async fn https_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=kala test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-        d,
-    );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "server.csr",
-        ],
-        d,
-    );
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "cert.pem",
-        ],
-        d,
-    );
+    let tls = kala_testkit::tls::ca_and_server_cert(d, "IP:127.0.0.1,DNS:localhost").unwrap();
     let s = Server::start(
         d,
         &[
             "--tls-cert",
-            d.join("cert.pem").to_str().unwrap(),
+            tls.cert.to_str().unwrap(),
             "--tls-key",
-            d.join("key.pem").to_str().unwrap(),
+            tls.key.to_str().unwrap(),
         ],
     );
     assert!(s.base.starts_with("https://"), "{}", s.base);
-    let ca = std::fs::read(d.join("ca.pem")).unwrap();
+    let ca = std::fs::read(&tls.ca).unwrap();
     let kala = Client::builder(&s.base)
         .root_certificate_pem(ca)
         .timeout(Duration::from_secs(10))

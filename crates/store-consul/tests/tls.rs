@@ -5,84 +5,17 @@ use kala_store::{Batch, JobStore};
 use kala_store_consul::test_server::ConsulUnderTest;
 use kala_store_consul::{ConsulOptions, ConsulStore};
 
-fn openssl(args: &[&str], dir: &std::path::Path) {
-    let status = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl is needed for this test");
-    assert!(status.success(), "openssl {args:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_a_private_ca_and_a_server_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-        d,
-    );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=consul.test",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "s.csr",
-        ],
-        d,
-    );
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=DNS:consul.test\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "s.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "cert.pem",
-        ],
-        d,
-    );
-    let server = ConsulUnderTest::start_tls(&d.join("cert.pem"), &d.join("key.pem"));
+    let files = kala_testkit::tls::ca_and_server_cert(d, "DNS:consul.test").expect("certificates");
+    let server = ConsulUnderTest::start_tls(&files.cert, &files.key);
     let port = server.https_port.expect("https port");
     let tls = |servername: Option<&str>, ca: bool| ConsulOptions {
         address: format!("127.0.0.1:{port}"),
         prefix: "kala_tls".into(),
-        tls_ca: ca.then(|| d.join("ca.pem")),
+        tls_ca: ca.then(|| files.ca.clone()),
         tls_servername: servername.map(str::to_string),
         ..ConsulOptions::default()
     };

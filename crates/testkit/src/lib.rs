@@ -6,6 +6,8 @@
 //! (`kala-server listening on http://127.0.0.1:PORT`), SIGTERM or SIGKILL
 //! to stop it, and a kill on drop so that no test leaves a server behind.
 
+pub mod tls;
+
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
