@@ -1,0 +1,131 @@
+//! Kala's template cases and the limits that keep templates bounded.
+use super::*;
+
+fn job(delims: &str) -> Job {
+    let mut j = Job::new("mock_job", "echo");
+    j.owner = "mr.jedi@master.com".into();
+    j.template_delimiters = delims.into();
+    j
+}
+
+#[test]
+fn kala_template_cases() {
+    assert_eq!(
+        render("echo mr.{{$.Owner}}", &job("")).unwrap(),
+        "echo mr.{{$.Owner}}"
+    );
+    assert_eq!(
+        render("echo {{$.Owner}}", &job("{{ }}")).unwrap(),
+        "echo mr.jedi@master.com"
+    );
+    assert_eq!(
+        render("http://x/?val=a_{{$.Name}}", &job("{{ }}")).unwrap(),
+        "http://x/?val=a_mock_job"
+    );
+    let mut j = job("${ }");
+    j.owner = "young-jedi@master.com".into();
+    assert_eq!(
+        render(r#"{"owner": "${.Owner}"}"#, &j).unwrap(),
+        r#"{"owner": "young-jedi@master.com"}"#
+    );
+    assert_eq!(
+        render("{{ keep }} ${.Name}", &j).unwrap(),
+        "{{ keep }} mock_job"
+    );
+    assert_eq!(
+        render(
+            "n={{.Metadata.SuccessCount}} t={{.Metadata.LastSuccess}}",
+            &job("{{ }}")
+        )
+        .unwrap(),
+        "n=0 t=0001-01-01 00:00:00 +0000 UTC"
+    );
+    assert_eq!(
+        render("{{if .Disabled}}off{{else}}on{{end}}", &job("{{ }}")).unwrap(),
+        "on"
+    );
+}
+
+#[test]
+fn templates_that_could_recurse_or_explode_are_refused() {
+    let refused = [
+        (
+            r#"{{define "a"}}{{template "a"}}{{end}}{{template "a"}}"#,
+            "define",
+        ),
+        (r#"{{template "x"}}"#, "template"),
+        (r#"{{- block "b" .}}x{{end}}"#, "block"),
+        (r#"{{printf "%70000d" 1}}"#, "format width"),
+        (r#"{{printf "%.5000f" 1.0}}"#, "format width"),
+        (
+            "{{range .DependentJobs}}{{range .}}x{{end}}{{end}}",
+            "range inside a range",
+        ),
+        ("{{.Name", "missing"),
+    ];
+    for (t, why) in refused {
+        let e = check(t, "{{ }}").unwrap_err();
+        assert!(e.contains(why), "{t}: {e}");
+        // A stored job that predates the check fails its run the same way.
+        let r = render(t, &job("{{ }}")).unwrap_err();
+        assert!(r.contains(why), "{t}: {r}");
+    }
+    let deep_parens = format!("{{{{{}1{}}}}}", "(".repeat(100), ")".repeat(100));
+    assert!(
+        check(&deep_parens, "{{ }}")
+            .unwrap_err()
+            .contains("parentheses nest")
+    );
+    let deep_ifs = format!("{}x{}", "{{if 1}}".repeat(100), "{{end}}".repeat(100));
+    assert!(
+        check(&deep_ifs, "{{ }}")
+            .unwrap_err()
+            .contains("blocks nest")
+    );
+    let long = "x".repeat(MAX_TEMPLATE_BYTES + 1);
+    assert!(check(&long, "{{ }}").unwrap_err().contains("longer than"));
+    // What people write is fine; so is anything without delimiters.
+    for ok in [
+        "echo {{.Name}} {{printf \"%05d\" 7}} {{/* it's fine */}}",
+        "{{if .Disabled}}off{{else if .Owner}}{{.Owner}}{{end}}",
+        "{{range .DependentJobs}}{{.}} {{end}}{{\"}}\"}}",
+        "{{ (len (printf \"%s\" .Name)) }}",
+    ] {
+        check(ok, "{{ }}").unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    check(r#"{{define "a"}}"#, "").unwrap();
+    // Found by fuzzing: gtmpl's lexer looped for ever on this.
+    let hang = "echo`z{.Namem} {{print \"=\\\\f\\x \"%.0=\nd}}";
+    assert!(check(hang, "{{ }}").unwrap_err().contains("escape"));
+    let hang = r#"{{print `raw \x`}}"#;
+    assert!(check(hang, "{{ }}").unwrap_err().contains("raw"));
+    for ok in [r#"{{printf "\t\\ \"q\""}}"#, r#"{{print `raw x`}}"#] {
+        check(ok, "{{ }}").unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    // Found by fuzzing: gtmpl's lexer panicked on this.
+    let crash = "echo K{{\u{4b7}ame}} {{.0..ntf \"%04d\" 7}} {{.0..Disabled\u{2cc}}x{{e=d}}";
+    assert!(check(crash, "{{ }}").is_err());
+    assert!(render(crash, &job("{{ }}")).is_err());
+    assert_eq!(render("<<.Name>>", &job("<< >>")).unwrap(), "mock_job");
+}
+
+#[test]
+fn bad_templates_fail_the_run() {
+    assert!(
+        render("{{.Name", &job("{{ }}"))
+            .unwrap_err()
+            .contains("Error templatizing")
+    );
+    assert!(
+        render("x", &job("{{}}"))
+            .unwrap_err()
+            .contains("invalid templating delimiters")
+    );
+    assert!(render("${.Name", &job("${ }")).is_err());
+}
+
+#[test]
+fn go_time_format() {
+    let t: Timestamp = "2026-11-22T15:23:44.516371803Z".parse().unwrap();
+    assert_eq!(go_time(Some(t)), "2026-11-22 15:23:44.516371803 +0000 UTC");
+}
