@@ -44,6 +44,47 @@ fn parents_first(jobs: BTreeMap<String, Job>) -> Vec<Job> {
     out
 }
 
+/// What an import does with each source job: (id, name, why) for the
+/// ones it leaves.
+struct Sorted {
+    /// To write, parents first, `next_run_at` cleared (this server
+    /// computes it; what the source did is kept in the counters).
+    new: Vec<Job>,
+    /// Their ids exist here.
+    skipped: Vec<(String, String, String)>,
+    /// Their timing does not parse, or a parent is neither here nor
+    /// imported (a store must never hold a child of a missing job).
+    refused: Vec<(String, String, String)>,
+}
+
+fn sort_out(jobs: BTreeMap<String, Job>, existing: &HashSet<String>) -> Sorted {
+    let mut out = Sorted {
+        new: Vec::new(),
+        skipped: Vec::new(),
+        refused: Vec::new(),
+    };
+    // Ids a child may name as its parent: here already, or imported now.
+    let mut present = existing.clone();
+    for mut job in parents_first(jobs) {
+        let why = if existing.contains(&job.id) {
+            out.skipped
+                .push((job.id, job.name, "its id exists here".into()));
+            continue;
+        } else if let Err(e) = job.plan() {
+            e.to_string()
+        } else if let Some(p) = job.parents().iter().find(|p| !present.contains(*p)) {
+            format!("its parent {p} is neither here nor imported")
+        } else {
+            present.insert(job.id.clone());
+            job.next_run_at = None;
+            out.new.push(job);
+            continue;
+        };
+        out.refused.push((job.id, job.name, why));
+    }
+    out
+}
+
 pub async fn import(from: &str, token: Option<&str>, dry_run: bool, args: &Serve) -> ExitCode {
     match run(from, token, dry_run, args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,22 +106,14 @@ async fn run(from: &str, token: Option<&str>, dry_run: bool, args: &Serve) -> an
     let jobs: BTreeMap<String, Job> = listed.into_iter().map(|(id, v)| (id, v.job)).collect();
     let store = open_store(args).await?;
     let existing: HashSet<String> = store.load_all().await?.into_iter().map(|j| j.id).collect();
-    let mut new = Vec::new();
-    let (mut skipped, mut invalid) = (0usize, 0usize);
-    for mut job in parents_first(jobs) {
-        if existing.contains(&job.id) {
-            println!("skip    {} {:?}: its id exists here", job.id, job.name);
-            skipped += 1;
-            continue;
-        }
-        if let Err(e) = job.plan() {
-            println!("refuse  {} {:?}: {e}", job.id, job.name);
-            invalid += 1;
-            continue;
-        }
-        // The next run is this server's to compute; what the source had
-        // done with the schedule is kept in its counters.
-        job.next_run_at = None;
+    let sorted = sort_out(jobs, &existing);
+    for (id, name, why) in &sorted.skipped {
+        println!("skip    {id} {name:?}: {why}");
+    }
+    for (id, name, why) in &sorted.refused {
+        println!("refuse  {id} {name:?}: {why}");
+    }
+    for job in &sorted.new {
         println!(
             "{} {} {:?}{}{}",
             if dry_run { "would import" } else { "import  " },
@@ -92,8 +125,13 @@ async fn run(from: &str, token: Option<&str>, dry_run: bool, args: &Serve) -> an
                 _ => String::new(),
             }
         );
-        new.push(job);
     }
+    let Sorted {
+        new,
+        skipped,
+        refused,
+    } = sorted;
+    let (skipped, invalid) = (skipped.len(), refused.len());
     if !dry_run {
         for chunk in new.chunks(CHUNK) {
             store
@@ -106,7 +144,7 @@ async fn run(from: &str, token: Option<&str>, dry_run: bool, args: &Serve) -> an
     }
     store.close().await?;
     println!(
-        "{} {} jobs, skipped {skipped} that exist, refused {invalid} that do not parse",
+        "{} {} jobs, skipped {skipped} that exist, refused {invalid} (unparsable, or their parent is missing)",
         if dry_run { "would import" } else { "imported" },
         new.len()
     );
@@ -134,7 +172,33 @@ mod tests {
         for j in [child, grandchild, parent, orphan] {
             jobs.insert(j.id.clone(), j);
         }
-        let order: Vec<String> = parents_first(jobs).into_iter().map(|j| j.id).collect();
+        let order: Vec<String> = parents_first(jobs.clone())
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
         assert_eq!(order, ["z-parent", "a-child", "0-grandchild", "b-orphan"]);
+
+        // The orphan's parent is nowhere: refused, not stored dangling.
+        let sorted = sort_out(jobs.clone(), &HashSet::new());
+        let new: Vec<&str> = sorted.new.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(new, ["z-parent", "a-child", "0-grandchild"]);
+        assert_eq!(sorted.refused.len(), 1);
+        assert_eq!(sorted.refused[0].0, "b-orphan");
+        assert!(
+            sorted.refused[0].2.contains("missing"),
+            "{:?}",
+            sorted.refused
+        );
+        // A parent that exists here already lets its child in; the parent
+        // itself is skipped.
+        let here: HashSet<String> = ["z-parent".to_string(), "missing".to_string()].into();
+        let sorted = sort_out(jobs, &here);
+        assert_eq!(sorted.skipped.len(), 1, "z-parent is here");
+        assert_eq!(
+            sorted.new.len(),
+            3,
+            "child, grandchild, and the orphan whose parent is here"
+        );
+        assert!(sorted.refused.is_empty());
     }
 }

@@ -73,7 +73,7 @@ pub(crate) async fn recover(
         .filter(|(_, j)| wanted.contains(j.id.as_str()))
         .map(|(i, j)| (j.id.clone(), i))
         .collect();
-    let mut changed: Vec<usize> = Vec::new();
+    let mut changed = std::collections::BTreeSet::new();
     let mut records = Vec::new();
     let mut recovered = Recovered::default();
     for run in &open {
@@ -116,9 +116,7 @@ pub(crate) async fn recover(
         m.error_count += 1;
         m.last_error = Some(now);
         m.number_of_finished_runs += 1;
-        if !changed.contains(&i) {
-            changed.push(i);
-        }
+        changed.insert(i);
         records.push(RunRecord {
             job_id: run.job_id.clone(),
             ran_at: run.started_at,
