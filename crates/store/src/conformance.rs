@@ -15,6 +15,7 @@ use kala_job::{Job, Outcome, RunRecord, Trigger, wire::job_from_json};
 
 use crate::{Batch, Claim, JobStore, Retention};
 
+mod cluster;
 mod journal;
 
 pub use journal::open_run;
@@ -36,6 +37,7 @@ where
     graph_changes_are_one_batch(&*store).await;
     claims(&*store).await;
     run_journal(&*store).await;
+    cluster::cluster(store.clone()).await;
     concurrent_writers(store.clone()).await;
     bulk_load(&*store, bulk).await;
     reopen(store, &open).await;

@@ -22,6 +22,7 @@
 //! * [`JobStore::claim`] is the primitive that lets several instances on
 //!   one database agree that exactly one of them runs a given occurrence.
 
+mod cluster;
 mod memory;
 
 #[cfg(feature = "conformance")]
@@ -32,6 +33,10 @@ use jiff::{SignedDuration, Timestamp};
 use kala_job::{Job, JobId, RunRecord, Trigger};
 use serde::{Deserialize, Serialize};
 
+pub use cluster::{
+    ALL_JOBS, Coordination, Fence, JobChange, JobUpdate, Lease, LeaseRequest, NodeInfo, PARTITIONS,
+    RunDelta, partition_of,
+};
 pub use memory::MemoryStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,10 @@ pub enum StoreError {
     /// A stored record could not be decoded.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// The batch's [`Fence`] did not hold: the writer no longer owns the
+    /// partition (another instance took it over). Nothing was written.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -70,6 +79,13 @@ pub struct Batch {
     /// Runs ending (by [`OpenRun::run_id`]), normally in the batch that
     /// stores their record. Unknown ids are ignored. Applied after `begin`.
     pub end: Vec<String>,
+    /// Changes applied to the stored jobs (after `put` and `delete`; a
+    /// job that is not stored is skipped). Only backends with
+    /// [`JobStore::coordination`] accept them.
+    pub update: Vec<JobUpdate>,
+    /// When set, the whole batch is written only if the lease it names is
+    /// still held (see [`Fence`]); otherwise [`StoreError::Fenced`].
+    pub fence: Option<Fence>,
 }
 
 /// A run that has begun and not ended: the run journal's entry. A deleted
@@ -102,6 +118,27 @@ impl Batch {
             && self.runs.is_empty()
             && self.begin.is_empty()
             && self.end.is_empty()
+            && self.update.is_empty()
+    }
+
+    /// The jobs other instances must re-read after this batch: every job
+    /// put or deleted, and every job with a definition change.
+    pub fn changed_ids(&self) -> Vec<JobId> {
+        let mut ids: Vec<JobId> = self
+            .put
+            .iter()
+            .map(|j| j.id.clone())
+            .chain(self.delete.iter().cloned())
+            .chain(
+                self.update
+                    .iter()
+                    .filter(|u| u.change.is_definition())
+                    .map(|u| u.job_id.clone()),
+            )
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 }
 
@@ -145,7 +182,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// number of run records dropped.
     async fn prune_runs(&self, retention: Retention, now: Timestamp) -> Result<u64>;
 
-    /// Deletes every job, run record, claim and open run.
+    /// Deletes every job, run record, claim and open run (a shared
+    /// backend keeps nodes and leases, and appends the change
+    /// [`ALL_JOBS`]).
     async fn delete_all(&self) -> Result<()>;
 
     /// Every run journaled by [`Batch::begin`] and not yet ended, in no
@@ -158,6 +197,12 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Flushes and closes; later calls may fail.
     async fn close(&self) -> Result<()>;
+
+    /// The cluster operations, for a backend several instances can share
+    /// (see [`Coordination`]). `None` (the default): one instance only.
+    fn coordination(&self) -> Option<&dyn Coordination> {
+        None
+    }
 
     /// Why writes fail now, if the store knows (a full disk, an I/O
     /// error it is recovering from): what `/healthz` reports. `None`: no

@@ -1,6 +1,9 @@
 //! An in-memory store: for tests, for `--no-persist`, and for programs that
 //! embed the engine without persistence. Same semantics as the durable
-//! stores, minus durability.
+//! stores, minus durability. With [`MemoryStore::shared`] it also
+//! implements [`Coordination`], so that several engines in one process
+//! (tests of the cluster logic with a fake clock) can share it as
+//! instances share a database.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -9,7 +12,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, JobId, RunRecord};
 
-use crate::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError, trim_oldest};
+use crate::{
+    Batch, Claim, Coordination, JobStore, Lease, LeaseRequest, NodeInfo, OpenRun, Result,
+    Retention, StoreError, trim_oldest,
+};
 
 #[derive(Default)]
 struct Inner {
@@ -17,16 +23,31 @@ struct Inner {
     runs: HashMap<JobId, Vec<RunRecord>>,
     claims: BTreeMap<(JobId, i128), (String, Timestamp)>,
     open: HashMap<String, OpenRun>,
+    nodes: BTreeMap<String, NodeInfo>,
+    leases: BTreeMap<u32, Lease>,
+    /// (sequence, job id, when).
+    changes: Vec<(u64, JobId, Timestamp)>,
+    seq: u64,
 }
 
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    shared: bool,
 }
 
 impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// A memory store that offers [`Coordination`]: several engines in
+    /// one process form a cluster on it.
+    pub fn shared() -> MemoryStore {
+        MemoryStore {
+            shared: true,
+            ..MemoryStore::default()
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>> {
@@ -52,6 +73,24 @@ impl JobStore for MemoryStore {
 
     async fn apply(&self, batch: Batch) -> Result<()> {
         let mut g = self.lock()?;
+        if !self.shared && !batch.update.is_empty() {
+            return Err(StoreError::Backend(
+                "job updates need a shared store (MemoryStore::shared)".into(),
+            ));
+        }
+        if let Some(f) = &batch.fence {
+            let held = g
+                .leases
+                .get(&f.partition)
+                .is_some_and(|l| l.owner == f.node && l.token == f.token && l.expires_at > f.now);
+            if !held {
+                return Err(StoreError::Fenced(format!(
+                    "{} no longer holds the lease of partition {} (token {})",
+                    f.node, f.partition, f.token
+                )));
+            }
+        }
+        let changed = batch.changed_ids();
         for id in &batch.delete {
             g.jobs.remove(id);
             g.runs.remove(id);
@@ -59,6 +98,19 @@ impl JobStore for MemoryStore {
         }
         for job in batch.put {
             g.jobs.insert(job.id.clone(), job);
+        }
+        for u in &batch.update {
+            if let Some(job) = g.jobs.get_mut(&u.job_id) {
+                u.change.apply(job);
+            }
+        }
+        if self.shared {
+            let now = Timestamp::now();
+            for id in changed {
+                g.seq += 1;
+                let seq = g.seq;
+                g.changes.push((seq, id, now));
+            }
         }
         let mut touched = Vec::new();
         for run in batch.runs {
@@ -110,9 +162,20 @@ impl JobStore for MemoryStore {
         Ok(dropped)
     }
 
+    /// Membership and leases stay (they are not job data, and a lease
+    /// token must never go back); followers hear `*`: reload everything.
     async fn delete_all(&self) -> Result<()> {
         let mut g = self.lock()?;
-        *g = Inner::default();
+        g.jobs.clear();
+        g.runs.clear();
+        g.claims.clear();
+        g.open.clear();
+        if self.shared {
+            g.seq += 1;
+            let seq = g.seq;
+            g.changes
+                .push((seq, crate::ALL_JOBS.into(), Timestamp::now()));
+        }
         Ok(())
     }
 
@@ -135,5 +198,94 @@ impl JobStore for MemoryStore {
 
     async fn close(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn coordination(&self) -> Option<&dyn Coordination> {
+        if self.shared { Some(self) } else { None }
+    }
+}
+
+#[async_trait]
+impl Coordination for MemoryStore {
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<Vec<NodeInfo>> {
+        let mut g = self.lock()?;
+        g.nodes.insert(node.name.clone(), node.clone());
+        let forget = node.heartbeat_at - jiff::SignedDuration::from_hours(1);
+        g.nodes.retain(|_, n| n.expires_at > forget);
+        Ok(g.nodes.values().cloned().collect())
+    }
+
+    async fn leave(&self, node: &str) -> Result<()> {
+        let mut g = self.lock()?;
+        g.nodes.remove(node);
+        for l in g.leases.values_mut().filter(|l| l.owner == node) {
+            l.expires_at = Timestamp::UNIX_EPOCH;
+        }
+        Ok(())
+    }
+
+    async fn lease(&self, req: LeaseRequest) -> Result<Vec<Lease>> {
+        let mut g = self.lock()?;
+        let until = req.now + req.ttl;
+        for &p in &req.take {
+            match g.leases.get_mut(&p) {
+                Some(l) if l.takeable(&req) => {
+                    if l.owner != req.node {
+                        l.owner = req.node.clone();
+                        l.token += 1;
+                    }
+                    l.expires_at = until;
+                }
+                Some(_) => {}
+                None => {
+                    g.leases.insert(
+                        p,
+                        Lease {
+                            partition: p,
+                            owner: req.node.clone(),
+                            token: 1,
+                            expires_at: until,
+                        },
+                    );
+                }
+            }
+        }
+        for p in &req.release {
+            if let Some(l) = g.leases.get_mut(p).filter(|l| l.owner == req.node) {
+                l.expires_at = Timestamp::UNIX_EPOCH;
+            }
+        }
+        Ok(g.leases.values().cloned().collect())
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        Ok(self.lock()?.leases.values().cloned().collect())
+    }
+
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<(u64, JobId)>> {
+        let g = self.lock()?;
+        Ok(g.changes
+            .iter()
+            .filter(|(s, _, _)| *s > after)
+            .take(limit)
+            .map(|(s, id, _)| (*s, id.clone()))
+            .collect())
+    }
+
+    async fn last_change(&self) -> Result<u64> {
+        Ok(self.lock()?.seq)
+    }
+
+    async fn prune_changes(&self, before: Timestamp) -> Result<()> {
+        self.lock()?.changes.retain(|(_, _, at)| *at >= before);
+        Ok(())
+    }
+
+    async fn get_many(&self, ids: &[JobId]) -> Result<Vec<Job>> {
+        let g = self.lock()?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| g.jobs.get(id).cloned())
+            .collect())
     }
 }

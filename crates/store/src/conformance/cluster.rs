@@ -1,0 +1,353 @@
+//! The cluster checks, for backends with [`JobStore::coordination`]:
+//! leases are exclusive and change hands only when free or expired (with a
+//! new token), a fenced batch is refused whole when the lease moved on,
+//! job updates apply to the stored job and commute, and definition
+//! changes appear in the change sequence.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use kala_job::Job;
+
+use super::journal::open_run;
+use crate::{
+    Batch, Coordination, Fence, JobChange, JobStore, JobUpdate, LeaseRequest, NodeInfo, RunDelta,
+    StoreError,
+};
+
+fn at(s: i64) -> Timestamp {
+    Timestamp::from_second(1_900_000_000 + s).expect("in range")
+}
+
+fn req(node: &str, take: &[u32], release: &[u32], now: Timestamp) -> LeaseRequest {
+    LeaseRequest {
+        node: node.into(),
+        take: take.to_vec(),
+        release: release.to_vec(),
+        now,
+        ttl: SignedDuration::from_secs(3),
+    }
+}
+
+/// The test's two instances; their leases from an earlier run of the
+/// suite are freed first (leases outlive `delete_all`, tokens never go
+/// back, so tokens are checked relative to what was found).
+const A: &str = "conformance-a";
+const B: &str = "conformance-b";
+
+pub(super) async fn cluster(s: Arc<dyn JobStore>) {
+    let name = s.name();
+    let Some(c) = s.coordination() else { return };
+    for n in [A, B] {
+        c.leave(n).await.expect("leave");
+    }
+    leases(name, c).await;
+    fencing(name, &*s, c).await;
+    updates(name, s.clone(), c).await;
+    membership(name, c).await;
+}
+
+/// The token of partition `p` if `node` holds it.
+fn tok(leases: &[crate::Lease], node: &str, p: u32) -> Option<u64> {
+    leases
+        .iter()
+        .find(|l| l.partition == p && l.owner == node)
+        .map(|l| l.token)
+}
+
+async fn leases(name: &str, c: &dyn Coordination) {
+    let all = c.lease(req(A, &[1, 2], &[], at(0))).await.expect("lease");
+    let (t1, t2) = (tok(&all, A, 1), tok(&all, A, 2));
+    assert!(
+        t1.is_some() && t2.is_some(),
+        "[{name}] free leases are taken: {all:?}"
+    );
+    let all = c.lease(req(B, &[2, 3], &[], at(1))).await.expect("lease");
+    assert_eq!(tok(&all, A, 2), t2, "[{name}] a held lease stays");
+    assert!(
+        tok(&all, B, 2).is_none(),
+        "[{name}] a held lease is not taken"
+    );
+    let t3 = tok(&all, B, 3);
+    assert!(t3.is_some(), "[{name}] b gets the free one");
+    // A renews 1 only; 2 expires at 3 s and B takes it with a new token.
+    c.lease(req(A, &[1], &[], at(2))).await.expect("renew");
+    let all = c.lease(req(B, &[2, 3], &[], at(4))).await.expect("lease");
+    assert_eq!(
+        tok(&all, A, 1),
+        t1,
+        "[{name}] a renewed lease keeps its token"
+    );
+    assert_eq!(
+        tok(&all, B, 2),
+        t2.map(|t| t + 1),
+        "[{name}] an expired lease is taken, token grows"
+    );
+    assert_eq!(tok(&all, B, 3), t3, "[{name}] renewal keeps the token");
+    // Release frees at once; leave frees everything.
+    c.lease(req(A, &[], &[1], at(4))).await.expect("release");
+    let all = c.lease(req(B, &[1], &[], at(4))).await.expect("lease");
+    assert_eq!(
+        tok(&all, B, 1),
+        t1.map(|t| t + 1),
+        "[{name}] a released lease is taken at once"
+    );
+    c.leave(B).await.expect("leave");
+    let all = c
+        .lease(req(A, &[1, 2, 3], &[], at(5)))
+        .await
+        .expect("lease");
+    assert_eq!(
+        [tok(&all, A, 1), tok(&all, A, 2), tok(&all, A, 3)],
+        [t1.map(|t| t + 2), t2.map(|t| t + 2), t3.map(|t| t + 1)],
+        "[{name}] leave frees every lease"
+    );
+    let listed = c.leases().await.expect("leases");
+    assert_eq!(
+        tok(&listed, A, 3),
+        t3.map(|t| t + 1),
+        "[{name}] leases() lists them"
+    );
+}
+
+async fn fencing(name: &str, s: &dyn JobStore, c: &dyn Coordination) {
+    let job = Job::new("fenced", "true");
+    s.apply(Batch::put(job.clone())).await.expect("put");
+    let all = c.lease(req(A, &[7], &[], at(10))).await.expect("lease");
+    let token = tok(&all, A, 7).expect("held");
+    let fenced = |node: &str, token: u64, now: Timestamp, run: &str| Batch {
+        begin: vec![open_run(run, &job.id, Some(1_900_000_000_000_000_000))],
+        fence: Some(Fence {
+            partition: 7,
+            node: node.into(),
+            token,
+            now,
+        }),
+        ..Batch::default()
+    };
+    s.apply(fenced(A, token, at(11), "f-ok"))
+        .await
+        .expect("a holds the lease");
+    for (why, batch) in [
+        ("another node", fenced(B, token, at(11), "f-1")),
+        ("an old token", fenced(A, token - 1, at(11), "f-2")),
+        ("an expired lease", fenced(A, token, at(14), "f-3")),
+    ] {
+        match s.apply(batch).await {
+            Err(StoreError::Fenced(_)) => {}
+            other => panic!("[{name}] a batch fenced by {why} must fail Fenced, got {other:?}"),
+        }
+    }
+    let open: Vec<String> = s
+        .open_runs()
+        .await
+        .expect("open")
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert!(
+        open.contains(&"f-ok".to_string()),
+        "[{name}] the fenced batch that held is written"
+    );
+    assert!(
+        !open.iter().any(|r| r.starts_with("f-") && r != "f-ok"),
+        "[{name}] refused batches write nothing: {open:?}"
+    );
+    // Taken over: the old holder's token no longer works even before expiry.
+    c.lease(req(A, &[], &[7], at(11))).await.expect("release");
+    c.lease(req(B, &[7], &[], at(11))).await.expect("take");
+    assert!(
+        matches!(
+            s.apply(fenced(A, token, at(11), "f-4")).await,
+            Err(StoreError::Fenced(_))
+        ),
+        "[{name}] a lease that changed hands fences its old holder"
+    );
+    s.apply(Batch {
+        end: vec!["f-ok".into()],
+        delete: vec![job.id.clone()],
+        ..Batch::default()
+    })
+    .await
+    .expect("end");
+}
+
+async fn updates(name: &str, s: Arc<dyn JobStore>, c: &dyn Coordination) {
+    let mut job = Job::new("updated", "true");
+    job.metadata.success_count = 5;
+    let other = Job::new("other", "true");
+    s.apply(Batch {
+        put: vec![job.clone(), other.clone()],
+        ..Batch::default()
+    })
+    .await
+    .expect("put");
+    let from = c.last_change().await.expect("last_change");
+    // 20 concurrent deltas from "different instances": none is lost.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (s, id) = (s.clone(), job.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let delta = RunDelta {
+                point: Some(at(100 + i)),
+                attempted_at: Some(at(100 + i)),
+                successes: 1,
+                errors: u64::from(i % 2 == 0),
+                finished: 1,
+                ..RunDelta::default()
+            };
+            s.apply(Batch {
+                update: vec![JobUpdate {
+                    job_id: id,
+                    change: JobChange::Ran(delta),
+                }],
+                ..Batch::default()
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task").expect("delta applied");
+    }
+    let got = s.get(&job.id).await.expect("get").expect("exists");
+    assert_eq!(
+        got.metadata.success_count, 25,
+        "[{name}] concurrent deltas add up"
+    );
+    assert_eq!(
+        got.metadata.error_count, 10,
+        "[{name}] concurrent deltas add up"
+    );
+    assert_eq!(got.scheduled_runs, 20, "[{name}] every point counted");
+    assert_eq!(
+        got.last_scheduled_at,
+        Some(at(119)),
+        "[{name}] the latest point wins"
+    );
+    assert_eq!(got.name, "updated", "[{name}] the rest of the job is kept");
+    let deltas_only = c.changes(from, 100).await.expect("changes");
+    assert!(
+        deltas_only.is_empty(),
+        "[{name}] run deltas are not announced: {deltas_only:?}"
+    );
+    // Definition changes are announced; an update of a missing job is skipped.
+    s.apply(Batch {
+        update: vec![
+            JobUpdate {
+                job_id: job.id.clone(),
+                change: JobChange::Disabled(true),
+            },
+            JobUpdate {
+                job_id: job.id.clone(),
+                change: JobChange::AddChild(other.id.clone()),
+            },
+            JobUpdate {
+                job_id: "no-such-job".into(),
+                change: JobChange::Disabled(true),
+            },
+        ],
+        ..Batch::default()
+    })
+    .await
+    .expect("definition updates");
+    let got = s.get(&job.id).await.expect("get").expect("exists");
+    assert!(got.disabled, "[{name}] Disabled applied");
+    assert_eq!(
+        got.dependent_jobs,
+        Some(vec![other.id.clone()]),
+        "[{name}] AddChild applied"
+    );
+    assert!(
+        s.get("no-such-job").await.expect("get").is_none(),
+        "[{name}] no job appears from an update"
+    );
+    s.apply(Batch {
+        delete: vec![other.id.clone()],
+        ..Batch::default()
+    })
+    .await
+    .expect("delete");
+    let changes = c.changes(from, 100).await.expect("changes");
+    let ids: Vec<&str> = changes.iter().map(|(_, id)| id.as_str()).collect();
+    assert!(
+        ids.contains(&job.id.as_str()) && ids.contains(&other.id.as_str()),
+        "[{name}] changes: {ids:?}"
+    );
+    assert!(
+        changes.windows(2).all(|w| w[0].0 < w[1].0),
+        "[{name}] changes in sequence order"
+    );
+    assert!(
+        changes.iter().all(|(seq, _)| *seq > from),
+        "[{name}] only changes after the cursor"
+    );
+    let last = c.last_change().await.expect("last_change");
+    assert_eq!(
+        Some(last),
+        changes.last().map(|c| c.0),
+        "[{name}] last_change is the newest"
+    );
+    assert!(
+        c.changes(last, 100).await.expect("changes").is_empty(),
+        "[{name}] nothing after the newest"
+    );
+    let many = c
+        .get_many(&[job.id.clone(), other.id.clone(), "none".into()])
+        .await
+        .expect("get_many");
+    assert_eq!(
+        many.len(),
+        1,
+        "[{name}] get_many returns the jobs that exist"
+    );
+    s.apply(Batch {
+        delete: vec![job.id.clone()],
+        ..Batch::default()
+    })
+    .await
+    .expect("delete");
+    c.prune_changes(Timestamp::now() + SignedDuration::from_secs(60))
+        .await
+        .expect("prune");
+    assert!(
+        c.changes(from, 100).await.expect("changes").is_empty(),
+        "[{name}] pruned"
+    );
+}
+
+async fn membership(name: &str, c: &dyn Coordination) {
+    let node = |n: &str, beat: i64| NodeInfo {
+        name: n.into(),
+        address: "127.0.0.1:1".into(),
+        started_at: at(0),
+        heartbeat_at: at(beat),
+        expires_at: at(beat + 3),
+        runs_done: 7,
+        leaving: false,
+    };
+    c.heartbeat(&node("m1", 0)).await.expect("heartbeat");
+    let all = c.heartbeat(&node("m2", 1)).await.expect("heartbeat");
+    let names: Vec<&str> = all.iter().map(|n| n.name.as_str()).collect();
+    assert!(
+        names.contains(&"m1") && names.contains(&"m2"),
+        "[{name}] nodes: {names:?}"
+    );
+    assert_eq!(
+        all.iter().find(|n| n.name == "m2"),
+        Some(&node("m2", 1)),
+        "[{name}] node round trip"
+    );
+    c.leave("m1").await.expect("leave");
+    let all = c.heartbeat(&node("m2", 2)).await.expect("heartbeat");
+    assert!(
+        !all.iter().any(|n| n.name == "m1"),
+        "[{name}] a node that left is gone"
+    );
+    // A node silent for over an hour is forgotten.
+    let all = c.heartbeat(&node("m3", 2 + 4000)).await.expect("heartbeat");
+    assert!(
+        !all.iter().any(|n| n.name == "m2"),
+        "[{name}] long-dead nodes are forgotten"
+    );
+    c.leave("m3").await.expect("leave");
+}
