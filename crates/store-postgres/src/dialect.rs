@@ -6,8 +6,11 @@
 
 use kala_store::Result;
 use kala_store_sql::{Classify, Dialect, Syntax};
-use sqlx::postgres::PgPool;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{Connection, Postgres};
+use tokio::sync::Notify;
 
 use crate::address::PostgresOptions;
 
@@ -35,6 +38,40 @@ impl Dialect for PgDialect {
             conn.close().await.map_err(map)?;
         }
         options.connect.pool::<PgDialect>(connect).await
+    }
+
+    /// `LISTEN kala_changes` on a connection of its own: every commit
+    /// that appended changes (`pg_notify` in the same transaction) wakes
+    /// the follower at once. A lost connection also wakes it (a
+    /// notification may have been missed; the follower polls anyway).
+    async fn listen(pool: &PgPool) -> Option<Arc<Notify>> {
+        let mut listener = match PgListener::connect_with(pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for changes; polling only");
+                return None;
+            }
+        };
+        if let Err(e) = listener.listen("kala_changes").await {
+            tracing::warn!(error = %e, "cannot LISTEN for changes; polling only");
+            return None;
+        }
+        let signal = Arc::new(Notify::new());
+        let wake = signal.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(_) => wake.notify_one(),
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "LISTEN connection failed; retrying");
+                        wake.notify_one();
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Some(signal)
     }
 
     const SYNTAX: Syntax = Syntax::POSTGRES;

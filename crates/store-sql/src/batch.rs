@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use kala_store::json::encode_string;
-use kala_store::{Batch, Result, ns_i64};
+use kala_store::{Batch, JobChange, Result, ns_i64};
 
 /// A batch with every record encoded, ready to bind. Encoding happens once,
 /// before the transaction, so a retried transaction does not repeat it.
@@ -31,6 +31,15 @@ pub struct EncodedBatch {
     pub begin: Vec<(String, String, String, String)>,
     /// Run ids whose journal entries go.
     pub end: Vec<String>,
+    /// Changes to stored jobs, grouped by job, in id order (rows are
+    /// locked in that order).
+    pub update: Vec<(String, Vec<JobChange>)>,
+    /// Jobs other instances must re-read: a change row each.
+    pub changed: Vec<String>,
+    /// The lease that must still hold: (partition, node, token, now ns).
+    pub fence: Option<(i64, String, i64, i64)>,
+    /// When the batch was encoded (ns), for the change rows.
+    pub now: i64,
 }
 
 impl EncodedBatch {
@@ -65,6 +74,27 @@ impl EncodedBatch {
         }
         out.end = batch.end.clone();
         out.end.sort_unstable();
+        let mut update: std::collections::BTreeMap<&str, Vec<JobChange>> = Default::default();
+        for u in &batch.update {
+            update
+                .entry(u.job_id.as_str())
+                .or_default()
+                .push(u.change.clone());
+        }
+        out.update = update
+            .into_iter()
+            .map(|(id, c)| (id.to_string(), c))
+            .collect();
+        out.changed = batch.changed_ids();
+        if let Some(f) = &batch.fence {
+            out.fence = Some((
+                i64::from(f.partition),
+                f.node.clone(),
+                i64::try_from(f.token).unwrap_or(i64::MAX),
+                ns_i64(f.now)?,
+            ));
+        }
+        out.now = ns_i64(jiff::Timestamp::now())?;
         out.touched = out.run_job_ids.clone();
         out.touched.sort_unstable();
         out.touched.dedup();

@@ -35,6 +35,15 @@ pub trait Dialect: Send + Sync + 'static {
     /// A pool on `options`, with the schema the options name in place.
     fn connect(options: &Self::Options) -> impl Future<Output = Result<Pool<Self::DB>>> + Send;
 
+    /// Starts listening for other instances' changes (a task that wakes
+    /// the returned `Notify`), where the database can notify; the
+    /// default: it cannot, instances poll.
+    fn listen(
+        _pool: &Pool<Self::DB>,
+    ) -> impl Future<Output = Option<std::sync::Arc<tokio::sync::Notify>>> + Send {
+        async { None }
+    }
+
     /// The database's spelling of the statements that differ.
     const SYNTAX: Syntax;
     /// Which of its errors mean "unavailable" or "retry" (I/O, pool and

@@ -22,6 +22,7 @@
 //! upserted in id order so two batches cannot deadlock on each other.
 
 pub mod batch;
+mod cluster;
 pub mod dialect;
 mod error;
 mod store;

@@ -9,8 +9,10 @@ use std::marker::PhantomData;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::json::decode;
-use kala_store::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError, ns_i64};
+use kala_store::json::{decode, encode_string};
+use kala_store::{
+    ALL_JOBS, Batch, Claim, JobChange, JobStore, OpenRun, Result, Retention, StoreError, ns_i64,
+};
 use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Row,
@@ -23,7 +25,7 @@ use crate::error::{map_err, retryable};
 
 /// Rows per multi-row statement (2–3 bound values each: far below every
 /// database's limit of 65,535 parameters).
-const CHUNK: usize = 2_000;
+pub(crate) const CHUNK: usize = 2_000;
 
 /// The run rows of `jobs` beyond the newest `keep` each, as `SELECT seq`.
 const RUNS_BEYOND: &str = "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (PARTITION BY job_id \
@@ -48,6 +50,13 @@ pub fn migrator<D: Dialect>() -> Migrator {
             D::SYNTAX.open_runs.into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "cluster".into(),
+            MigrationType::Simple,
+            D::SYNTAX.cluster.into_sql_str(),
+            false,
+        ),
     ]);
     m.dangerous_set_table_name("kala_migrations");
     m
@@ -56,11 +65,14 @@ pub fn migrator<D: Dialect>() -> Migrator {
 /// A [`JobStore`] on the database `D` speaks.
 pub struct SqlStore<D: Dialect> {
     pool: Pool<D::DB>,
+    /// Woken when another instance committed a change (PostgreSQL's
+    /// `LISTEN`); `None` where the database has no such thing.
+    pub(crate) signal: Option<std::sync::Arc<tokio::sync::Notify>>,
     dialect: PhantomData<D>,
 }
 
 /// Appends `IN (?, ?, …)` with `ids` bound.
-fn push_in<'a, DB: Database>(q: &mut QueryBuilder<DB>, ids: &'a [String])
+pub(crate) fn push_in<'a, DB: Database>(q: &mut QueryBuilder<DB>, ids: &'a [String])
 where
     &'a str: for<'q> Encode<'q, DB> + Type<DB>,
 {
@@ -79,7 +91,7 @@ where
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
     for<'a, 'q> &'a str: Encode<'q, D::DB> + Type<D::DB>,
     String: for<'r> Decode<'r, D::DB> + Type<D::DB>,
-    i64: for<'q> Encode<'q, D::DB> + Type<D::DB>,
+    i64: for<'q> Encode<'q, D::DB> + for<'r> Decode<'r, D::DB> + Type<D::DB>,
     usize: ColumnIndex<<D::DB as Database>::Row>,
     <D::DB as Database>::QueryResult: RowsAffected,
 {
@@ -90,8 +102,10 @@ where
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("{} migrations: {e}", D::SYNTAX.name)))?;
+        let signal = D::listen(&pool).await;
         Ok(SqlStore {
             pool,
+            signal,
             dialect: PhantomData,
         })
     }
@@ -101,8 +115,115 @@ where
         &self.pool
     }
 
-    async fn apply_once(&self, b: &EncodedBatch) -> std::result::Result<(), sqlx::Error> {
+    /// Inserts or replaces jobs (ids in id order, JSON at the same index).
+    async fn upsert(
+        tx: &mut sqlx::Transaction<'_, D::DB>,
+        ids: &[String],
+        jobs: &[String],
+    ) -> std::result::Result<(), sqlx::Error> {
+        for (ids, jobs) in ids.chunks(CHUNK).zip(jobs.chunks(CHUNK)) {
+            let mut q = QueryBuilder::<D::DB>::new("INSERT INTO kala_jobs (id, job) ");
+            q.push_values(ids.iter().zip(jobs), |mut row, (id, job)| {
+                row.push_bind(id.as_str()).push_bind(job.as_str());
+            });
+            q.push(D::SYNTAX.upsert_job);
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies changes to the stored jobs: their rows are locked (in id
+    /// order), decoded, changed and written back in this transaction, so
+    /// that no change another instance commits meanwhile is lost.
+    async fn update_jobs(
+        tx: &mut sqlx::Transaction<'_, D::DB>,
+        chunk: &[(String, Vec<JobChange>)],
+    ) -> std::result::Result<(), sqlx::Error> {
+        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+        let mut q = QueryBuilder::<D::DB>::new("SELECT id, job FROM kala_jobs WHERE id");
+        push_in(&mut q, &ids);
+        q.push(" ORDER BY id FOR UPDATE");
+        let rows = q.build().fetch_all(&mut **tx).await?;
+        let changes: std::collections::HashMap<&str, &Vec<JobChange>> =
+            chunk.iter().map(|(id, c)| (id.as_str(), c)).collect();
+        let (mut put_ids, mut put_jobs) = (Vec::new(), Vec::new());
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            let json: String = row.try_get(1)?;
+            let mut job: Job =
+                decode(&id, json.as_bytes()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            for c in changes.get(id.as_str()).into_iter().flat_map(|c| c.iter()) {
+                c.apply(&mut job);
+            }
+            put_jobs.push(encode_string(&job).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
+            put_ids.push(id);
+        }
+        Self::upsert(tx, &put_ids, &put_jobs).await
+    }
+
+    /// Whether the fence holds, with the lease row held until the
+    /// transaction ends (so the lease cannot change hands before it
+    /// commits). `Some(why)` when it does not.
+    async fn check_fence(
+        tx: &mut sqlx::Transaction<'_, D::DB>,
+        (part, node, token, now): &(i64, String, i64, i64),
+    ) -> std::result::Result<Option<String>, sqlx::Error> {
+        let mut q = QueryBuilder::<D::DB>::new(
+            "SELECT owner, token, expires_at FROM kala_leases WHERE part = ",
+        );
+        q.push_bind(*part).push(D::SYNTAX.share_lock);
+        let Some(row) = q.build().fetch_optional(&mut **tx).await? else {
+            return Ok(Some(format!("partition {part} has no lease")));
+        };
+        let (owner, t, expires): (String, i64, i64) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if owner == *node && t == *token && expires > *now {
+            Ok(None)
+        } else {
+            Ok(Some(format!(
+                "{node} no longer holds the lease of partition {part} with token {token} (it is {owner}'s, token {t})"
+            )))
+        }
+    }
+
+    /// Appends change rows for `ids` and wakes the other instances at
+    /// commit (where the database can).
+    async fn announce(
+        tx: &mut sqlx::Transaction<'_, D::DB>,
+        ids: &[String],
+        now: i64,
+    ) -> std::result::Result<(), sqlx::Error> {
+        for chunk in ids.chunks(CHUNK) {
+            let mut q = QueryBuilder::<D::DB>::new("INSERT INTO kala_changes (job_id, at) ");
+            q.push_values(chunk, |mut row, id| {
+                row.push_bind(id.as_str()).push_bind(now);
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        if !ids.is_empty()
+            && let Some(notify) = D::SYNTAX.notify
+        {
+            QueryBuilder::<D::DB>::new(notify)
+                .build()
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One try of a batch: `Ok(Err(why))` when its fence did not hold
+    /// (nothing written).
+    async fn apply_once(
+        &self,
+        b: &EncodedBatch,
+    ) -> std::result::Result<std::result::Result<(), String>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        if let Some(fence) = &b.fence
+            && let Some(why) = Self::check_fence(&mut tx, fence).await?
+        {
+            tx.rollback().await?;
+            return Ok(Err(why));
+        }
         for table in [
             "kala_jobs WHERE id",
             "kala_runs WHERE job_id",
@@ -114,13 +235,9 @@ where
                 q.build().execute(&mut *tx).await?;
             }
         }
-        for (ids, jobs) in b.put_ids.chunks(CHUNK).zip(b.put_jobs.chunks(CHUNK)) {
-            let mut q = QueryBuilder::<D::DB>::new("INSERT INTO kala_jobs (id, job) ");
-            q.push_values(ids.iter().zip(jobs), |mut row, (id, job)| {
-                row.push_bind(id.as_str()).push_bind(job.as_str());
-            });
-            q.push(D::SYNTAX.upsert_job);
-            q.build().execute(&mut *tx).await?;
+        Self::upsert(&mut tx, &b.put_ids, &b.put_jobs).await?;
+        for chunk in b.update.chunks(CHUNK) {
+            Self::update_jobs(&mut tx, chunk).await?;
         }
         let runs: Vec<_> = b.run_job_ids.iter().zip(&b.run_at).zip(&b.runs).collect();
         for chunk in runs.chunks(CHUNK) {
@@ -161,12 +278,13 @@ where
             push_in(&mut q, chunk);
             q.build().execute(&mut *tx).await?;
         }
-        tx.commit().await
+        Self::announce(&mut tx, &b.changed, b.now).await?;
+        tx.commit().await.map(Ok)
     }
 
     /// Every row of `sql` (`SELECT key, json …`), decoded; damage is
     /// named by the row's key.
-    async fn keyed_json<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn keyed_json<T: serde::de::DeserializeOwned>(
         &self,
         sql: &'static str,
     ) -> Result<Vec<T>> {
@@ -184,7 +302,7 @@ where
             .collect()
     }
 
-    async fn execute(&self, q: &mut QueryBuilder<D::DB>) -> Result<u64> {
+    pub(crate) async fn execute(&self, q: &mut QueryBuilder<D::DB>) -> Result<u64> {
         let done = q.build().execute(&self.pool).await.map_err(map_err::<D>)?;
         Ok(done.rows())
     }
@@ -198,7 +316,7 @@ where
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
     for<'a, 'q> &'a str: Encode<'q, D::DB> + Type<D::DB>,
     String: for<'r> Decode<'r, D::DB> + Type<D::DB>,
-    i64: for<'q> Encode<'q, D::DB> + Type<D::DB>,
+    i64: for<'q> Encode<'q, D::DB> + for<'r> Decode<'r, D::DB> + Type<D::DB>,
     usize: ColumnIndex<<D::DB as Database>::Row>,
     <D::DB as Database>::QueryResult: RowsAffected,
 {
@@ -234,7 +352,8 @@ where
         let encoded = EncodedBatch::new(&batch)?;
         retry_transient(retryable::<D>, || self.apply_once(&encoded))
             .await
-            .map_err(map_err::<D>)
+            .map_err(map_err::<D>)?
+            .map_err(StoreError::Fenced)
     }
 
     async fn runs(&self, job_id: &str, limit: Option<usize>) -> Result<Vec<RunRecord>> {
@@ -289,6 +408,9 @@ where
                 .await
                 .map_err(map_err::<D>)?;
         }
+        Self::announce(&mut tx, &[ALL_JOBS.to_string()], ns_i64(Timestamp::now())?)
+            .await
+            .map_err(map_err::<D>)?;
         tx.commit().await.map_err(map_err::<D>)
     }
 
@@ -333,5 +455,9 @@ where
     async fn close(&self) -> Result<()> {
         self.pool.close().await;
         Ok(())
+    }
+
+    fn coordination(&self) -> Option<&dyn kala_store::Coordination> {
+        Some(self)
     }
 }

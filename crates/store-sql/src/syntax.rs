@@ -21,8 +21,21 @@ pub struct Syntax {
     pub insert_if_absent: (&'static str, &'static str),
     /// Wraps a `SELECT seq …` to delete those run rows: (before, after).
     pub delete_runs_by_seq: (&'static str, &'static str),
-    /// Empties every table, in one transaction.
+    /// Empties the job tables (not membership and leases), in one
+    /// transaction.
     pub delete_all: &'static [&'static str],
+    /// Appended to `INSERT INTO kala_nodes (name, expires_at, info)
+    /// VALUES …` to replace an existing row.
+    pub upsert_node: &'static str,
+    /// Migration 3: nodes, leases, changes.
+    pub cluster: &'static str,
+    /// Appended to a `SELECT … FROM kala_leases WHERE …` to hold the row
+    /// against a lease change until the transaction ends, letting other
+    /// readers in.
+    pub share_lock: &'static str,
+    /// Run in a transaction that appended changes, to wake the other
+    /// instances at its commit; `None`: they poll.
+    pub notify: Option<&'static str>,
 }
 
 impl Syntax {
@@ -34,6 +47,10 @@ impl Syntax {
         insert_if_absent: ("INSERT ", " ON CONFLICT DO NOTHING"),
         delete_runs_by_seq: ("DELETE FROM kala_runs WHERE seq IN (", ")"),
         delete_all: &["TRUNCATE kala_jobs, kala_runs, kala_claims, kala_open_runs"],
+        upsert_node: " ON CONFLICT (name) DO UPDATE SET expires_at = EXCLUDED.expires_at, info = EXCLUDED.info",
+        cluster: include_str!("../migrations/postgres/0003_cluster.sql"),
+        share_lock: " FOR SHARE",
+        notify: Some("SELECT pg_notify('kala_changes', '')"),
     };
 
     /// MySQL and MariaDB. MySQL cannot delete from a table that its own
@@ -52,5 +69,9 @@ impl Syntax {
             "DELETE FROM kala_claims",
             "DELETE FROM kala_open_runs",
         ],
+        upsert_node: " ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at), info = VALUES(info)",
+        cluster: include_str!("../migrations/mysql/0003_cluster.sql"),
+        share_lock: " LOCK IN SHARE MODE",
+        notify: None,
     };
 }
