@@ -48,8 +48,23 @@ pub struct EngineConfig {
     /// `runs_unjournaled`); `true` does not start it (`runs_not_started`).
     pub require_journal: bool,
     /// Claim each scheduled occurrence in the store before running it, so
-    /// that several instances on one database run it once.
+    /// that several instances on one database run it once. (Superseded
+    /// by the cluster's partition leases; kept for embedders.)
     pub claim_runs: bool,
+    /// Form a cluster with the other instances on the store when it
+    /// offers [`kala_store::Coordination`] (default `true`). `false`: this
+    /// engine runs every job itself, as if alone.
+    pub cluster: bool,
+    /// Where this instance's API listens, shown to the others.
+    pub address: String,
+    /// A partition's lease lasts this long without renewal: the longest
+    /// a dead instance's jobs wait for a new owner.
+    pub lease_ttl: SignedDuration,
+    /// Membership rounds (heartbeat, lease renewal, rebalancing) are this
+    /// far apart; well under `lease_ttl`.
+    pub heartbeat: SignedDuration,
+    /// The change follower polls this often even without a notification.
+    pub change_poll: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +80,11 @@ impl Default for EngineConfig {
             node_id: default_node_id(),
             require_journal: false,
             claim_runs: false,
+            cluster: true,
+            address: String::new(),
+            lease_ttl: SignedDuration::from_secs(3),
+            heartbeat: SignedDuration::from_secs(1),
+            change_poll: std::time::Duration::from_millis(500),
         }
     }
 }

@@ -15,7 +15,7 @@ use kala_executor::HandlerResult;
 use kala_job::graph::{plan_create, plan_delete};
 use kala_job::wire::AppStats;
 use kala_job::{Job, JobError, JobId, RunRecord, Trigger};
-use kala_store::{Batch, JobStore};
+use kala_store::{Batch, JobChange, JobStore, JobUpdate};
 use tokio::sync::broadcast;
 
 use crate::clock::Clock;
@@ -106,15 +106,29 @@ impl Engine {
             .collect();
         ids.push(&id);
         let _stripes = inner.lock_stripes(&ids).await;
-        let mut put = linked.updated_parents.clone();
-        put.push(Job::clone(&slot.job));
-        inner
-            .store
-            .apply(Batch {
+        let batch = if inner.cluster.is_some() {
+            // Parents change in the database, not from this memory.
+            Batch {
+                put: vec![Job::clone(&slot.job)],
+                update: linked
+                    .updated_parents
+                    .iter()
+                    .map(|p| JobUpdate {
+                        job_id: p.id.clone(),
+                        change: JobChange::AddChild(id.clone()),
+                    })
+                    .collect(),
+                ..Batch::default()
+            }
+        } else {
+            let mut put = linked.updated_parents.clone();
+            put.push(Job::clone(&slot.job));
+            Batch {
                 put,
                 ..Batch::default()
-            })
-            .await?;
+            }
+        };
+        inner.store.apply(batch).await?;
         let run_now = job_is_pending_once(&slot.job);
         {
             let mut st = inner.lock();
@@ -189,14 +203,27 @@ impl Engine {
             .chain(plan.updated.iter().map(|j| j.id.as_str()))
             .collect();
         let _stripes = inner.lock_stripes(&ids).await;
-        inner
-            .store
-            .apply(Batch {
+        let batch = if inner.cluster.is_some() {
+            Batch {
+                delete: plan.deleted.clone(),
+                update: plan
+                    .updated
+                    .iter()
+                    .map(|j| JobUpdate {
+                        job_id: j.id.clone(),
+                        change: JobChange::Unlink(plan.deleted.clone()),
+                    })
+                    .collect(),
+                ..Batch::default()
+            }
+        } else {
+            Batch {
                 put: plan.updated.clone(),
                 delete: plan.deleted.clone(),
                 ..Batch::default()
-            })
-            .await?;
+            }
+        };
+        inner.store.apply(batch).await?;
         let mut st = inner.lock();
         for d in &plan.deleted {
             st.remove(d);
@@ -252,7 +279,18 @@ impl Engine {
             return Ok(());
         }
         job.disabled = disabled;
-        inner.store.apply(Batch::put(job)).await?;
+        let batch = if inner.cluster.is_some() {
+            Batch {
+                update: vec![JobUpdate {
+                    job_id: id.to_string(),
+                    change: JobChange::Disabled(disabled),
+                }],
+                ..Batch::default()
+            }
+        } else {
+            Batch::put(job)
+        };
+        inner.store.apply(batch).await?;
         let now = inner.clock.now();
         let run_once = {
             let mut st = inner.lock();
@@ -347,6 +385,10 @@ impl Engine {
     /// Stops the timer and waits up to `grace` for running jobs to finish.
     /// Returns whether they all finished. Runs still waiting for a worker
     /// are dropped; the engine accepts no new work afterwards.
+    ///
+    /// In a cluster, the partitions are handed over at once (the others
+    /// take them at their next round); runs in flight stay this
+    /// instance's until they end, then it leaves.
     pub async fn shutdown(&self, grace: Duration) -> bool {
         self.inner.shutdown.send_replace(true);
         self.inner.wake.notify_one();
@@ -354,10 +396,43 @@ impl Engine {
         if let Some(t) = timer {
             let _ = t.await;
         }
+        self.inner.hand_over().await;
         let all = u32::try_from(self.inner.config.max_concurrent_runs.max(1)).unwrap_or(u32::MAX);
         let done = tokio::time::timeout(grace, self.inner.workers.acquire_many(all)).await;
         self.inner.workers.close();
+        if matches!(done, Ok(Ok(_))) {
+            self.inner.leave_cluster().await;
+        }
         matches!(done, Ok(Ok(_)))
+    }
+
+    /// The cluster as this instance sees it; `None` when it is alone.
+    pub async fn cluster_status(&self) -> Result<Option<crate::ClusterStatus>, EngineError> {
+        Ok(self.inner.cluster_status().await?)
+    }
+
+    /// Whether this engine is one instance of a cluster.
+    pub fn is_clustered(&self) -> bool {
+        self.inner.cluster.is_some()
+    }
+
+    /// The job as the store holds it now, in a cluster (another instance
+    /// may have run it since this memory last heard); alone, the same as
+    /// [`Engine::get`].
+    pub async fn fetch(&self, id: &str) -> Result<Option<Arc<Job>>, EngineError> {
+        let Some(mem) = self.get(id) else {
+            return Ok(None);
+        };
+        if self.inner.cluster.is_none() {
+            return Ok(Some(mem));
+        }
+        match self.inner.store.get(id).await? {
+            Some(mut job) => {
+                job.next_run_at = job.next_run_at.or(mem.next_run_at);
+                Ok(Some(Arc::new(job)))
+            }
+            None => Ok(None),
+        }
     }
 
     fn check_running(&self) -> Result<(), EngineError> {
@@ -368,6 +443,11 @@ impl Engine {
     }
 
     pub(crate) fn spawn_run(&self, id: JobId, trigger: Trigger) {
+        if trigger == Trigger::Once && self.inner.fence_for(&id).is_err() {
+            // Another instance holds the job's partition: it runs it when
+            // it hears of the job.
+            return;
+        }
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let Ok(_permit) = inner.permit().await else {

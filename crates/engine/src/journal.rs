@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use kala_job::{Job, Outcome, RunRecord};
-use kala_store::{Batch, JobStore, OpenRun};
+use kala_store::{Batch, JobChange, JobStore, JobUpdate, OpenRun, RunDelta};
 
 use crate::config::EngineConfig;
 use crate::metrics::Metrics;
@@ -26,17 +26,85 @@ pub struct Recovered {
     pub killed: Vec<u32>,
 }
 
+/// What a set of open runs becomes: an `interrupted` record each, and
+/// what each adds to its job (the point counts as done; a failure).
+pub(crate) struct Interrupted {
+    pub records: Vec<RunRecord>,
+    pub deltas: Vec<(String, RunDelta)>,
+}
+
+/// Records and job deltas for runs found open. `orphans`: the processes
+/// killed per run id (`None`: not checked on this platform, or not this
+/// machine's runs: another instance's).
+pub(crate) fn interrupted(
+    open: &[OpenRun],
+    orphans: Option<&HashMap<String, Vec<u32>>>,
+    now: Timestamp,
+) -> Interrupted {
+    let mut out = Interrupted {
+        records: Vec::new(),
+        deltas: Vec::new(),
+    };
+    for run in open {
+        let left = match orphans {
+            None => "whether it left processes running was not checked".to_string(),
+            Some(found) => match found.get(&run.run_id) {
+                Some(pids) if !pids.is_empty() => {
+                    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+                    format!(
+                        "its processes still running were killed (pids {})",
+                        list.join(", ")
+                    )
+                }
+                _ => "no process of it was left running".to_string(),
+            },
+        };
+        let why = format!(
+            "interrupted: the server (node {}) stopped during this run; found in the run journal at {now}; {left}",
+            run.node
+        );
+        tracing::warn!(job = %run.job_id, run = %run.run_id, started = %run.started_at,
+            scheduled = ?run.scheduled_at, "{why}");
+        out.deltas.push((
+            run.job_id.clone(),
+            RunDelta {
+                point: run.scheduled_at,
+                attempted_at: Some(run.started_at),
+                errors: 1,
+                finished: 1,
+                last_error: Some(now),
+                ..RunDelta::default()
+            },
+        ));
+        out.records.push(RunRecord {
+            job_id: run.job_id.clone(),
+            ran_at: run.started_at,
+            scheduled_at: run.scheduled_at,
+            trigger: run.trigger,
+            outcome: Outcome::Interrupted,
+            number_of_retries: 0,
+            execution_duration: u64::try_from(now.duration_since(run.started_at).as_nanos())
+                .unwrap_or(0),
+            exit_code: None,
+            error: Some(why),
+            output: String::new(),
+        });
+    }
+    out
+}
+
 /// Reads the journal's open runs that belong to this instance (its
-/// `node_id`, or all of them when it does not claim runs), kills their
-/// orphaned processes, and in one batch stores an `interrupted` record
-/// for each, the jobs' updated state, and the end of each entry. `jobs`
-/// (just loaded) is updated in place, so that scheduling after this does
-/// not run an interrupted point again and a one-off job does not start
-/// again.
+/// `node_id`, or all of them when it is alone), kills their orphaned
+/// processes, and in one batch stores an `interrupted` record for each,
+/// the jobs' updated state (whole jobs when alone, deltas in a cluster),
+/// and the end of each entry. `jobs` (just loaded) is updated in place,
+/// so that scheduling after this does not run an interrupted point again
+/// and a one-off job does not start again.
 pub(crate) async fn recover(
     store: &Arc<dyn JobStore>,
     jobs: &mut [Job],
     config: &EngineConfig,
+    cluster: bool,
     metrics: &Metrics,
     now: Timestamp,
 ) -> Result<Recovered, kala_store::StoreError> {
@@ -44,7 +112,7 @@ pub(crate) async fn recover(
         .open_runs()
         .await?
         .into_iter()
-        .filter(|r| !config.claim_runs || r.node == config.node_id)
+        .filter(|r| !(config.claim_runs || cluster) || r.node == config.node_id)
         .collect();
     if open.is_empty() {
         return Ok(Recovered::default());
@@ -66,78 +134,56 @@ pub(crate) async fn recover(
     .await
     .ok()
     .flatten();
-    let wanted: std::collections::HashSet<&str> = open.iter().map(|r| r.job_id.as_str()).collect();
+    let out = interrupted(&open, orphans.as_ref(), now);
+    let mut recovered = Recovered {
+        interrupted: open.len(),
+        killed: orphans
+            .iter()
+            .flat_map(|o| o.values().flatten().copied())
+            .collect(),
+    };
+    recovered.killed.sort_unstable();
     let index: HashMap<String, usize> = jobs
         .iter()
         .enumerate()
-        .filter(|(_, j)| wanted.contains(j.id.as_str()))
         .map(|(i, j)| (j.id.clone(), i))
         .collect();
     let mut changed = std::collections::BTreeSet::new();
-    let mut records = Vec::new();
-    let mut recovered = Recovered::default();
-    for run in &open {
-        let left = match &orphans {
-            None => {
-                "whether it left processes running cannot be checked on this platform".to_string()
-            }
-            Some(found) => match found.get(&run.run_id) {
-                Some(pids) if !pids.is_empty() => {
-                    recovered.killed.extend(pids);
-                    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-                    format!(
-                        "its processes still running were killed (pids {})",
-                        list.join(", ")
-                    )
-                }
-                _ => "no process of it was left running".to_string(),
-            },
-        };
-        let why = format!(
-            "interrupted: the server (node {}) stopped during this run; found in the run journal at start-up at {now}; {left}",
-            run.node
-        );
-        tracing::warn!(job = %run.job_id, run = %run.run_id, started = %run.started_at,
-            scheduled = ?run.scheduled_at, "{why}");
+    let mut update = Vec::new();
+    for (id, delta) in out.deltas {
         metrics.count(Outcome::Interrupted);
-        recovered.interrupted += 1;
-        let Some(&i) = index.get(&run.job_id) else {
+        let Some(&i) = index.get(&id) else {
             continue; // deleted meanwhile: only the entry goes
         };
-        let job = &mut jobs[i];
-        if let Some(point) = run.scheduled_at {
-            job.last_scheduled_at = Some(job.last_scheduled_at.map_or(point, |l| l.max(point)));
-        }
-        let m = &mut job.metadata;
-        m.last_attempted_run = Some(
-            m.last_attempted_run
-                .map_or(run.started_at, |l| l.max(run.started_at)),
-        );
-        m.error_count += 1;
-        m.last_error = Some(now);
-        m.number_of_finished_runs += 1;
+        JobChange::Ran(RunDelta {
+            // the point moves `last_scheduled_at` in memory; counted once
+            // in the store by the delta
+            ..delta.clone()
+        })
+        .apply(&mut jobs[i]);
         changed.insert(i);
-        records.push(RunRecord {
-            job_id: run.job_id.clone(),
-            ran_at: run.started_at,
-            scheduled_at: run.scheduled_at,
-            trigger: run.trigger,
-            outcome: Outcome::Interrupted,
-            number_of_retries: 0,
-            execution_duration: u64::try_from(now.duration_since(run.started_at).as_nanos())
-                .unwrap_or(0),
-            exit_code: None,
-            error: Some(why),
-            output: String::new(),
+        update.push(JobUpdate {
+            job_id: id,
+            change: JobChange::Ran(delta),
         });
     }
+    let batch = if cluster {
+        Batch {
+            update,
+            ..Batch::default()
+        }
+    } else {
+        Batch {
+            put: changed.iter().map(|&i| jobs[i].clone()).collect(),
+            ..Batch::default()
+        }
+    };
     store
         .apply(Batch {
-            put: changed.iter().map(|&i| jobs[i].clone()).collect(),
-            runs: records,
+            runs: out.records,
             keep_runs: config.keep_runs,
             end: ids,
-            ..Batch::default()
+            ..batch
         })
         .await?;
     Ok(recovered)

@@ -28,6 +28,7 @@
 //! | `state` | the job map, the queue, the locks, every field documented |
 //! | `timer` | the next run of a job (computed in one place), arming, the timer loop |
 //! | `runner` | epsilon, overlap, claim, the journal entry, the attempts of one run |
+//! | `cluster` | several instances on one database: membership, partition leases, takeover, the change follower, hand-over |
 //! | `journal` | start-up: open runs recorded as interrupted, their orphans killed |
 //! | `retry` | the retry policy (a pure function) |
 //! | `chain` | children and on-failure jobs, with the cycle guard |
@@ -39,6 +40,7 @@
 mod builder;
 mod chain;
 pub mod clock;
+mod cluster;
 mod config;
 mod facade;
 mod journal;
@@ -53,6 +55,7 @@ mod timer;
 
 pub use builder::EngineBuilder;
 pub use clock::{Clock, FakeClock, SystemClock};
+pub use cluster::{ClusterStatus, NodeStatus};
 pub use config::{EngineConfig, EngineError, Event, MissedRuns, default_node_id};
 pub use facade::Engine;
 pub use metrics::{LATENESS_BUCKETS, Metrics, MetricsSnapshot};

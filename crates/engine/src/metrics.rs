@@ -21,6 +21,11 @@ pub struct Metrics {
     store_errors: AtomicU64,
     invalid_jobs: AtomicU64,
     runs_dropped: AtomicU64,
+    fenced: AtomicU64,
+    takeovers: AtomicU64,
+    handovers: AtomicU64,
+    lease_errors: AtomicU64,
+    changes_applied: AtomicU64,
     lateness: [AtomicU64; LATENESS_BUCKETS.len()],
     lateness_count: AtomicU64,
     lateness_sum_ns: AtomicU64,
@@ -44,6 +49,18 @@ pub struct MetricsSnapshot {
     pub invalid_jobs: u64,
     /// Run records that could not be stored (the store refused the write).
     pub runs_dropped: u64,
+    /// Runs not started because this instance could not prove it holds
+    /// the lease of the job's partition (cluster).
+    pub runs_fenced: u64,
+    /// Partitions this instance took (at start, from a dead instance, or
+    /// handed over).
+    pub partitions_taken: u64,
+    /// Partitions this instance gave up (rebalancing, shutdown).
+    pub partitions_released: u64,
+    /// Membership rounds that failed (the database did not answer).
+    pub lease_errors: u64,
+    /// Jobs re-read because another instance changed them.
+    pub changes_applied: u64,
     /// Cumulative counts per bucket of [`LATENESS_BUCKETS`].
     pub lateness_buckets: Vec<u64>,
     pub lateness_count: u64,
@@ -77,6 +94,26 @@ impl Metrics {
         self.runs_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn fenced(&self) {
+        self.fenced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn taken(&self, n: usize) {
+        self.takeovers.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn released(&self, n: usize) {
+        self.handovers.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn lease_error(&self) {
+        self.lease_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn changes_applied(&self, n: usize) {
+        self.changes_applied.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     pub fn invalid_job(&self) {
         self.invalid_jobs.fetch_add(1, Ordering::Relaxed);
     }
@@ -104,6 +141,11 @@ impl Metrics {
             store_errors: self.store_errors.load(Ordering::Relaxed),
             invalid_jobs: self.invalid_jobs.load(Ordering::Relaxed),
             runs_dropped: self.runs_dropped.load(Ordering::Relaxed),
+            runs_fenced: self.fenced.load(Ordering::Relaxed),
+            partitions_taken: self.takeovers.load(Ordering::Relaxed),
+            partitions_released: self.handovers.load(Ordering::Relaxed),
+            lease_errors: self.lease_errors.load(Ordering::Relaxed),
+            changes_applied: self.changes_applied.load(Ordering::Relaxed),
             lateness_buckets: self
                 .lateness
                 .iter()

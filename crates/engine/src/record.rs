@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use kala_job::{Job, Outcome, RunRecord, Trigger};
-use kala_store::Batch;
+use kala_store::{Batch, JobChange, JobUpdate, RunDelta};
 
 use crate::config::Event;
 use crate::state::Inner;
@@ -30,27 +30,39 @@ impl Inner {
             error: Some(why),
             output: String::new(),
         };
-        self.persist_run(id, record, None, |_| {}).await;
+        let delta = RunDelta {
+            point: Some(point),
+            ..RunDelta::default()
+        };
+        self.persist_run(id, record, None, delta).await;
     }
 
-    /// Stores a run record together with the job's updated state and the
-    /// end of its journal entry (`run_id`), then installs the change in
-    /// memory and tells subscribers. A job deleted meanwhile is not written
-    /// back; its journal entry still ends.
+    /// Stores a run record together with what it changes in its job (one
+    /// atomic write with the end of its journal entry, `run_id`), then
+    /// installs the change in memory and tells subscribers. Alone, the
+    /// job is written whole from memory; in a cluster, the change is a
+    /// delta the database applies to the stored job, so runs of one job
+    /// on several instances all count. A job deleted meanwhile is not
+    /// written back; its journal entry still ends.
     pub async fn persist_run(
         &self,
         id: &str,
         record: RunRecord,
         run_id: Option<String>,
-        update: impl Fn(&mut Job),
+        delta: RunDelta,
     ) {
         let _stripe = self.lock_stripes(&[id]).await;
         let end: Vec<String> = run_id.into_iter().collect();
+        // Memory consumed the point when the timer fired (take_due).
+        let in_memory = JobChange::Ran(RunDelta {
+            point: None,
+            ..delta.clone()
+        });
         let job = {
             let st = self.lock();
             st.jobs.get(id).map(|cur| {
                 let mut job = Job::clone(&cur.job);
-                update(&mut job);
+                in_memory.apply(&mut job);
                 job.is_done = cur.fire_at.is_none();
                 job
             })
@@ -68,12 +80,26 @@ impl Inner {
             }
             return;
         };
+        let batch = if self.cluster.is_some() {
+            Batch {
+                update: vec![JobUpdate {
+                    job_id: id.to_string(),
+                    change: JobChange::Ran(RunDelta {
+                        next_run_at: Some(job.next_run_at),
+                        is_done: Some(job.is_done),
+                        ..delta
+                    }),
+                }],
+                ..Batch::default()
+            }
+        } else {
+            Batch::put(job)
+        };
         let batch = Batch {
-            put: vec![job],
             runs: vec![record.clone()],
             keep_runs: self.config.keep_runs,
             end,
-            ..Batch::default()
+            ..batch
         };
         if let Err(e) = self.store.apply(batch).await {
             self.metrics.store_error();
@@ -85,7 +111,7 @@ impl Inner {
             if let Some(slot) = st.jobs.get_mut(id) {
                 let armed = slot.fire_at.is_some();
                 let cur = Arc::make_mut(&mut slot.job);
-                update(cur);
+                in_memory.apply(cur);
                 cur.is_done = !armed;
             }
         }

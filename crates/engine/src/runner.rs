@@ -14,7 +14,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use kala_executor::{Attempt, RunContext};
 use kala_job::{Job, JobId, Outcome, Overlap, Plan, RunRecord, Trigger};
-use kala_store::{Batch, Claim, OpenRun};
+use kala_store::{Batch, Claim, OpenRun, RunDelta};
 
 use crate::chain::follow_ups;
 use crate::config::Event;
@@ -133,13 +133,39 @@ impl Inner {
                 started_at: ran_at,
                 node: self.config.node_id.clone(),
             };
+            // In a cluster, a scheduled or one-off run proves in the same
+            // write that this instance still holds the job's partition:
+            // no proof, no run (its owner runs it).
+            let fence = match trigger {
+                Trigger::Schedule | Trigger::Once => match self.fence_for(&id) {
+                    Ok(f) => f,
+                    Err(()) => {
+                        self.lock().running_end(&id);
+                        self.metrics.fenced();
+                        tracing::info!(job = %id, "not started: this instance no longer holds the job's partition");
+                        return None;
+                    }
+                },
+                _ => None,
+            };
+            let fenced = fence.is_some();
             let journaled = self
                 .store
                 .apply(Batch {
                     begin: vec![open],
+                    fence,
                     ..Batch::default()
                 })
                 .await;
+            if let Err(e) = &journaled
+                && (fenced
+                    || self.cluster.is_some() && matches!(e, kala_store::StoreError::Fenced(_)))
+            {
+                self.lock().running_end(&id);
+                self.metrics.fenced();
+                tracing::warn!(job = %id, error = %e, "not started: the lease of the job's partition could not be proven");
+                return None;
+            }
             if let Err(e) = journaled {
                 self.metrics.store_error();
                 if self.config.require_journal {
@@ -240,20 +266,18 @@ impl Inner {
                 error: attempt.error,
                 output: attempt.output,
             };
-            self.persist_run(&id, record.clone(), Some(run_id), |j| {
-                let m = &mut j.metadata;
-                m.last_attempted_run = Some(ran_at);
-                m.error_count += failures;
-                if last_error_at.is_some() {
-                    m.last_error = last_error_at;
-                }
-                m.number_of_finished_runs += 1;
-                if success {
-                    m.success_count += 1;
-                    m.last_success = Some(finished);
-                }
-            })
-            .await;
+            let delta = RunDelta {
+                point,
+                attempted_at: Some(ran_at),
+                successes: u64::from(success),
+                errors: failures,
+                finished: 1,
+                last_success: success.then_some(finished),
+                last_error: last_error_at,
+                ..RunDelta::default()
+            };
+            self.persist_run(&id, record.clone(), Some(run_id), delta)
+                .await;
             let mut chain = chain;
             chain.push(id.clone());
             for (next, trigger) in follow_ups(&job, success, &chain) {

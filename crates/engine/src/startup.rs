@@ -35,6 +35,12 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         let load_started = std::time::Instant::now();
+        // In a cluster, changes are followed from before the load, so
+        // none committed during it is missed.
+        let cursor = match store.coordination() {
+            Some(c) if config.cluster => c.last_change().await?,
+            _ => 0,
+        };
         let mut jobs = store.load_all().await?;
         let loaded_in = load_started.elapsed();
         let engine = Engine {
@@ -45,6 +51,7 @@ impl Engine {
             &inner.store,
             &mut jobs,
             &inner.config,
+            inner.cluster.is_some(),
             &inner.metrics,
             inner.clock.now(),
         )
@@ -65,8 +72,18 @@ impl Engine {
             schedule_ms = arm_started.elapsed().as_millis() as u64,
             "engine started"
         );
-        for id in pending_once {
-            engine.spawn_run(id, Trigger::Once);
+        if engine.inner.cluster.is_some() {
+            // One-off jobs start when their partition is taken, here for
+            // what is free now, later for the rest.
+            engine.inner.clone().membership_round().await;
+            let inner = engine.inner.clone();
+            tokio::spawn(async move { inner.membership_loop().await });
+            let inner = engine.inner.clone();
+            tokio::spawn(async move { inner.follow_loop(cursor).await });
+        } else {
+            for id in pending_once {
+                engine.spawn_run(id, Trigger::Once);
+            }
         }
         let timer = engine.inner.clone();
         let handle = tokio::spawn(async move { timer.timer_loop().await });

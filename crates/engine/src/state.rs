@@ -218,6 +218,10 @@ pub(crate) struct Inner {
     /// The timer task, taken and awaited by shutdown.
     pub timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub metrics: Metrics,
+    /// Set when this engine is one instance of a cluster (the store
+    /// offers coordination and `config.cluster`): which partitions it
+    /// holds. `None`: it runs every job.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 fn stripe_of(id: &str) -> usize {
@@ -235,7 +239,10 @@ impl Inner {
     ) -> Inner {
         let (events, _) = broadcast::channel(4096);
         let (shutdown, _) = watch::channel(false);
+        let cluster = (config.cluster && store.coordination().is_some())
+            .then(|| crate::cluster::Cluster::new(clock.now()));
         Inner {
+            cluster,
             store,
             executor,
             clock,

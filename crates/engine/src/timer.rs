@@ -22,7 +22,16 @@ use crate::state::{Due, Inner, State};
 pub(crate) enum Overdue {
     AsIs,
     CatchUp,
+    /// A partition taken over from another instance: points missed in
+    /// the last [`TAKEOVER_WINDOW`] are each run (late; the runner skips
+    /// those later than the job's epsilon, with a record), older ones
+    /// follow the missed-runs policy like `CatchUp`.
+    Takeover,
 }
+
+/// How far back a takeover runs every missed point (see
+/// [`Overdue::Takeover`]).
+pub(crate) const TAKEOVER_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
 /// A job's next scheduled run, from its state and plan. `None`: it has no
 /// schedule (one-off, child), is disabled, or its schedule is over.
@@ -46,7 +55,10 @@ pub(crate) fn next_due(
         fire_at: t,
         point: t,
     };
-    if candidate >= now || overdue == Overdue::AsIs {
+    if candidate >= now
+        || overdue == Overdue::AsIs
+        || (overdue == Overdue::Takeover && now.duration_since(candidate) <= TAKEOVER_WINDOW)
+    {
         return Some(at(candidate));
     }
     if job.resume_at_next_scheduled_time || missed == MissedRuns::Skip {
@@ -127,6 +139,10 @@ impl Inner {
             return None;
         }
         st.disarm(id);
+        if self.fence_for(id).is_err() {
+            // Another instance owns the job now; its owner arms it.
+            return None;
+        }
         let job = st.job_mut(id)?;
         if job.disabled {
             return None;

@@ -1,0 +1,140 @@
+//! Several engines on one shared store (a `MemoryStore::shared`, standing
+//! for the database) with one fake clock: each schedule point runs on
+//! exactly one instance, partitions rebalance when an instance joins, and
+//! a halted instance's jobs are taken over and their missed points run.
+
+use std::collections::HashMap;
+
+use super::*;
+
+type Ran = Arc<Mutex<Vec<(String, String, Timestamp)>>>;
+
+async fn instance(store: Arc<dyn JobStore>, clock: Arc<FakeClock>, node: &str, ran: Ran) -> Engine {
+    let executor = Executor::new().unwrap();
+    {
+        let (ran, clock, node) = (ran.clone(), clock.clone(), node.to_string());
+        executor.register("ok", move |job: Job| {
+            ran.lock()
+                .unwrap()
+                .push((node.clone(), job.name.clone(), clock.now()));
+            async { Ok(String::new()) }
+        });
+    }
+    let config = EngineConfig {
+        node_id: node.to_string(),
+        ..EngineConfig::default()
+    };
+    Engine::start(store, executor, clock, config).await.unwrap()
+}
+
+/// Advances the fake clock one second at a time, letting the engines'
+/// tasks (rounds, runs, records) catch up after each step.
+async fn tick(clock: &FakeClock, secs: i64) {
+    for _ in 0..secs {
+        clock.advance(SignedDuration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+}
+
+/// Checks that every recorded point of `ids` is recorded once and that
+/// the executions (the handler's own log) equal the records; returns the
+/// points per job name.
+async fn points(store: &Arc<dyn JobStore>, ids: &[String], ran: &Ran) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for id in ids {
+        let Some(job) = store.get(id).await.unwrap() else {
+            continue;
+        };
+        let runs = store.runs(id, None).await.unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for r in &runs {
+            assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
+            let p = r.scheduled_at.expect("scheduled");
+            assert!(
+                seen.insert(p),
+                "{} point {p} recorded twice: {runs:?}",
+                job.name
+            );
+        }
+        let executions = ran
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.1 == job.name)
+            .count();
+        assert_eq!(executions, runs.len(), "{}: executions = records", job.name);
+        assert_eq!(
+            job.metadata.success_count as usize,
+            runs.len(),
+            "{}: counter",
+            job.name
+        );
+        out.insert(job.name.clone(), seen.len());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_point_runs_once_across_instances_and_a_halted_ones_jobs_are_taken_over() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::shared());
+    let clock = Arc::new(FakeClock::new(t0()));
+    let ran: Ran = Arc::default();
+    let a = instance(store.clone(), clock.clone(), "a", ran.clone()).await;
+    let b = instance(store.clone(), clock.clone(), "b", ran.clone()).await;
+    assert!(a.is_clustered() && b.is_clustered());
+    let mut ids = Vec::new();
+    for i in 0..16 {
+        let e = if i % 2 == 0 { &a } else { &b };
+        ids.push(
+            e.create(job(&format!("j{i}"), "ok", &iso("R", 2, "PT1S")))
+                .await
+                .unwrap(),
+        );
+    }
+    // Both instances know every job (created through either).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!((a.len(), b.len()), (16, 16));
+    tick(&clock, 12).await;
+    let status = a.cluster_status().await.unwrap().expect("clustered");
+    let owned: Vec<usize> = status.nodes.iter().map(|n| n.partitions.len()).collect();
+    assert_eq!(
+        owned,
+        [32, 32],
+        "two instances share the partitions: {status:?}"
+    );
+    // Points 2..=12 s: 11 each, none lost through the rebalancing.
+    let p = points(&store, &ids, &ran).await;
+    for i in 0..16 {
+        assert_eq!(p[&format!("j{i}")], 11, "j{i}: {p:?}");
+    }
+    let ran_on_b = ran.lock().unwrap().iter().filter(|r| r.0 == "b").count();
+    assert!(ran_on_b > 0, "b runs its share");
+
+    // a stops without handing over (as if killed): b takes its partitions
+    // once their leases run out and runs the points missed meanwhile.
+    a.inner.shutdown.send_replace(true);
+    a.inner.wake.notify_one();
+    tick(&clock, 10).await;
+    let p = points(&store, &ids, &ran).await;
+    for i in 0..16 {
+        assert_eq!(p[&format!("j{i}")], 21, "j{i} after takeover: {p:?}");
+    }
+    let status = b.cluster_status().await.unwrap().expect("clustered");
+    let b_parts = status
+        .nodes
+        .iter()
+        .find(|n| n.name == "b")
+        .map(|n| n.partitions.len());
+    assert_eq!(b_parts, Some(64), "{status:?}");
+    // A job disabled through b stops; deleted through b is gone from b.
+    b.disable(&ids[0]).await.unwrap();
+    b.delete(&ids[1]).await.unwrap();
+    tick(&clock, 3).await;
+    let p = points(&store, &ids, &ran).await;
+    assert_eq!(p["j0"], 21, "disabled: no more runs");
+    assert!(!p.contains_key("j1"), "deleted");
+    assert_eq!(p["j2"], 24);
+    let j1 = ran.lock().unwrap().iter().filter(|r| r.1 == "j1").count();
+    assert_eq!(j1, 21, "nothing ran after the delete");
+    b.shutdown(Duration::from_secs(1)).await;
+}
