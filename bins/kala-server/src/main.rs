@@ -235,9 +235,12 @@ struct Serve {
         default_value_t = 10
     )]
     header_timeout: u64,
-    /// This instance's name in the run journal (runs a crash interrupted
-    /// are recorded at the next start under it); default: the host name.
-    #[arg(long = "node-id", env = "KALA_NODE_ID")]
+    /// This instance's name: in the cluster (several instances on one
+    /// database), in the run journal (runs a crash interrupted are
+    /// recorded at the next start under it) and in `KALA_NODE`. Keep it
+    /// stable across restarts and unique among instances; default: the
+    /// host name and the port (`host:8000`).
+    #[arg(long = "node-name", alias = "node-id", env = "KALA_NODE_NAME")]
     node_id: Option<String>,
     /// Log format: text, or json (one object per line with the job id,
     /// run id, node and outcome of each run). Levels and targets:
@@ -397,7 +400,9 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         node_id: args
             .node_id
             .clone()
-            .unwrap_or_else(kala_engine::default_node_id),
+            .or_else(|| std::env::var("KALA_NODE_ID").ok())
+            .unwrap_or_else(|| format!("{}:{}", kala_engine::default_node_id(), addr.port())),
+        address: addr.to_string(),
         ..EngineConfig::default()
     };
     let started = std::time::Instant::now();

@@ -116,6 +116,7 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
         .route("/api/v1/job/disable/{id}", post(jobs::disable_job))
         .route("/api/v1/stats", get(server::app_stats))
         .route("/api/v1/schedule/preview", post(server::preview))
+        .route("/api/v1/cluster", get(server::cluster))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::auth));
     let router = Router::new()
         .merge(api)

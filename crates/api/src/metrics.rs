@@ -98,6 +98,36 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
         "counter",
     );
     let _ = writeln!(out, "kala_run_records_dropped_total {}", m.runs_dropped);
+    for (name, help, v) in [
+        (
+            "kala_runs_fenced_total",
+            "Runs not started because this instance could not prove it holds the job's partition (cluster).",
+            m.runs_fenced,
+        ),
+        (
+            "kala_partitions_taken_total",
+            "Partitions of the job ids this instance took over (cluster).",
+            m.partitions_taken,
+        ),
+        (
+            "kala_partitions_released_total",
+            "Partitions this instance handed over (cluster).",
+            m.partitions_released,
+        ),
+        (
+            "kala_lease_errors_total",
+            "Membership rounds the database did not answer (cluster).",
+            m.lease_errors,
+        ),
+        (
+            "kala_changes_applied_total",
+            "Jobs re-read because another instance changed them (cluster).",
+            m.changes_applied,
+        ),
+    ] {
+        header(&mut out, name, help, "counter");
+        let _ = writeln!(out, "{name} {v}");
+    }
     header(
         &mut out,
         "kala_runs_not_started_total",

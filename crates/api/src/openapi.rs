@@ -99,7 +99,7 @@ pub struct RemoteIn {
     paths(
         jobs::create_job, jobs::list_jobs, jobs::get_job, jobs::delete_job, jobs::delete_all,
         jobs::job_stats, jobs::job_runs, jobs::start_job, jobs::enable_job, jobs::disable_job,
-        server::app_stats, server::preview, server::healthz, server::metrics_text, openapi_json,
+        server::app_stats, server::preview, server::cluster, server::healthz, server::metrics_text, openapi_json,
     ),
     components(schemas(ErrorBody, JobIn, RemoteIn)),
     modifiers(&Common),

@@ -411,6 +411,11 @@ impl Engine {
         Ok(self.inner.cluster_status().await?)
     }
 
+    /// This instance's name (`EngineConfig::node_id`).
+    pub fn node_name(&self) -> &str {
+        &self.inner.config.node_id
+    }
+
     /// Whether this engine is one instance of a cluster.
     pub fn is_clustered(&self) -> bool {
         self.inner.cluster.is_some()

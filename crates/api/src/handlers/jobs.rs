@@ -205,11 +205,16 @@ pub async fn get_job(
     Path(id): Path<String>,
     Query(q): Query<StatsQuery>,
 ) -> ApiResult {
-    let job = s
-        .engine
-        .get(&id)
-        .ok_or_else(|| EngineError::NotFound(id.clone()))?;
-    let runs = match q.stats.unwrap_or(true) {
+    // With stats the store is read anyway: the job comes from it too in a
+    // cluster (its counters as every instance wrote them). Without, from
+    // memory (served through a database outage).
+    let with_stats = q.stats.unwrap_or(true);
+    let job = match with_stats {
+        true => s.engine.fetch(&id).await?,
+        false => s.engine.get(&id),
+    }
+    .ok_or_else(|| EngineError::NotFound(id.clone()))?;
+    let runs = match with_stats {
         true => Some(kala_runs(s.engine.runs(&id, None).await?)),
         false => None,
     };

@@ -31,6 +31,73 @@ pub async fn app_stats(State(s): State<AppState>) -> ApiResult {
     ))
 }
 
+/// One instance of the cluster.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NodeOut {
+    name: String,
+    /// Where its API listens.
+    address: String,
+    started: String,
+    last_heartbeat: String,
+    /// Its heartbeat has not run out.
+    alive: bool,
+    /// Shutting down: it holds nothing and finishes its runs.
+    leaving: bool,
+    /// The hash partitions of the job ids whose lease it holds.
+    partitions: Vec<u32>,
+    /// Runs it finished since it started.
+    runs_done: u64,
+}
+
+/// The instances sharing this server's database, and what each owns.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ClusterOut {
+    /// This instance's name (`--node-name`).
+    node: String,
+    /// Whether it shares its database with other instances (a shared
+    /// backend); `false` on the embedded store.
+    clustered: bool,
+    /// The number of hash partitions of the job ids.
+    partitions: u32,
+    nodes: Vec<NodeOut>,
+}
+
+/// The cluster: every instance on this database, alive or lately gone,
+/// with its heartbeat and the partitions it holds.
+#[utoipa::path(get, path = "/api/v1/cluster/", tag = "server",
+    responses((status = 200, description = "The instances", body = ClusterOut)))]
+pub async fn cluster(State(s): State<AppState>) -> ApiResult {
+    let status = s.engine.cluster_status().await?;
+    let out = match status {
+        Some(c) => ClusterOut {
+            node: c.node,
+            clustered: true,
+            partitions: c.partitions,
+            nodes: c
+                .nodes
+                .into_iter()
+                .map(|n| NodeOut {
+                    name: n.name,
+                    address: n.address,
+                    started: n.started.to_string(),
+                    last_heartbeat: n.last_heartbeat.to_string(),
+                    alive: n.alive,
+                    leaving: n.leaving,
+                    partitions: n.partitions,
+                    runs_done: n.runs_done,
+                })
+                .collect(),
+        },
+        None => ClusterOut {
+            node: s.engine.node_name().to_string(),
+            clustered: false,
+            partitions: kala_store::PARTITIONS,
+            nodes: Vec::new(),
+        },
+    };
+    Ok(json_response(StatusCode::OK, &out))
+}
+
 /// A schedule to preview.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(example = json!({"schedule": "R/2030-01-01T00:00:00Z/PT1H", "time_zone": "Europe/Berlin", "count": 3}))]
