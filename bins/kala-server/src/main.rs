@@ -391,6 +391,13 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     }));
 
     let addr = listen_addr(&args.interface, &args.port)?;
+    // Bound before the engine starts so that the instance's default name
+    // has the real port (also with `--port 0`); requests wait in the
+    // backlog until the engine is ready.
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener.local_addr()?;
     let store = open_store(&args).await?;
     let executor = Executor::new()?;
     let config = EngineConfig {
@@ -424,9 +431,6 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Machine-readable: tests and scripts wait for this line.

@@ -245,8 +245,17 @@ impl Inner {
                 )
             })
             .collect();
-        let (new, gone): (Vec<u32>, Vec<u32>) = {
+        let (new, gone, lapsed): (Vec<u32>, Vec<u32>, Vec<u32>) = {
             let mut held = cluster.held();
+            // Held, but the lease ran out here (the database was away):
+            // the timer dropped their entries meanwhile.
+            let lapsed: Vec<u32> = held
+                .iter()
+                .filter(|(p, h)| {
+                    h.expires_at <= now && mine.get(p).is_some_and(|m| m.token == h.token)
+                })
+                .map(|(p, _)| *p)
+                .collect();
             let gone: Vec<u32> = held
                 .keys()
                 .filter(|p| mine.get(p).is_none_or(|h| h.token != held[p].token))
@@ -266,8 +275,15 @@ impl Inner {
                 .filter(|p| !held.contains_key(p))
                 .copied()
                 .collect();
-            (new, gone)
+            (new, gone, lapsed)
         };
+        if !lapsed.is_empty() {
+            tracing::info!(
+                partitions = lapsed.len(),
+                "leases renewed after they ran out; their jobs are armed again"
+            );
+            self.arm_partitions(&lapsed, Overdue::Takeover);
+        }
         if !gone.is_empty() {
             self.metrics.released(gone.len());
             tracing::info!(partitions = ?gone, "partitions handed over");
@@ -418,10 +434,11 @@ impl Inner {
                 .collect();
             for id in ids {
                 self.rearm(&mut st, &id, now, overdue);
-                if st
-                    .jobs
-                    .get(id.as_str())
-                    .is_some_and(|s| job_is_pending_once(&s.job))
+                if !st.is_running(&id)
+                    && st
+                        .jobs
+                        .get(id.as_str())
+                        .is_some_and(|s| job_is_pending_once(&s.job))
                 {
                     once.push(id);
                 }
@@ -452,7 +469,7 @@ impl Inner {
             }
             let reached = self.membership_round().await;
             round += 1;
-            if reached && round % 5 == 0 {
+            if reached && round.is_multiple_of(5) {
                 self.sweep().await;
             }
             let next = self.clock.now() + self.config.heartbeat;

@@ -21,6 +21,22 @@ use crate::config::Event;
 use crate::retry::{Failed, next_retry};
 use crate::state::Inner;
 
+/// Gives back a schedule point the timer consumed but that did not run
+/// (its fenced journal entry was refused): `last_scheduled_at` goes back
+/// to the point before it, unless a later point was consumed meanwhile.
+fn unconsume(st: &mut crate::state::State, id: &str, point: Timestamp, plan: &Plan) {
+    let Some(job) = st.job_mut(id) else { return };
+    if job.last_scheduled_at != Some(point) {
+        return;
+    }
+    let before = point
+        .checked_sub(SignedDuration::from_nanos(1))
+        .ok()
+        .and_then(|t| plan.cadence.as_ref()?.latest_at_or_before(t));
+    job.last_scheduled_at = before;
+    job.scheduled_runs = job.scheduled_runs.saturating_sub(1);
+}
+
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl Inner {
@@ -161,7 +177,16 @@ impl Inner {
                 && (fenced
                     || self.cluster.is_some() && matches!(e, kala_store::StoreError::Fenced(_)))
             {
-                self.lock().running_end(&id);
+                {
+                    let mut st = self.lock();
+                    st.running_end(&id);
+                    if let (Some(p), Ok(plan)) = (point, &plan) {
+                        // The point did not run: give it back, so that
+                        // whoever holds the partition next (this instance
+                        // when its lease comes back) runs or skips it.
+                        unconsume(&mut st, &id, p, plan);
+                    }
+                }
                 self.metrics.fenced();
                 tracing::warn!(job = %id, error = %e, "not started: the lease of the job's partition could not be proven");
                 return None;
