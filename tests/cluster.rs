@@ -1,4 +1,5 @@
-//! Three `kala-server` processes on one PostgreSQL schema form one
+//! Three `kala-server` processes on one PostgreSQL schema (and on one
+//! MariaDB database) form one
 //! scheduler: jobs created through any instance, an instance SIGKILLed
 //! and restarted, jobs disabled and deleted through other instances; the
 //! commands' own side effects (each run appends `KALA_JOB_ID`,
@@ -16,20 +17,10 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-fn start(dir: &Path, url: &str, schema: &str, node: &str) -> Server {
-    Server::start(
-        dir,
-        &[
-            "--jobdb",
-            "postgres",
-            "--jobdb-address",
-            url,
-            "--jobdb-namespace",
-            schema,
-            "--node-name",
-            node,
-        ],
-    )
+fn start(dir: &Path, backend: &[String], node: &str) -> Server {
+    let mut args: Vec<&str> = backend.iter().map(String::as_str).collect();
+    args.extend(["--node-name", node]);
+    Server::start(dir, &args)
 }
 
 /// (job id, point, node, run time in s) per line of the log.
@@ -65,6 +56,46 @@ fn now_s() -> f64 {
 async fn three_instances_on_postgres_run_every_point_exactly_once() {
     let url = postgres_url();
     let schema = unique("kala_cluster_");
+    let backend = [
+        "--jobdb",
+        "postgres",
+        "--jobdb-address",
+        &url,
+        "--jobdb-namespace",
+        &schema,
+    ]
+    .map(String::from);
+    three_instances(&backend).await;
+    drop_pg_schema(&url, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_mariadb_run_every_point_exactly_once() {
+    use sqlx::Connection;
+    let db = unique("kala_cluster_");
+    let base = std::env::var("KALA_TEST_MYSQL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let mut conn = sqlx::MySqlConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("MySQL/MariaDB at {base:?} is needed: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let address = format!(
+        "{}/{db}",
+        base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b)
+    );
+    let backend = ["--jobdb", "mariadb", "--jobdb-address", &address].map(String::from);
+    three_instances(&backend).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
+        .execute(&mut conn)
+        .await
+        .expect("drop database");
+}
+
+/// The scenario, on the backend `backend` names (`--jobdb …` flags).
+async fn three_instances(backend: &[String]) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let log = tmp.path().join("runs.log");
     let dirs: Vec<_> = (0..3)
@@ -75,7 +106,7 @@ async fn three_instances_on_postgres_run_every_point_exactly_once() {
         })
         .collect();
     let mut servers: Vec<Option<Server>> = (0..3)
-        .map(|i| Some(start(&dirs[i], &url, &schema, &format!("n{i}"))))
+        .map(|i| Some(start(&dirs[i], backend, &format!("n{i}"))))
         .collect();
     let c = client();
     let srv = |servers: &Vec<Option<Server>>, i: usize| -> String {
@@ -166,7 +197,7 @@ async fn three_instances_on_postgres_run_every_point_exactly_once() {
         s.kill9();
     }
     tokio::time::sleep(Duration::from_secs(7)).await;
-    servers[1] = Some(start(&dirs[1], &url, &schema, "n1"));
+    servers[1] = Some(start(&dirs[1], backend, "n1"));
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     // Disable one job through n2 and delete one through n0.
@@ -282,5 +313,4 @@ async fn three_instances_on_postgres_run_every_point_exactly_once() {
     for s in servers.into_iter().flatten() {
         assert_eq!(s.stop(), Some(0));
     }
-    drop_pg_schema(&url, &schema).await;
 }
