@@ -14,6 +14,7 @@
 //! One module per benchmark; `server` starts kala-server through
 //! kala-testkit (the integration tests' helper), `report` summarises.
 
+mod cluster;
 mod http;
 mod lateness;
 mod report;
@@ -27,6 +28,7 @@ use clap::{Parser, Subcommand};
 use jiff::Timestamp;
 use serde_json::json;
 
+use cluster::{ClusterArgs, bench_cluster};
 use http::bench_http;
 use lateness::bench_lateness;
 use restart::bench_restart;
@@ -94,6 +96,26 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Several instances on one PostgreSQL database: runs/s with 1, 2, 3
+    /// instances, transactions per run, duplicates, takeover after
+    /// SIGKILL, time until a change is visible through another instance.
+    Cluster {
+        #[arg(long)]
+        server: Option<PathBuf>,
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        pg_url: String,
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        instances: Vec<usize>,
+        /// Jobs running `true` every second.
+        #[arg(long, default_value_t = 1000)]
+        jobs: usize,
+        /// Seconds of sustained running measured per instance count.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// SIGKILLs (each followed by a restart) per instance count ≥ 2.
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+    },
     /// Lateness of scheduled runs at a rate, with idle jobs queued.
     Lateness {
         /// Runs per second.
@@ -156,6 +178,24 @@ fn main() -> anyhow::Result<()> {
                 kind,
                 store,
             } => bench_lateness(*rate, *idle, *seconds, kind, store).await,
+            Cmd::Cluster {
+                server,
+                pg_url,
+                instances,
+                jobs,
+                seconds,
+                kills,
+            } => {
+                bench_cluster(&ClusterArgs {
+                    server: server.clone(),
+                    pg_url: pg_url.clone(),
+                    instances: instances.clone(),
+                    jobs: *jobs,
+                    seconds: *seconds,
+                    kills: *kills,
+                })
+                .await
+            }
         }
     })?;
     println!();
