@@ -129,6 +129,13 @@ try {
   check(startedShown.length > 0 && health.started, 'the server start is shown: ' + startedShown);
   await shot('07-dashboard');
 
+  step('cluster page');
+  await page.click('a[data-nav="cluster"]');
+  await page.waitForSelector('#view h1:text("Cluster")');
+  const alone = await page.textContent('#view');
+  check(alone.includes('runs alone'), 'an instance on the embedded store says it runs alone: ' + alone);
+  await page.goBack();
+
   step('delete it, with confirmation naming the child deleted with it');
   await page.goBack();
   await page.click('#jobs tbody tr a');

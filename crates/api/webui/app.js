@@ -1,5 +1,5 @@
 // kala web UI: plain JavaScript, no build step, no network beyond this
-// server. Hash routes: #/jobs, #/job/<id>, #/new, #/dashboard.
+// server. Hash routes: #/jobs, #/job/<id>, #/new, #/dashboard, #/cluster.
 'use strict';
 
 const PAGE = 100;
@@ -654,6 +654,58 @@ async function renderDashboard(rid) {
       ' min; lateness is the bucket bound from /metrics.'));
 }
 
+// ---------- cluster ----------
+
+function partitionList(parts) {
+  if (!parts.length) return '—';
+  // Runs of consecutive partitions as ranges: 0–21, 40, 42–44.
+  const out = [];
+  let a = parts[0], b = parts[0];
+  for (const p of parts.slice(1).concat([null])) {
+    if (p === b + 1) { b = p; continue; }
+    out.push(a === b ? String(a) : a + '–' + b);
+    a = b = p;
+  }
+  return out.join(', ');
+}
+
+async function renderCluster(rid) {
+  let c;
+  try {
+    c = await api('GET', '/api/v1/cluster/');
+    markLive(true);
+  } catch (e) {
+    if (rid !== state.renderId) return;
+    markLive(false);
+    setView(h('h1', {}, 'Cluster'), banner('error', e.message));
+    return;
+  }
+  if (rid !== state.renderId) return;
+  if (!c.clustered) {
+    setView(h('h1', {}, 'Cluster'),
+      h('p', {}, 'This instance (', h('code', {}, c.node), ') runs alone: its store is not shared with other instances.'),
+      h('p', { class: 'muted small' }, 'Several instances on one PostgreSQL or MySQL database form a cluster by themselves.'));
+    return;
+  }
+  const held = c.nodes.reduce((n, x) => n + (x.alive ? x.partitions.length : 0), 0);
+  const rows = c.nodes.map((n) => h('tr', { class: n.alive ? '' : 'muted' },
+    h('td', {}, n.name, n.name === c.node ? h('span', { class: 'muted small' }, ' (this one)') : null),
+    h('td', {}, n.address || '—'),
+    h('td', {}, n.leaving ? 'leaving' : n.alive ? 'alive' : 'gone'),
+    h('td', {}, timeCell(n.last_heartbeat)),
+    h('td', {}, timeCell(n.started)),
+    h('td', { title: partitionList(n.partitions) }, String(n.partitions.length)),
+    h('td', {}, String(n.runs_done))));
+  setView(
+    h('h1', {}, 'Cluster'),
+    h('p', {}, c.nodes.filter((n) => n.alive).length, ' instances alive; ', held, ' of ', c.partitions,
+      ' partitions of the job ids held.', held < c.partitions ? h('span', { class: 'error' }, ' Some are being taken over.') : null),
+    h('table', { id: 'cluster-table' },
+      h('thead', {}, h('tr', {}, ...['Instance', 'Address', 'State', 'Last heartbeat', 'Started', 'Partitions', 'Runs done'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, ...rows)),
+    h('p', { class: 'muted small' }, 'Each job runs on the instance holding its partition; a dead instance\'s partitions are taken over when its leases run out.'));
+}
+
 // ---------- routing ----------
 
 async function route(initial) {
@@ -664,6 +716,7 @@ async function route(initial) {
   if (page === 'new') { if (initial !== 'poll') renderNew(); return; }
   if (page === 'job' && arg) return renderJob(decodeURIComponent(arg), rid);
   if (page === 'dashboard') return renderDashboard(rid);
+  if (page === 'cluster') return renderCluster(rid);
   return refreshList();
 }
 
