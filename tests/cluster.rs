@@ -1,5 +1,5 @@
 //! Three `kala-server` processes on one PostgreSQL schema (and on one
-//! MariaDB database) form one
+//! MariaDB database, and one Redis namespace) form one
 //! scheduler: jobs created through any instance, an instance SIGKILLed
 //! and restarted, jobs disabled and deleted through other instances; the
 //! commands' own side effects (each run appends `KALA_JOB_ID`,
@@ -92,6 +92,22 @@ async fn three_instances_on_mariadb_run_every_point_exactly_once() {
         .execute(&mut conn)
         .await
         .expect("drop database");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_redis_run_every_point_exactly_once() {
+    let ns = unique("kala-cluster-");
+    let address = std::env::var("KALA_TEST_REDIS").unwrap_or_else(|_| "127.0.0.1:6379".into());
+    let backend = [
+        "--jobdb",
+        "redis",
+        "--jobdb-address",
+        &address,
+        "--jobdb-namespace",
+        &ns,
+    ]
+    .map(String::from);
+    three_instances(&backend).await;
 }
 
 /// The scenario, on the backend `backend` names (`--jobdb …` flags).

@@ -51,8 +51,9 @@ async fn memory_count(c: &reqwest::Client, s: &Server, id: &str) -> u64 {
 }
 
 /// Whether scheduled runs go on while the database is down: on a store
-/// several instances can share (PostgreSQL, MySQL) they stop, because no
-/// instance can prove it owns a job; elsewhere they go on from memory.
+/// several instances can share (PostgreSQL, MySQL, Redis) they stop,
+/// because no instance can prove it owns a job; elsewhere they go on
+/// from memory.
 #[derive(PartialEq)]
 enum During {
     RunsGoOn,
@@ -244,7 +245,7 @@ async fn redis_outage_gives_503_then_reconnects_and_loses_nothing() {
     let dir = data.path().to_path_buf();
     outage(
         &["--jobdb", "redis", "--jobdb-address", &address],
-        During::RunsGoOn,
+        During::RunsStop,
         &mut || r1.lock().expect("lock").kill(),
         &mut || *r2.lock().expect("lock") = RedisProcess::start(&dir, port),
     )

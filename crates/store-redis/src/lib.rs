@@ -11,10 +11,17 @@
 //! | `P:runs:<id>` | sorted set | one member per run record; score = start time in µs, member = a fixed-width nanosecond key + nonce + the record's JSON, so ties sort by nanosecond |
 //! | `P:runjobs` | set | ids that have a `P:runs:<id>` key (so nothing needs `KEYS`/`SCAN` over the keyspace) |
 //! | `P:claims` | hash | `<id>\|<occurrence ns>` → `<expiry ns, 31 digits>\|<owner>` |
+//! | `P:open_runs` | hash | run id → journal entry JSON |
+//! | `P:nodes` | hash | instance name → its heartbeat (cluster) |
+//! | `P:leases` | hash | partition → `token\|expiry ns\|owner` (cluster) |
+//! | `P:changes`, `P:changeseq` | sorted set, counter | `seq\|time ns\|job id` scored by sequence: jobs whose definition changed; `P:changed` is the pub/sub channel that wakes the other instances |
 //!
-//! Every [`Batch`](kala_store::Batch) is one `MULTI … EXEC` transaction, so other clients see
-//! all of it or none of it. A claim is one Lua script (read, compare,
-//! write). Listing uses `HSCAN`, never `KEYS`.
+//! Every [`Batch`](kala_store::Batch) is one Lua script, so other clients see
+//! all of it or none of it, and its guards (a lease's fencing token, the
+//! stored bytes of each job it changes in place) are checked in the same
+//! atomic step; a job changed meanwhile is read again and the batch
+//! retried. A claim and a lease round are one script each. Listing uses
+//! `HSCAN`, never `KEYS`.
 //!
 //! Durability is Redis's: an acknowledged write is in Redis's memory and
 //! reaches disk per its `appendonly`/`appendfsync` settings. Run Redis with
@@ -29,6 +36,7 @@
 //! and its commands).
 
 mod address;
+mod cluster;
 mod error;
 mod store;
 
