@@ -579,11 +579,28 @@ impl Inner {
         // Changes seen beyond a gap in the sequence: re-read from the gap
         // until it fills or is old enough to be a rollback.
         let mut gap: Option<(u64, std::time::Instant)> = None;
+        // Reconciliation: every minute the changes of the last few minutes
+        // are read again (idempotent), so that a change whose transaction
+        // committed later than the gap wait, or anything missed by a
+        // failed read, is not missed for ever.
+        let mut marks: std::collections::VecDeque<(std::time::Instant, u64)> = Default::default();
+        let mut last_rewind = std::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let from = gap.map_or(cursor, |(g, _)| g);
+            marks.push_back((std::time::Instant::now(), cursor));
+            while marks.front().is_some_and(|(t, _)| t.elapsed() > REWIND) {
+                marks.pop_front();
+            }
+            let rewind = last_rewind.elapsed() >= REWIND_EVERY;
+            if rewind {
+                last_rewind = std::time::Instant::now();
+            }
+            let from = match (rewind, marks.front()) {
+                (true, Some((_, old))) => (*old).min(gap.map_or(cursor, |(g, _)| g)),
+                _ => gap.map_or(cursor, |(g, _)| g),
+            };
             match coord.changes(from, 10_000).await {
                 Ok(changes) if !changes.is_empty() => {
                     let mut expect = from + 1;
@@ -744,6 +761,11 @@ impl Inner {
 /// How long a gap in the change sequence is re-read before it counts as
 /// a rolled-back transaction.
 const GAP_WAIT: Duration = Duration::from_secs(5);
+
+/// Reconciliation: how far back the follower re-reads changes, and how
+/// often.
+const REWIND: Duration = Duration::from_secs(300);
+const REWIND_EVERY: Duration = Duration::from_secs(60);
 
 /// Puts a job read from the database into memory: a new one gets a slot,
 /// a known one its new content (the schedule point this instance may have
