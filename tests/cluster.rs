@@ -216,6 +216,21 @@ async fn three_instances(backend: &[String]) {
     servers[1] = Some(start(&dirs[1], backend, "n1"));
     tokio::time::sleep(Duration::from_secs(4)).await;
 
+    // A job that runs three times (R2: points 0, 1, 2) and is never
+    // changed afterwards: every
+    // instance's list must show its three runs, also the instances that
+    // did not run it (their memory never heard of the runs).
+    let body =
+        json!({"name": "three times", "command": "true", "schedule": starts_in(1, "R2", "PT1S")});
+    let r = req(
+        &c,
+        "POST",
+        &format!("{}/api/v1/job/", srv(&servers, 0)),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let three = r.json()["id"].as_str().expect("id").to_string();
     // Disable one job through n2 and delete one through n0.
     let r = req(
         &c,
@@ -236,6 +251,22 @@ async fn three_instances(backend: &[String]) {
     assert!(r.status < 300, "{}", r.text());
     let deleted_at = now_s();
     tokio::time::sleep(Duration::from_secs(5)).await;
+    for i in 0..3 {
+        let r = req(
+            &c,
+            "GET",
+            &format!("{}/api/v1/job/", srv(&servers, i)),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let n = r.json()["jobs"][&three]["metadata"]["success_count"].as_u64();
+        assert_eq!(
+            n,
+            Some(3),
+            "n{i}'s list shows the runs of a job another instance may have run"
+        );
+    }
     // Stop the rest through n1 and let the last runs finish.
     for id in &ids[2..] {
         let r = req(
@@ -326,6 +357,36 @@ async fn three_instances(backend: &[String]) {
             m.success_count
         );
     }
+    // Every instance's list (with stats) shows the same counters.
+    let mut lists = Vec::new();
+    for i in 0..3 {
+        let r = req(
+            &c,
+            "GET",
+            &format!("{}/api/v1/job/", srv(&servers, i)),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let counts: BTreeMap<String, u64> = r.json()["jobs"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(id, j)| {
+                        (
+                            id.clone(),
+                            j["metadata"]["success_count"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        lists.push(counts);
+    }
+    assert!(
+        lists.windows(2).all(|w| w[0] == w[1]),
+        "lists differ between instances: {lists:?}"
+    );
     for s in servers.into_iter().flatten() {
         assert_eq!(s.stop(), Some(0));
     }

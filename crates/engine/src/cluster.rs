@@ -449,8 +449,13 @@ impl Inner {
         }
     }
 
-    /// Starts a one-off job's run on a worker.
+    /// Starts a one-off job's run on a worker, unless this process has
+    /// started it already (create, enable, the change follower and a
+    /// takeover may each find it pending while its run is being set up).
     pub(crate) fn spawn_once(self: Arc<Self>, id: JobId) {
+        if !self.lock().once_started.insert(id.clone()) {
+            return;
+        }
         tokio::spawn(async move {
             let Ok(_permit) = self.permit().await else {
                 return;

@@ -421,6 +421,35 @@ impl Engine {
         self.inner.cluster.is_some()
     }
 
+    /// `jobs` as the store holds them now, in a cluster (counters of runs
+    /// other instances did); alone, unchanged. Jobs deleted meanwhile are
+    /// left out.
+    pub async fn fresh(&self, jobs: Vec<Arc<Job>>) -> Result<Vec<Arc<Job>>, EngineError> {
+        let Some(coord) = self
+            .inner
+            .store
+            .coordination()
+            .filter(|_| self.is_clustered())
+        else {
+            return Ok(jobs);
+        };
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        let mut stored: std::collections::HashMap<String, Job> = coord
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .map(|j| (j.id.clone(), j))
+            .collect();
+        Ok(jobs
+            .into_iter()
+            .filter_map(|mem| {
+                let mut job = stored.remove(&mem.id)?;
+                job.next_run_at = job.next_run_at.or(mem.next_run_at);
+                Some(Arc::new(job))
+            })
+            .collect())
+    }
+
     /// The job as the store holds it now, in a cluster (another instance
     /// may have run it since this memory last heard); alone, the same as
     /// [`Engine::get`].
@@ -448,9 +477,12 @@ impl Engine {
     }
 
     pub(crate) fn spawn_run(&self, id: JobId, trigger: Trigger) {
-        if trigger == Trigger::Once && self.inner.fence_for(&id).is_err() {
-            // Another instance holds the job's partition: it runs it when
-            // it hears of the job.
+        if trigger == Trigger::Once {
+            // Another instance may hold the job's partition (it runs it
+            // when it hears of the job); the one run is started once.
+            if self.inner.fence_for(&id).is_ok() {
+                self.inner.clone().spawn_once(id);
+            }
             return;
         }
         let inner = self.inner.clone();

@@ -128,7 +128,12 @@ impl Inner {
         Box::pin(async move {
             let (job, plan) = {
                 let mut st = self.lock();
-                let slot = st.jobs.get(id.as_str()).filter(|s| !s.job.disabled)?;
+                let Some(slot) = st.jobs.get(id.as_str()).filter(|s| !s.job.disabled) else {
+                    // Disabled (or deleted) before it started: a one-off
+                    // starts again when it is enabled.
+                    st.once_started.remove(&id);
+                    return None;
+                };
                 let plan = match st.invalid.get(&id) {
                     Some(e) => Err(e.clone()),
                     None => Ok(slot.plan.clone()),
@@ -156,7 +161,12 @@ impl Inner {
                 Trigger::Schedule | Trigger::Once => match self.fence_for(&id) {
                     Ok(f) => f,
                     Err(()) => {
-                        self.lock().running_end(&id);
+                        let mut st = self.lock();
+                        st.running_end(&id);
+                        if trigger == Trigger::Once {
+                            st.once_started.remove(&id);
+                        }
+                        drop(st);
                         self.metrics.fenced();
                         tracing::info!(job = %id, "not started: this instance no longer holds the job's partition");
                         return None;
@@ -185,6 +195,9 @@ impl Inner {
                         // whoever holds the partition next (this instance
                         // when its lease comes back) runs or skips it.
                         unconsume(&mut st, &id, p, plan);
+                    }
+                    if trigger == Trigger::Once {
+                        st.once_started.remove(&id);
                     }
                 }
                 self.metrics.fenced();

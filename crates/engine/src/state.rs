@@ -105,6 +105,10 @@ pub(crate) struct State {
     /// Stored jobs whose timing did not parse at load, with why: never
     /// scheduled, and every run asked of them fails with this error.
     pub invalid: FastMap<JobId, Arc<JobError>>,
+    /// One-off jobs whose run this process started (or is starting):
+    /// each is started once. A run that could not start (fenced) takes
+    /// its job out again, for whoever holds its partition next.
+    pub once_started: std::collections::HashSet<JobId>,
 }
 
 impl State {

@@ -87,6 +87,13 @@ pub async fn list_jobs(State(s): State<AppState>, Query(q): Query<ListQuery>) ->
         None => s.engine.list(),
     };
     let mut stats = BTreeMap::new();
+    let jobs = if q.stats.unwrap_or(true) {
+        // The store is read for the stats anyway: in a cluster the jobs
+        // come from it too (counters of runs on other instances).
+        s.engine.fresh(jobs).await?
+    } else {
+        jobs
+    };
     if q.stats.unwrap_or(true) {
         for j in &jobs {
             let runs = s

@@ -10,7 +10,27 @@ use super::*;
 type Ran = Arc<Mutex<Vec<(String, String, Timestamp)>>>;
 
 async fn instance(store: Arc<dyn JobStore>, clock: Arc<FakeClock>, node: &str, ran: Ran) -> Engine {
+    instance_with(store, clock, node, ran, 256, Arc::new(Notify::new())).await
+}
+
+/// An instance with `workers` run slots and a `block` handler that waits
+/// for `gate`.
+async fn instance_with(
+    store: Arc<dyn JobStore>,
+    clock: Arc<FakeClock>,
+    node: &str,
+    ran: Ran,
+    workers: usize,
+    gate: Arc<Notify>,
+) -> Engine {
     let executor = Executor::new().unwrap();
+    executor.register("block", move |_job: Job| {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            Ok(String::new())
+        }
+    });
     {
         let (ran, clock, node) = (ran.clone(), clock.clone(), node.to_string());
         executor.register("ok", move |job: Job| {
@@ -22,6 +42,7 @@ async fn instance(store: Arc<dyn JobStore>, clock: Arc<FakeClock>, node: &str, r
     }
     let config = EngineConfig {
         node_id: node.to_string(),
+        max_concurrent_runs: workers,
         ..EngineConfig::default()
     };
     Engine::start(store, executor, clock, config).await.unwrap()
@@ -137,4 +158,36 @@ async fn every_point_runs_once_across_instances_and_a_halted_ones_jobs_are_taken
     let j1 = ran.lock().unwrap().iter().filter(|r| r.1 == "j1").count();
     assert_eq!(j1, 21, "nothing ran after the delete");
     b.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_off_job_waiting_for_a_worker_is_not_started_twice() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::shared());
+    let clock = Arc::new(FakeClock::new(t0()));
+    let ran: Ran = Arc::default();
+    let gate = Arc::new(Notify::new());
+    // One worker, taken by a run that waits: the one-off jobs wait for
+    // it, while the change follower finds them pending and not running.
+    let a = instance_with(
+        store.clone(),
+        clock.clone(),
+        "a",
+        ran.clone(),
+        1,
+        gate.clone(),
+    )
+    .await;
+    a.create(job("blocker", "block", "")).await.unwrap();
+    for i in 0..5 {
+        a.create(job(&format!("once {i}"), "ok", "")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gate.notify_one();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..5 {
+        let name = format!("once {i}");
+        let n = ran.lock().unwrap().iter().filter(|r| r.1 == name).count();
+        assert_eq!(n, 1, "{name} ran {n} times");
+    }
+    a.shutdown(Duration::from_secs(1)).await;
 }
