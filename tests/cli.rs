@@ -397,3 +397,19 @@ async fn serve_takes_its_settings_from_the_config_file() {
         "bolt-path from the file"
     );
 }
+
+/// The embedded store is for one process: a second server on the same
+/// directory refuses to start and says what to use instead.
+#[test]
+fn a_second_server_on_the_embedded_store_is_refused_with_a_pointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = common::Server::start(dir.path(), &[]);
+    let bolt = dir.path().to_string_lossy().to_string();
+    let (code, _, err) = serve_expecting_exit(&bolt);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("another process") && err.contains("PostgreSQL"),
+        "the message says why and what to use: {err}"
+    );
+    assert_eq!(first.stop(), Some(0));
+}

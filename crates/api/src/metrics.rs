@@ -47,6 +47,15 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
         "gauge",
     );
     let _ = writeln!(out, "kala_runs_running {}", engine.running_count());
+    if let Some(held) = engine.partitions_held() {
+        header(
+            &mut out,
+            "kala_partitions_held",
+            "Partitions of the job ids whose lease this instance holds (cluster; of 64).",
+            "gauge",
+        );
+        let _ = writeln!(out, "kala_partitions_held {held}");
+    }
     header(
         &mut out,
         "kala_runs_total",

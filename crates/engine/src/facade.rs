@@ -416,6 +416,15 @@ impl Engine {
         &self.inner.config.node_id
     }
 
+    /// Partitions whose lease this instance holds (and has taken over);
+    /// `None` when it is alone.
+    pub fn partitions_held(&self) -> Option<usize> {
+        self.inner
+            .cluster
+            .as_ref()
+            .map(|c| c.held_partitions().len())
+    }
+
     /// Whether this engine is one instance of a cluster.
     pub fn is_clustered(&self) -> bool {
         self.inner.cluster.is_some()

@@ -33,7 +33,15 @@ pub(crate) fn open_database(path: &Path) -> Result<Database> {
     Database::builder()
         .set_cache_size(8 << 20)
         .create(path)
-        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
+                "cannot open {}: another process (a kala-server?) has it open. The embedded store \
+                 is for one process; to run several instances on one store, use PostgreSQL, \
+                 MySQL or Redis (see \"Running several instances\" in the README)",
+                path.display()
+            )),
+            e => StoreError::Backend(format!("cannot open {}: {e}", path.display())),
+        })
 }
 
 /// A failed commit as the caller should see it. redb reports the first
