@@ -208,6 +208,26 @@ async fn three_instances(backend: &[String]) {
         "each instance holds a share: {cluster}"
     );
 
+    // A long manual run on n1 (it runs on the instance asked), in flight
+    // when n1 is killed: recorded as interrupted, once, not run again.
+    let body =
+        json!({"name": "long", "command": "sleep 20", "schedule": starts_in(3600, "R", "PT1H")});
+    let r = req(
+        &c,
+        "POST",
+        &format!("{}/api/v1/job/", srv(&servers, 1)),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let long = r.json()["id"].as_str().expect("id").to_string();
+    let start_url = format!("{}/api/v1/job/start/{long}/", srv(&servers, 1));
+    let starter = c.clone();
+    tokio::spawn(async move {
+        let _ = starter.post(start_url).send().await;
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
     // SIGKILL n1; its jobs are taken over; then it comes back.
     if let Some(s) = servers[1].take() {
         s.kill9();
@@ -357,6 +377,17 @@ async fn three_instances(backend: &[String]) {
             m.success_count
         );
     }
+    let long_runs = api.runs(&long, None).await.expect("runs");
+    assert_eq!(
+        long_runs.len(),
+        1,
+        "the killed run is recorded once: {long_runs:?}"
+    );
+    assert_eq!(
+        long_runs[0].outcome,
+        kala_job::Outcome::Interrupted,
+        "{long_runs:?}"
+    );
     // Every instance's list (with stats) shows the same counters.
     let mut lists = Vec::new();
     for i in 0..3 {
