@@ -121,9 +121,19 @@ async fn three_instances(backend: &[String]) {
             d
         })
         .collect();
-    let mut servers: Vec<Option<Server>> = (0..3)
-        .map(|i| Some(start(&dirs[i], backend, &format!("n{i}"))))
-        .collect();
+    // Started at the same moment, on a database none of them set up yet.
+    let mut servers: Vec<Option<Server>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3)
+            .map(|i| {
+                let dir = &dirs[i];
+                scope.spawn(move || start(dir, backend, &format!("n{i}")))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| Some(h.join().expect("a server started")))
+            .collect()
+    });
     let c = client();
     let srv = |servers: &Vec<Option<Server>>, i: usize| -> String {
         servers[i].as_ref().expect("running").base.clone()

@@ -73,6 +73,28 @@ impl Cluster {
     }
 }
 
+/// The sum over the instances of a counter line of `/metrics`.
+async fn counter_sum(http: &reqwest::Client, c: &Cluster, name: &str) -> anyhow::Result<f64> {
+    let mut sum = 0.0;
+    for i in 0..c.servers.len() {
+        if c.servers[i].is_none() {
+            continue;
+        }
+        let text = http
+            .get(format!("{}/metrics", c.base(i)?))
+            .send()
+            .await?
+            .text()
+            .await?;
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix(name).and_then(|r| r.strip_prefix(' ')) {
+                sum += v.trim().parse::<f64>().unwrap_or(0.0);
+            }
+        }
+    }
+    Ok(sum)
+}
+
 /// `kala_runs_total{result="…"}` of one instance.
 async fn runs_total(http: &reqwest::Client, base: &str) -> anyhow::Result<HashMap<String, f64>> {
     let text = http
@@ -179,6 +201,13 @@ pub async fn bench_cluster(a: &ClusterArgs) -> anyhow::Result<Vec<Measure>> {
         let (r1, x1) = (finished(&http, &c).await?, xact_commit(&mut pg).await?);
         let elapsed = t0.elapsed().as_secs_f64();
         let runs = r1 - r0;
+        println!(
+            "  fenced runs {}, lease errors {}, partitions taken {}, skipped {}",
+            counter_sum(&http, &c, "kala_runs_fenced_total").await?,
+            counter_sum(&http, &c, "kala_lease_errors_total").await?,
+            counter_sum(&http, &c, "kala_partitions_taken_total").await?,
+            counter_sum(&http, &c, "kala_runs_total{result=\"skipped\"}").await?,
+        );
         let rate = runs / elapsed;
         println!(
             "{n} instance(s), {} jobs every second: {rate:.0} runs/s ({:.0}% of the {} due), {:.2} transactions per run",
@@ -277,6 +306,20 @@ async fn takeover_and_visibility(
         "s",
         takeovers,
     ));
+    // The last restarted instance has rejoined before visibility is timed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while held(http, &c.base(0)?)
+        .await?
+        .values()
+        .filter(|&&p| p > 0)
+        .count()
+        < n
+    {
+        if Instant::now() > deadline {
+            bail!("the cluster did not rebalance within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Visibility: created through instance 0, seen through the last one.
     let mut seen = Vec::new();
     let kala = kala_client::Client::new(&c.base(0)?)?;
@@ -302,7 +345,9 @@ async fn takeover_and_visibility(
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        seen.push(created.elapsed().as_secs_f64() * 1e3);
+        let ms = created.elapsed().as_secs_f64() * 1e3;
+        println!("  change {k} visible through another instance after {ms:.1} ms");
+        seen.push(ms);
     }
     out.push(measure(
         format!("cluster {n} instances: change visible elsewhere"),

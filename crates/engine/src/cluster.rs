@@ -43,6 +43,10 @@ pub(crate) struct Cluster {
     pub nodes: Mutex<Vec<NodeInfo>>,
     /// Set at shutdown: take nothing, hand everything over.
     pub leaving: std::sync::atomic::AtomicBool,
+    /// Partitions of which a run was held back (dropped by the timer or
+    /// refused its journal entry) for want of a valid lease: armed again
+    /// at the next round that holds them.
+    pub dropped: Mutex<HashSet<u32>>,
 }
 
 impl Cluster {
@@ -52,6 +56,14 @@ impl Cluster {
             held: Mutex::new(HashMap::new()),
             nodes: Mutex::new(Vec::new()),
             leaving: std::sync::atomic::AtomicBool::new(false),
+            dropped: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn dropped(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
+        match self.dropped.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
         }
     }
 
@@ -148,7 +160,8 @@ pub(crate) fn plan_round(
 impl Inner {
     /// The fence a run of `id` must carry: `Ok(None)` on a single
     /// instance; `Err(())` when this instance does not hold the job's
-    /// partition (or its lease ran out): it must not start the run.
+    /// partition (or its lease ran out: the partition is then re-armed at
+    /// the next renewal): it must not start the run.
     pub fn fence_for(&self, id: &str) -> Result<Option<Fence>, ()> {
         let Some(cluster) = &self.cluster else {
             return Ok(None);
@@ -162,7 +175,13 @@ impl Inner {
                 token: h.token,
                 now,
             })),
-            _ => Err(()),
+            Some(_) => {
+                // Held, but the lease ran out here: whatever is held back
+                // now is armed again when the lease is renewed.
+                cluster.dropped().insert(partition);
+                Err(())
+            }
+            None => Err(()),
         }
     }
 
@@ -245,17 +264,8 @@ impl Inner {
                 )
             })
             .collect();
-        let (new, gone, lapsed): (Vec<u32>, Vec<u32>, Vec<u32>) = {
+        let (new, gone, rearm): (Vec<u32>, Vec<u32>, Vec<u32>) = {
             let mut held = cluster.held();
-            // Held, but the lease ran out here (the database was away):
-            // the timer dropped their entries meanwhile.
-            let lapsed: Vec<u32> = held
-                .iter()
-                .filter(|(p, h)| {
-                    h.expires_at <= now && mine.get(p).is_some_and(|m| m.token == h.token)
-                })
-                .map(|(p, _)| *p)
-                .collect();
             let gone: Vec<u32> = held
                 .keys()
                 .filter(|p| mine.get(p).is_none_or(|h| h.token != held[p].token))
@@ -275,14 +285,24 @@ impl Inner {
                 .filter(|p| !held.contains_key(p))
                 .copied()
                 .collect();
-            (new, gone, lapsed)
+            // Held again after the timer or the runner dropped a run of
+            // theirs (the lease had run out here: a slow round, the
+            // database away): their jobs are armed again.
+            let mut dropped = cluster.dropped();
+            let rearm: Vec<u32> = dropped
+                .iter()
+                .filter(|p| held.contains_key(p))
+                .copied()
+                .collect();
+            dropped.clear();
+            (new, gone, rearm)
         };
-        if !lapsed.is_empty() {
+        if !rearm.is_empty() {
             tracing::info!(
-                partitions = lapsed.len(),
-                "leases renewed after they ran out; their jobs are armed again"
+                partitions = rearm.len(),
+                "leases renewed after runs were held back; their jobs are armed again"
             );
-            self.arm_partitions(&lapsed, Overdue::Takeover);
+            self.arm_partitions(&rearm, Overdue::Takeover);
         }
         if !gone.is_empty() {
             self.metrics.released(gone.len());
@@ -472,12 +492,17 @@ impl Inner {
             if *shutdown.borrow() {
                 return;
             }
+            // Rounds start at a fixed rate (a slow round does not push
+            // the next one back), so a lease is renewed well within its
+            // lifetime and a dead instance's leases are seen expired
+            // within one heartbeat.
+            let started = self.clock.now();
             let reached = self.membership_round().await;
             round += 1;
             if reached && round.is_multiple_of(5) {
                 self.sweep().await;
             }
-            let next = self.clock.now() + self.config.heartbeat;
+            let next = started + self.config.heartbeat;
             tokio::select! {
                 _ = self.clock.sleep_until(next) => {}
                 _ = shutdown.changed() => {}

@@ -200,6 +200,12 @@ impl Inner {
                         st.once_started.remove(&id);
                     }
                 }
+                // The database refused the lease (it changed hands, or
+                // expired there): if this instance still holds it by the
+                // next round, it arms the job again for the point.
+                if let Some(c) = &self.cluster {
+                    c.dropped().insert(kala_store::partition_of(&id));
+                }
                 self.metrics.fenced();
                 tracing::warn!(job = %id, error = %e, "not started: the lease of the job's partition could not be proven");
                 return None;

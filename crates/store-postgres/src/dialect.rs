@@ -29,12 +29,25 @@ impl Dialect for PgDialect {
             let mut conn = sqlx::PgConnection::connect_with(&connect)
                 .await
                 .map_err(map)?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            // IF NOT EXISTS is not safe against a concurrent create (two
+            // instances starting at once on a new schema): the loser gets
+            // a unique violation; the schema is there all the same.
+            let created = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
             )))
             .execute(&mut conn)
-            .await
-            .map_err(map)?;
+            .await;
+            if let Err(e) = created {
+                let exists: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+                        .bind(schema)
+                        .fetch_optional(&mut conn)
+                        .await
+                        .map_err(map)?;
+                if exists.is_none() {
+                    return Err(map(e));
+                }
+            }
             conn.close().await.map_err(map)?;
         }
         options.connect.pool::<PgDialect>(connect).await

@@ -98,10 +98,27 @@ where
     /// Connects (see the dialect's options) and applies the migrations.
     pub async fn connect(options: &D::Options) -> Result<SqlStore<D>> {
         let pool = D::connect(options).await?;
-        migrator::<D>()
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("{} migrations: {e}", D::SYNTAX.name)))?;
+        // Instances starting at once on a new database race on the
+        // migrations (sqlx's lock does not hold on every server: MariaDB
+        // answers a duplicate key in the migrations table): the loser
+        // tries again and finds them applied.
+        let mut tries = 0;
+        loop {
+            match migrator::<D>().run(&pool).await {
+                Ok(()) => break,
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "migrations raced with another instance; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * tries)).await;
+                }
+                Err(e) => {
+                    return Err(StoreError::Backend(format!(
+                        "{} migrations: {e}",
+                        D::SYNTAX.name
+                    )));
+                }
+            }
+        }
         let signal = D::listen(&pool).await;
         Ok(SqlStore {
             pool,
