@@ -1,5 +1,5 @@
 //! Three `kala-server` processes on one PostgreSQL schema (and on one
-//! MariaDB database, and one Redis namespace) form one
+//! MariaDB database, one Redis namespace, one Consul agent) form one
 //! scheduler: jobs created through any instance, an instance SIGKILLed
 //! and restarted, jobs disabled and deleted through other instances; the
 //! commands' own side effects (each run appends `KALA_JOB_ID`,
@@ -103,6 +103,22 @@ async fn three_instances_on_redis_run_every_point_exactly_once() {
         "redis",
         "--jobdb-address",
         &address,
+        "--jobdb-namespace",
+        &ns,
+    ]
+    .map(String::from);
+    three_instances(&backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_consul_run_every_point_exactly_once() {
+    let server = kala_store_consul::test_server::ConsulUnderTest::start();
+    let ns = unique("kala-cluster-");
+    let backend = [
+        "--jobdb",
+        "consul",
+        "--jobdb-address",
+        &server.address,
         "--jobdb-namespace",
         &ns,
     ]

@@ -636,7 +636,7 @@ impl Inner {
                     let mut expect = from + 1;
                     let mut first_gap = None;
                     for (seq, _) in &changes {
-                        if *seq != expect && first_gap.is_none() {
+                        if *seq != expect && first_gap.is_none() && !coord.commit_ordered() {
                             first_gap = Some(expect - 1);
                         }
                         expect = seq + 1;

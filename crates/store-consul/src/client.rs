@@ -30,13 +30,21 @@ pub(crate) enum Op {
     Set(String, Vec<u8>),
     Delete(String),
     DeleteTree(String),
+    /// Set only if the key's modify index is still this (0: absent).
+    Cas(String, Vec<u8>, u64),
+    /// Fail the transaction unless the key's modify index is this.
+    CheckIndex(String, u64),
+    /// Fail the transaction if the key exists.
+    CheckNotExists(String),
 }
 
 impl Op {
     pub fn size(&self) -> usize {
         match self {
-            Op::Set(k, v) => k.len() + v.len(),
-            Op::Delete(k) | Op::DeleteTree(k) => k.len(),
+            Op::Set(k, v) | Op::Cas(k, v, _) => k.len() + v.len(),
+            Op::Delete(k) | Op::DeleteTree(k) | Op::CheckIndex(k, _) | Op::CheckNotExists(k) => {
+                k.len()
+            }
         }
     }
 
@@ -45,6 +53,11 @@ impl Op {
             Op::Set(k, v) => json!({"KV": {"Verb": "set", "Key": k, "Value": B64.encode(v)}}),
             Op::Delete(k) => json!({"KV": {"Verb": "delete", "Key": k}}),
             Op::DeleteTree(k) => json!({"KV": {"Verb": "delete-tree", "Key": k}}),
+            Op::Cas(k, v, i) => {
+                json!({"KV": {"Verb": "cas", "Key": k, "Value": B64.encode(v), "Index": i}})
+            }
+            Op::CheckIndex(k, i) => json!({"KV": {"Verb": "check-index", "Key": k, "Index": i}}),
+            Op::CheckNotExists(k) => json!({"KV": {"Verb": "check-not-exists", "Key": k}}),
         }
     }
 }
@@ -272,6 +285,52 @@ impl Consul {
             .await
             .map_err(unavailable)?;
         Ok(text.trim() == "true")
+    }
+
+    /// Applies `ops` atomically if every check and check-and-set in them
+    /// holds: `Ok(false)` when one did not (nothing was written).
+    pub async fn txn_checked(&self, ops: &[Op]) -> Result<bool> {
+        if ops.is_empty() {
+            return Ok(true);
+        }
+        let body = Value::Array(ops.iter().map(Op::to_json).collect());
+        let resp = self
+            .request(Method::PUT, format!("{}/v1/txn", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if resp.status() == StatusCode::CONFLICT {
+            return Ok(false);
+        }
+        Consul::check(resp).await.map(|_| true)
+    }
+
+    /// Waits (up to `wait`) until something under `prefix` changes after
+    /// `index` (a blocking query); returns the index now.
+    pub async fn wait_change(&self, prefix: &str, index: u64, wait: Duration) -> Result<u64> {
+        let url = format!(
+            "{}/v1/kv/{}?keys&index={index}&wait={}ms",
+            self.base,
+            path(prefix),
+            wait.as_millis()
+        );
+        let resp = self
+            .request(Method::GET, url)
+            .timeout(wait + Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let now = resp
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(index);
+        if resp.status() != StatusCode::NOT_FOUND {
+            Consul::check(resp).await?;
+        }
+        Ok(now)
     }
 
     /// Applies `ops` (at most [`TXN_MAX_OPS`]) atomically.

@@ -35,6 +35,7 @@
 
 mod address;
 mod client;
+mod cluster;
 mod store;
 
 #[cfg(feature = "test-server")]

@@ -37,11 +37,11 @@ fn ns_of_key(key: &str) -> Option<i128> {
     digits.parse::<i128>().ok().map(|n| n - NS_OFFSET)
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| StoreError::Backend(format!("encoding: {e}")))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         key: key.to_string(),
         reason: e.to_string(),
@@ -50,7 +50,7 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> 
 
 /// A job written by kala (its own JSON) or by Kala (the job as Kala's API
 /// renders it, at the same key).
-fn decode_job(key: &str, bytes: &[u8]) -> Result<Job> {
+pub(crate) fn decode_job(key: &str, bytes: &[u8]) -> Result<Job> {
     match serde_json::from_slice::<Job>(bytes) {
         Ok(job) => Ok(job),
         Err(ours) => {
@@ -65,6 +65,26 @@ fn decode_job(key: &str, bytes: &[u8]) -> Result<Job> {
             })
         }
     }
+}
+
+/// A lease's value: `token|expiry (padded ns)|owner`.
+pub(crate) fn lease_of(partition: u32, value: &[u8]) -> Option<kala_store::Lease> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut it = text.splitn(3, '|');
+    let token = it.next()?.parse().ok()?;
+    let expires: i128 = it.next()?.parse().ok()?;
+    let owner = it.next()?.to_string();
+    Some(kala_store::Lease {
+        partition,
+        owner,
+        token,
+        expires_at: Timestamp::from_nanosecond(expires - NS_OFFSET)
+            .unwrap_or(Timestamp::UNIX_EPOCH),
+    })
+}
+
+pub(crate) fn lease_value(token: u64, expires: Timestamp, owner: &str) -> Vec<u8> {
+    format!("{token}|{}|{owner}", padded_ns(expires)).into_bytes()
 }
 
 /// A claim's value.
@@ -86,11 +106,16 @@ enum Staged {
 }
 
 impl Staged {
-    fn from_op(op: &Op) -> Staged {
+    /// Checks are never staged (a guarded batch is one transaction).
+    fn from_op(op: &Op) -> Option<Staged> {
         match op {
-            Op::Set(k, v) => Staged::Set(k.clone(), String::from_utf8_lossy(v).into_owned()),
-            Op::Delete(k) => Staged::Delete(k.clone()),
-            Op::DeleteTree(k) => Staged::DeleteTree(k.clone()),
+            Op::Set(k, v) | Op::Cas(k, v, _) => Some(Staged::Set(
+                k.clone(),
+                String::from_utf8_lossy(v).into_owned(),
+            )),
+            Op::Delete(k) => Some(Staged::Delete(k.clone())),
+            Op::DeleteTree(k) => Some(Staged::DeleteTree(k.clone())),
+            Op::CheckIndex(..) | Op::CheckNotExists(_) => None,
         }
     }
 
@@ -104,9 +129,12 @@ impl Staged {
 }
 
 pub struct ConsulStore {
-    consul: Consul,
+    pub(crate) consul: Consul,
     /// `P/` (the prefix with its slash).
-    p: String,
+    pub(crate) p: String,
+    /// Woken when a change may have been written (a blocking query on
+    /// `P/changes/` in a task of its own).
+    pub(crate) signal: std::sync::Arc<tokio::sync::Notify>,
     /// Readers share it; a staged batch holds it alone while it is applied,
     /// so no read in this process sees half of it.
     staging: RwLock<()>,
@@ -119,16 +147,39 @@ impl ConsulStore {
     pub async fn connect(options: &ConsulOptions) -> Result<ConsulStore> {
         let consul = Consul::new(options).await?;
         consul.leader().await?;
+        let p = format!("{}/", options.prefix()?);
+        let signal = crate::cluster::watch_changes(consul.clone(), format!("{p}changes/"));
         let store = ConsulStore {
             consul,
-            p: format!("{}/", options.prefix()?),
+            p,
+            signal,
             staging: RwLock::new(()),
         };
         store.recover().await?;
         Ok(store)
     }
 
-    fn job_key(&self, id: &str) -> String {
+    pub(crate) fn lease_key(&self, partition: u32) -> String {
+        format!("{}leases/{partition:03}", self.p)
+    }
+
+    /// The operation that announces a change of `id`: a key of its own
+    /// under `P/changes/`, whose modify index (Consul's Raft index, in
+    /// commit order) is the change's sequence number.
+    pub(crate) fn change_op(&self, id: &str) -> Op {
+        let now = Timestamp::now().as_nanosecond();
+        Op::Set(
+            format!(
+                "{}changes/{}-{}",
+                self.p,
+                padded_ns(Timestamp::now()),
+                uuid::Uuid::new_v4().simple()
+            ),
+            format!("{now}|{id}").into_bytes(),
+        )
+    }
+
+    pub(crate) fn job_key(&self, id: &str) -> String {
         format!("{}jobs/{id}", self.p)
     }
 
@@ -216,7 +267,7 @@ impl ConsulStore {
                 bytes = 0;
             }
             bytes += op.size();
-            chunk.push(Staged::from_op(op));
+            chunk.extend(Staged::from_op(op));
         }
         if !chunk.is_empty() {
             staged.push(chunk);
@@ -344,13 +395,90 @@ impl JobStore for ConsulStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let ops = self.ops(&batch).await?;
-        let parts = chunks(&ops);
-        if parts.len() <= 1 {
-            let _read = self.staging.read().await;
-            return self.consul.txn(&ops).await;
+        let announce: Vec<Op> = batch
+            .changed_ids()
+            .iter()
+            .map(|id| self.change_op(id))
+            .collect();
+        if batch.fence.is_none() && batch.update.is_empty() {
+            let mut ops = self.ops(&batch).await?;
+            ops.extend(announce);
+            let parts = chunks(&ops);
+            if parts.len() <= 1 {
+                let _read = self.staging.read().await;
+                return self.consul.txn(&ops).await;
+            }
+            return self.apply_staged(ops).await;
         }
-        self.apply_staged(ops).await
+        // Guarded: the lease's fence and each job changed in place are
+        // checked in the transaction that writes; a job changed meanwhile
+        // is read again.
+        for _ in 0..20 {
+            let mut ops = Vec::new();
+            if let Some(f) = &batch.fence {
+                let key = self.lease_key(f.partition);
+                let lease = self.consul.get(&key).await?;
+                let held = lease.as_ref().and_then(|p| lease_of(f.partition, &p.value));
+                match (&lease, held) {
+                    (Some(pair), Some(l))
+                        if l.owner == f.node && l.token == f.token && l.expires_at > f.now =>
+                    {
+                        ops.push(Op::CheckIndex(key, pair.modify_index));
+                    }
+                    _ => {
+                        return Err(StoreError::Fenced(format!(
+                            "{} no longer holds the lease of partition {} with token {}",
+                            f.node, f.partition, f.token
+                        )));
+                    }
+                }
+            }
+            let mut batch = batch.clone();
+            let put_ids: std::collections::HashSet<String> =
+                batch.put.iter().map(|j| j.id.clone()).collect();
+            for u in &batch.update {
+                if let Some(j) = batch.put.iter_mut().rev().find(|j| j.id == u.job_id) {
+                    u.change.apply(j);
+                }
+            }
+            let mut ids: Vec<&str> = batch
+                .update
+                .iter()
+                .map(|u| u.job_id.as_str())
+                .filter(|id| !put_ids.contains(*id))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for id in ids {
+                let key = self.job_key(id);
+                match self.consul.get(&key).await? {
+                    None => ops.push(Op::CheckNotExists(key)),
+                    Some(pair) => {
+                        let mut job = decode_job(&key, &pair.value)?;
+                        for u in batch.update.iter().filter(|u| u.job_id == id) {
+                            u.change.apply(&mut job);
+                        }
+                        ops.push(Op::Cas(key, encode(&job)?, pair.modify_index));
+                    }
+                }
+            }
+            batch.update.clear();
+            ops.extend(self.ops(&batch).await?);
+            ops.extend(announce.iter().cloned());
+            if chunks(&ops).len() > 1 {
+                return Err(StoreError::Backend(format!(
+                    "consul: a guarded batch of {} operations does not fit one transaction",
+                    ops.len()
+                )));
+            }
+            let _read = self.staging.read().await;
+            if self.consul.txn_checked(&ops).await? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Backend(
+            "consul: a job kept changing under a batch (20 tries)".into(),
+        ))
     }
 
     async fn runs(&self, job_id: &str, limit: Option<usize>) -> Result<Vec<RunRecord>> {
@@ -412,9 +540,24 @@ impl JobStore for ConsulStore {
         Ok(dropped)
     }
 
+    /// The job data goes; nodes, leases and the change sequence stay
+    /// (a lease token must never go back), and followers hear "reload
+    /// everything".
     async fn delete_all(&self) -> Result<()> {
         let _alone = self.staging.write().await;
-        self.consul.txn(&[Op::DeleteTree(self.p.clone())]).await
+        let mut ops: Vec<Op> = [
+            "jobs/",
+            "runs/",
+            "claims/",
+            "open_runs/",
+            "staged/",
+            "committed/",
+        ]
+        .iter()
+        .map(|t| Op::DeleteTree(format!("{}{t}", self.p)))
+        .collect();
+        ops.push(self.change_op(kala_store::ALL_JOBS));
+        self.consul.txn(&ops).await
     }
 
     async fn open_runs(&self) -> Result<Vec<OpenRun>> {
@@ -454,6 +597,10 @@ impl JobStore for ConsulStore {
 
     async fn close(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn coordination(&self) -> Option<&dyn kala_store::Coordination> {
+        Some(self)
     }
 }
 

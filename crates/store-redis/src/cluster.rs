@@ -257,4 +257,9 @@ impl Coordination for RedisStore {
     fn change_signal(&self) -> Option<Arc<Notify>> {
         self.signal.clone()
     }
+
+    /// `INCR` inside the batch's script: numbers in commit order.
+    fn commit_ordered(&self) -> bool {
+        true
+    }
 }

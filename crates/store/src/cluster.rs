@@ -228,6 +228,14 @@ pub trait Coordination: Send + Sync {
     /// The jobs with these ids that exist, in one or a few reads.
     async fn get_many(&self, ids: &[JobId]) -> Result<Vec<Job>>;
 
+    /// Whether a sequence number can only become visible after every
+    /// smaller one (the numbers are given in commit order: Redis, Consul,
+    /// the memory store). `false` (SQL sequences): a smaller number may
+    /// appear late, and followers re-read across gaps for a while.
+    fn commit_ordered(&self) -> bool {
+        false
+    }
+
     /// Woken when another instance may have committed a change (the
     /// database's own notification: PostgreSQL `LISTEN`). `None`: the
     /// follower polls.

@@ -281,6 +281,10 @@ impl Coordination for MemoryStore {
         Ok(())
     }
 
+    fn commit_ordered(&self) -> bool {
+        true
+    }
+
     async fn get_many(&self, ids: &[JobId]) -> Result<Vec<Job>> {
         let g = self.lock()?;
         Ok(ids
