@@ -126,8 +126,15 @@ async fn three_instances_on_consul_run_every_point_exactly_once() {
     three_instances(&backend).await;
 }
 
+/// One scenario at a time: each has three servers starting processes
+/// every second, and its timing checks (visible within a second, nothing
+/// after a delete) are about the cluster, not about a machine running four
+/// clusters at once.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The scenario, on the backend `backend` names (`--jobdb …` flags).
 async fn three_instances(backend: &[String]) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let log = tmp.path().join("runs.log");
     let dirs: Vec<_> = (0..3)
