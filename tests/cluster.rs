@@ -1,5 +1,6 @@
 //! Three `kala-server` processes on one PostgreSQL schema (and on one
-//! MariaDB database, one Redis namespace, one Consul agent) form one
+//! MariaDB database, one Redis namespace, one Consul agent, one MongoDB
+//! replica set) form one
 //! scheduler: jobs created through any instance, an instance SIGKILLed
 //! and restarted, jobs disabled and deleted through other instances; the
 //! commands' own side effects (each run appends `KALA_JOB_ID`,
@@ -121,6 +122,22 @@ async fn three_instances_on_consul_run_every_point_exactly_once() {
         &server.address,
         "--jobdb-namespace",
         &ns,
+    ]
+    .map(String::from);
+    three_instances(&backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_mongo_run_every_point_exactly_once() {
+    let server = kala_store_mongo::test_server::MongoUnderTest::start();
+    let db = unique("kala_cluster_");
+    let backend = [
+        "--jobdb",
+        "mongo",
+        "--jobdb-address",
+        &server.address,
+        "--jobdb-namespace",
+        &db,
     ]
     .map(String::from);
     three_instances(&backend).await;

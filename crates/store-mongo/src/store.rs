@@ -31,13 +31,29 @@ macro_rules! exec {
 }
 
 pub struct MongoStore {
-    client: Client,
-    jobs: Collection<Document>,
+    pub(crate) client: Client,
+    pub(crate) jobs: Collection<Document>,
     runs: Collection<Document>,
     claims: Collection<Document>,
     open_runs: Collection<Document>,
+    pub(crate) nodes: Collection<Document>,
+    pub(crate) leases: Collection<Document>,
+    pub(crate) changes: Collection<Document>,
+    pub(crate) counters: Collection<Document>,
     transactions: bool,
 }
+
+/// A batch whose fence did not hold (carried through the driver's error).
+#[derive(Debug)]
+pub(crate) struct FencedMarker(pub String);
+
+impl std::fmt::Display for FencedMarker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FencedMarker {}
 
 impl MongoStore {
     /// Connects (failing if no server answers now), creates the indexes.
@@ -79,6 +95,10 @@ impl MongoStore {
             runs: db.collection("runs"),
             claims: db.collection("claims"),
             open_runs: db.collection("open_runs"),
+            nodes: db.collection("nodes"),
+            leases: db.collection("leases"),
+            changes: db.collection("changes"),
+            counters: db.collection("counters"),
             client,
             transactions,
         };
@@ -104,6 +124,40 @@ impl MongoStore {
             .map_err(map_err)?;
         tracing::info!(database = name, transactions, "mongo store connected");
         Ok(store)
+    }
+
+    /// Takes `n` numbers of the change sequence (one atomic `$inc`,
+    /// outside any transaction); returns the first. Numbers of a batch
+    /// that then fails are a gap, and a batch may commit after one with a
+    /// later number: followers re-read across gaps for a while.
+    async fn reserve_changes(&self, n: usize) -> Result<i64> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let counter = self
+            .counters
+            .find_one_and_update(doc! { "_id": "changeseq" }, doc! { "$inc": { "seq": n } })
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(map_err)?;
+        let last = counter
+            .and_then(|d| {
+                d.get_i64("seq")
+                    .ok()
+                    .or_else(|| d.get_i32("seq").ok().map(i64::from))
+            })
+            .unwrap_or(n);
+        Ok(last - n + 1)
+    }
+
+    /// Appends one change (outside a batch: `delete_all`).
+    async fn announce(&self, id: &str) -> Result<()> {
+        let seq = self.reserve_changes(1).await?;
+        let at = ns_i64(Timestamp::now())?;
+        self.changes
+            .insert_one(doc! { "_id": seq, "job_id": id, "at": at })
+            .await
+            .map_err(map_err)?;
+        Ok(())
     }
 
     /// Whether batches run as transactions on this server.
@@ -135,13 +189,81 @@ impl MongoStore {
         &self,
         batch: &Batch,
         existing: &HashSet<String>,
+        changes_from: Option<i64>,
         mut session: Option<&mut ClientSession>,
     ) -> mongodb::error::Result<()> {
+        let custom = |e: StoreError| mongodb::error::Error::custom(e.to_string());
+        // The fence: the lease must still be this node's, with this token,
+        // unexpired; it is written (a counter) so that a lease change in
+        // another transaction conflicts with this one.
+        if let Some(f) = &batch.fence {
+            let held = exec!(
+                self.leases.find_one_and_update(
+                    doc! {
+                        "_id": i64::from(f.partition),
+                        "owner": &f.node,
+                        "token": i64::try_from(f.token).unwrap_or(i64::MAX),
+                        "expires_at": { "$gt": ns_i64(f.now).map_err(custom)? },
+                    },
+                    doc! { "$inc": { "fenced": 1i64 } },
+                ),
+                session
+            )?;
+            if held.is_none() {
+                return Err(mongodb::error::Error::custom(FencedMarker(format!(
+                    "{} no longer holds the lease of partition {} with token {}",
+                    f.node, f.partition, f.token
+                ))));
+            }
+        }
+        // Jobs changed in place: read in the transaction, changed, written
+        // back (a concurrent write of the same job is a write conflict).
+        let put_ids: HashSet<&str> = batch.put.iter().map(|j| j.id.as_str()).collect();
+        let mut updated: Vec<&str> = batch
+            .update
+            .iter()
+            .map(|u| u.job_id.as_str())
+            .filter(|id| !put_ids.contains(id))
+            .collect();
+        updated.sort_unstable();
+        updated.dedup();
+        for id in updated {
+            let Some(d) = exec!(self.jobs.find_one(doc! { "_id": id }), session)? else {
+                continue;
+            };
+            let mut job = decode_job(d).map_err(custom)?;
+            for u in batch.update.iter().filter(|u| u.job_id == id) {
+                u.change.apply(&mut job);
+            }
+            let d = job_doc(&job).map_err(custom)?;
+            exec!(self.jobs.replace_one(doc! { "_id": id }, d), session)?;
+        }
+        let mut puts: Vec<Job> = batch.put.clone();
+        for u in &batch.update {
+            if let Some(j) = puts.iter_mut().rev().find(|j| j.id == u.job_id) {
+                u.change.apply(j);
+            }
+        }
+        // The changes, with the numbers `apply` took from the counter
+        // before the transaction (a hot counter inside every transaction
+        // made concurrent writers conflict without end).
+        if let Some(first) = changes_from {
+            let at = ns_i64(Timestamp::now()).map_err(custom)?;
+            let docs: Vec<Document> = batch
+                .changed_ids()
+                .iter()
+                .enumerate()
+                .map(|(i, id)| doc! { "_id": first + i as i64, "job_id": id.as_str(), "at": at })
+                .collect();
+            if !docs.is_empty() {
+                exec!(self.changes.insert_many(docs), session)?;
+            }
+        }
         let mut new = Vec::new();
         let mut replaced = Vec::new();
         let mut seen = HashSet::new();
         // The last put of an id wins.
-        for job in batch.put.iter().rev() {
+        for job in puts.iter().rev() {
             if !seen.insert(job.id.as_str()) {
                 continue;
             }
@@ -211,32 +333,54 @@ impl MongoStore {
         &self,
         batch: &Batch,
         existing: &HashSet<String>,
+        changes_from: Option<i64>,
     ) -> mongodb::error::Result<()> {
         let mut session = self.client.start_session().await?;
         let mut attempt = 0;
         loop {
             session.start_transaction().await?;
-            match self.write(batch, existing, Some(&mut session)).await {
+            match self
+                .write(batch, existing, changes_from, Some(&mut session))
+                .await
+            {
                 Ok(()) => {}
                 Err(e) => {
                     let _ = session.abort_transaction().await;
-                    if e.contains_label("TransientTransactionError") && attempt < 3 {
+                    // Write conflicts (two instances on one job or on the
+                    // change counter) are transient: try again.
+                    if e.contains_label("TransientTransactionError") && attempt < 100 {
                         attempt += 1;
+                        // Jittered back-off, so that many writers on one
+                        // document (the change counter) do not collide
+                        // again in lockstep.
+                        let jitter = u64::from(Timestamp::now().subsec_nanosecond().unsigned_abs())
+                            % (2 * attempt.min(25) + 1);
+                        tokio::time::sleep(Duration::from_millis(jitter)).await;
                         continue;
                     }
                     return Err(e);
                 }
             }
             let mut commits = 0;
-            loop {
+            let conflict = loop {
                 match session.commit_transaction().await {
                     Ok(()) => return Ok(()),
                     Err(e) if e.contains_label("UnknownTransactionCommitResult") && commits < 3 => {
                         commits += 1;
                     }
+                    // A conflict found at commit: the whole transaction
+                    // again, as for one found while writing.
+                    Err(e) if e.contains_label("TransientTransactionError") && attempt < 100 => {
+                        break e;
+                    }
                     Err(e) => return Err(e),
                 }
-            }
+            };
+            attempt += 1;
+            tracing::debug!(error = %conflict, "transaction conflicted at commit; trying again");
+            let jitter = u64::from(Timestamp::now().subsec_nanosecond().unsigned_abs())
+                % (2 * attempt.min(25) + 1);
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
         }
     }
 
@@ -305,11 +449,27 @@ impl JobStore for MongoStore {
         } else {
             self.existing_ids(&ids).await?
         };
+        if !self.transactions && (batch.fence.is_some() || !batch.update.is_empty()) {
+            return Err(StoreError::Backend(
+                "mongo: fenced batches and job updates need transactions (a replica set)".into(),
+            ));
+        }
+        let changed = batch.changed_ids().len();
         let written = if self.transactions {
-            self.write_in_transaction(&batch, &existing).await
+            let from = if changed > 0 {
+                Some(self.reserve_changes(changed).await?)
+            } else {
+                None
+            };
+            self.write_in_transaction(&batch, &existing, from).await
         } else {
-            self.write(&batch, &existing, None).await
+            self.write(&batch, &existing, None, None).await
         };
+        if let Err(e) = &written
+            && let Some(f) = e.get_custom::<FencedMarker>()
+        {
+            return Err(StoreError::Fenced(f.0.clone()));
+        }
         written.map_err(map_err)?;
         if let Some(keep) = batch.keep_runs {
             let touched: HashSet<&str> = batch.runs.iter().map(|r| r.job_id.as_str()).collect();
@@ -380,9 +540,14 @@ impl JobStore for MongoStore {
         Ok(dropped)
     }
 
+    /// Job data goes; nodes, leases and the change sequence stay (a lease
+    /// token must never go back), and followers hear "reload everything".
     async fn delete_all(&self) -> Result<()> {
         for c in [&self.jobs, &self.runs, &self.claims, &self.open_runs] {
             c.delete_many(doc! {}).await.map_err(map_err)?;
+        }
+        if self.transactions {
+            self.announce(kala_store::ALL_JOBS).await?;
         }
         Ok(())
     }
@@ -430,5 +595,12 @@ impl JobStore for MongoStore {
     async fn close(&self) -> Result<()> {
         self.client.clone().shutdown().await;
         Ok(())
+    }
+
+    /// Several instances need transactions (a replica set): without them
+    /// this is one instance's store.
+    fn coordination(&self) -> Option<&dyn kala_store::Coordination> {
+        self.transactions
+            .then_some(self as &dyn kala_store::Coordination)
     }
 }
