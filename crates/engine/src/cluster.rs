@@ -615,6 +615,7 @@ impl Inner {
         // failed read, is not missed for ever.
         let mut marks: std::collections::VecDeque<(std::time::Instant, u64)> = Default::default();
         let mut last_rewind = std::time::Instant::now();
+        let mut last_read = std::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 return;
@@ -631,7 +632,23 @@ impl Inner {
                 (true, Some((_, old))) => (*old).min(gap.map_or(cursor, |(g, _)| g)),
                 _ => gap.map_or(cursor, |(g, _)| g),
             };
-            match coord.changes(from, 10_000).await {
+            let read = coord.changes(from, 10_000).await;
+            if read.is_ok() {
+                // Cut off for longer than changes are kept: some may be
+                // gone, so everything is read again.
+                if last_read.elapsed() > CUT_OFF {
+                    tracing::warn!(
+                        "the change log was out of reach for a long time; reloading every job"
+                    );
+                    if let Err(e) = self.apply_changes(vec![ALL_JOBS.to_string()]).await {
+                        tracing::warn!(error = %e, "reloading after a long cut-off failed; trying again");
+                        tokio::time::sleep(self.config.change_poll).await;
+                        continue;
+                    }
+                }
+                last_read = std::time::Instant::now();
+            }
+            match read {
                 Ok(changes) if !changes.is_empty() => {
                     let mut expect = from + 1;
                     let mut first_gap = None;
@@ -791,6 +808,10 @@ impl Inner {
 /// How long a gap in the change sequence is re-read before it counts as
 /// a rolled-back transaction.
 const GAP_WAIT: Duration = Duration::from_secs(5);
+
+/// A follower that could not read the change log for this long reloads
+/// every job (changes are kept an hour; this leaves a wide margin).
+const CUT_OFF: Duration = Duration::from_secs(600);
 
 /// Reconciliation: how far back the follower re-reads changes, and how
 /// often.
