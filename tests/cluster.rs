@@ -258,33 +258,43 @@ async fn three_instances(backend: &[String]) {
         "each instance holds a share: {cluster}"
     );
 
-    // A long manual run on n1 (it runs on the instance asked), in flight
-    // when n1 is killed: recorded as interrupted, once, not run again.
-    let body =
-        json!({"name": "long", "command": "sleep 20", "schedule": starts_in(3600, "R", "PT1H")});
-    let r = req(
-        &c,
-        "POST",
-        &format!("{}/api/v1/job/", srv(&servers, 1)),
-        Some(&body.to_string()),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let long = r.json()["id"].as_str().expect("id").to_string();
-    let start_url = format!("{}/api/v1/job/start/{long}/", srv(&servers, 1));
-    let starter = c.clone();
-    tokio::spawn(async move {
-        let _ = starter.post(start_url).send().await;
-    });
-    tokio::time::sleep(Duration::from_millis(700)).await;
-
-    // SIGKILL n1; its jobs are taken over; then it comes back.
-    if let Some(s) = servers[1].take() {
-        s.kill9();
+    // Two rounds: an instance chosen at random is SIGKILLed (in the first,
+    // with a long manual run in flight on it: it runs on the instance
+    // asked, and must be recorded as interrupted, once, never run again),
+    // its jobs are taken over, and it comes back.
+    let seed = jiff::Timestamp::now().subsec_nanosecond().unsigned_abs() as usize;
+    let victims = [seed % 3, (seed / 3) % 3];
+    eprintln!(
+        "cluster scenario: SIGKILL n{} then n{}",
+        victims[0], victims[1]
+    );
+    let mut long = String::new();
+    for (round, &v) in victims.iter().enumerate() {
+        if round == 0 {
+            let body = json!({"name": "long", "command": "sleep 20", "schedule": starts_in(3600, "R", "PT1H")});
+            let r = req(
+                &c,
+                "POST",
+                &format!("{}/api/v1/job/", srv(&servers, v)),
+                Some(&body.to_string()),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.text());
+            long = r.json()["id"].as_str().expect("id").to_string();
+            let start_url = format!("{}/api/v1/job/start/{long}/", srv(&servers, v));
+            let starter = c.clone();
+            tokio::spawn(async move {
+                let _ = starter.post(start_url).send().await;
+            });
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        if let Some(s) = servers[v].take() {
+            s.kill9();
+        }
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        servers[v] = Some(start(&dirs[v], backend, &format!("n{v}")));
+        tokio::time::sleep(Duration::from_secs(4)).await;
     }
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    servers[1] = Some(start(&dirs[1], backend, "n1"));
-    tokio::time::sleep(Duration::from_secs(4)).await;
 
     // A job that runs three times (R2: points 0, 1, 2) and is never
     // changed afterwards: every
