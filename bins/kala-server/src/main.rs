@@ -465,7 +465,12 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             "some runs did not finish within the grace period"
         );
     }
-    store.close().await?;
+    // A store that does not close within 10 s (a server gone away) must
+    // not keep the process from exiting: every write was awaited before.
+    match tokio::time::timeout(Duration::from_secs(10), store.close()).await {
+        Ok(closed) => closed?,
+        Err(_) => tracing::warn!("the store did not close within 10 s; exiting anyway"),
+    }
     tracing::info!("store closed; bye");
     Ok(())
 }

@@ -396,12 +396,39 @@ impl Engine {
         if let Some(t) = timer {
             let _ = t.await;
         }
-        self.inner.hand_over().await;
+        // The cluster's loops stop first (a round in the middle of a
+        // store call is cut off), so that the hand-over runs alone; no
+        // store call of the shutdown may hold it up for long.
+        let tasks: Vec<_> = self
+            .inner
+            .cluster_tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        const STORE_STEP: Duration = Duration::from_secs(5);
+        if tokio::time::timeout(STORE_STEP, self.inner.hand_over())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "handing the partitions over took too long; the others take them when the leases run out"
+            );
+        }
         let all = u32::try_from(self.inner.config.max_concurrent_runs.max(1)).unwrap_or(u32::MAX);
         let done = tokio::time::timeout(grace, self.inner.workers.acquire_many(all)).await;
         self.inner.workers.close();
-        if matches!(done, Ok(Ok(_))) {
-            self.inner.leave_cluster().await;
+        if matches!(done, Ok(Ok(_)))
+            && tokio::time::timeout(STORE_STEP, self.inner.leave_cluster())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "leaving the cluster took too long; the others see this instance gone when its heartbeat runs out"
+            );
         }
         matches!(done, Ok(Ok(_)))
     }

@@ -77,9 +77,12 @@ impl Engine {
             // what is free now, later for the rest.
             engine.inner.clone().membership_round().await;
             let inner = engine.inner.clone();
-            tokio::spawn(async move { inner.membership_loop().await });
+            let membership = tokio::spawn(async move { inner.membership_loop().await });
             let inner = engine.inner.clone();
-            tokio::spawn(async move { inner.follow_loop(cursor).await });
+            let follower = tokio::spawn(async move { inner.follow_loop(cursor).await });
+            if let Ok(mut t) = engine.inner.cluster_tasks.lock() {
+                t.extend([membership, follower]);
+            }
         } else {
             for id in pending_once {
                 engine.spawn_run(id, Trigger::Once);

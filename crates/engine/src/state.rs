@@ -221,6 +221,9 @@ pub(crate) struct Inner {
     pub shutdown: watch::Sender<bool>,
     /// The timer task, taken and awaited by shutdown.
     pub timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The cluster's membership loop and change follower, stopped by
+    /// shutdown before the hand-over (so no lease round runs beside it).
+    pub cluster_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub metrics: Metrics,
     /// Set when this engine is one instance of a cluster (the store
     /// offers coordination and `config.cluster`): which partitions it
@@ -259,6 +262,7 @@ impl Inner {
             events,
             shutdown,
             timer: Mutex::new(None),
+            cluster_tasks: Mutex::new(Vec::new()),
             metrics: Metrics::default(),
         }
     }

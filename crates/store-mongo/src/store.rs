@@ -592,8 +592,11 @@ impl JobStore for MongoStore {
         }
     }
 
+    /// Every write was awaited before: the driver need not wait for
+    /// sessions or cursors another task may still hold (it did, for ever,
+    /// when a task was cut off in the middle of a transaction).
     async fn close(&self) -> Result<()> {
-        self.client.clone().shutdown().await;
+        self.client.clone().shutdown().immediate(true).await;
         Ok(())
     }
 
