@@ -81,6 +81,16 @@ impl Cluster {
         }
     }
 
+    /// The nodes whose heartbeat had not run out at `now` (as of the last
+    /// round).
+    pub fn alive(&self, now: Timestamp) -> HashSet<String> {
+        self.nodes()
+            .iter()
+            .filter(|n| n.expires_at > now)
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
     /// The partitions held now, sorted.
     pub fn held_partitions(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self.held().keys().copied().collect();
@@ -309,12 +319,7 @@ impl Inner {
             tracing::info!(partitions = ?gone, "partitions handed over");
         }
         if !new.is_empty() {
-            let alive: HashSet<String> = cluster
-                .nodes()
-                .iter()
-                .filter(|n| n.expires_at > now)
-                .map(|n| n.name.clone())
-                .collect();
+            let alive = cluster.alive(now);
             match self.take_over(&new, &alive).await {
                 Ok(()) => {
                     let mut held = cluster.held();
@@ -517,12 +522,7 @@ impl Inner {
             return;
         };
         let now = self.clock.now();
-        let alive: HashSet<String> = cluster
-            .nodes()
-            .iter()
-            .filter(|n| n.expires_at > now)
-            .map(|n| n.name.clone())
-            .collect();
+        let alive = cluster.alive(now);
         let held: HashSet<u32> = cluster.held().keys().copied().collect();
         let me = &self.config.node_id;
         match self.store.open_runs().await {

@@ -290,8 +290,13 @@ impl Consul {
     /// Applies `ops` atomically if every check and check-and-set in them
     /// holds: `Ok(false)` when one did not (nothing was written).
     pub async fn txn_checked(&self, ops: &[Op]) -> Result<bool> {
+        Ok(self.send_txn(ops).await?.is_ok())
+    }
+
+    /// One `/v1/txn`: `Ok(Err(why))` when Consul rolled it back (409).
+    async fn send_txn(&self, ops: &[Op]) -> Result<std::result::Result<(), String>> {
         if ops.is_empty() {
-            return Ok(true);
+            return Ok(Ok(()));
         }
         let body = Value::Array(ops.iter().map(Op::to_json).collect());
         let resp = self
@@ -301,9 +306,9 @@ impl Consul {
             .await
             .map_err(unavailable)?;
         if resp.status() == StatusCode::CONFLICT {
-            return Ok(false);
+            return Ok(Err(resp.text().await.unwrap_or_default()));
         }
-        Consul::check(resp).await.map(|_| true)
+        Consul::check(resp).await.map(|_| Ok(()))
     }
 
     /// Waits (up to `wait`) until something under `prefix` changes after
@@ -335,24 +340,9 @@ impl Consul {
 
     /// Applies `ops` (at most [`TXN_MAX_OPS`]) atomically.
     pub async fn txn(&self, ops: &[Op]) -> Result<()> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let body = Value::Array(ops.iter().map(Op::to_json).collect());
-        let resp = self
-            .request(Method::PUT, format!("{}/v1/txn", self.base))
-            .json(&body)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if resp.status() == StatusCode::CONFLICT {
-            let text = resp.text().await.unwrap_or_default();
-            return Err(StoreError::Backend(format!(
-                "consul: transaction rolled back: {}",
-                text.trim()
-            )));
-        }
-        Consul::check(resp).await.map(|_| ())
+        self.send_txn(ops).await?.map_err(|why| {
+            StoreError::Backend(format!("consul: transaction rolled back: {}", why.trim()))
+        })
     }
 
     /// The cluster's leader, to check that Consul answers at all.
