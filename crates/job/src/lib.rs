@@ -6,6 +6,7 @@
 //! ([`graph`]). No I/O happens here.
 
 pub mod graph;
+pub mod notify;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use kala_schedule::{Cadence, Duration, Schedule, Zone};
 use serde::{Deserialize, Serialize};
 
 pub use kala_schedule;
+pub use notify::{NotifyOn, NotifyTarget};
 
 /// A job id: a UUID string for jobs created over the API.
 pub type JobId = String;
@@ -121,6 +123,9 @@ pub struct Job {
     pub retry_delay: String,
     #[serde(default)]
     pub overlap: Overlap,
+    /// Who hears about this job's runs (see [`NotifyTarget`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyTarget>,
 
     // State.
     pub metadata: Metadata,
@@ -175,6 +180,7 @@ impl Job {
             timeout: String::new(),
             retry_delay: String::new(),
             overlap: Overlap::Allow,
+            notify: Vec::new(),
             metadata: Metadata::default(),
             next_run_at: None,
             is_done: false,
@@ -296,6 +302,7 @@ impl Job {
                 ));
             }
         }
+        notify::validate_targets("notify", &self.notify)?;
         let plan = self.plan()?;
         if let Some(cadence) = &plan.cadence
             && let (Some(now), Some(start)) = (now, cadence.start())

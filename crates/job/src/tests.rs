@@ -70,6 +70,18 @@ fn decode_errors_name_the_field() {
             "remote_properties.expected_response_codes",
         ),
         (r#"{"overlap":"sometimes"}"#, "overlap:"),
+        (r#"{"notify":{}}"#, "notify: expected an array of targets"),
+        (r#"{"notify":["x"]}"#, "notify[0]: expected an object"),
+        (
+            r#"{"notify":[{"on":["failure"],"webhok":"http://x"}]}"#,
+            "notify[0].webhok: is not a target field",
+        ),
+        (
+            r#"{"notify":[{"on":["sometimes"],"webhook":"http://x"}]}"#,
+            "notify[0].on: \"sometimes\" is not one of",
+        ),
+        (r#"{"notify":[{"on":"failure"}]}"#, "notify[0].on: expected an array"),
+        (r#"{"notify":[{"email":7}]}"#, "notify[0].email: expected a string"),
         ("{} trailing", "body: invalid JSON"),
     ];
     for (body, want) in cases {
@@ -97,6 +109,14 @@ fn validation_names_the_field() {
     };
     check(r#"{"command":"true"}"#.into(), "name: is required");
     check(r#"{"name":"x"}"#.into(), "command: is required");
+    check(
+        r#"{"name":"x","command":"true","notify":[{"on":["failure"],"email":"a@b.c"},{"on":[],"webhook":"http://h"}]}"#.into(),
+        "notify[1].on: must name at least one",
+    );
+    check(
+        r#"{"name":"x","command":"true","notify":[{"on":["failure"],"email":"ops@x\nBcc: all@x"}]}"#.into(),
+        "notify[0].email:",
+    );
     check(
         r#"{"name":"x","command":"   "}"#.into(),
         "command: is required",
@@ -185,6 +205,17 @@ fn wire_output_is_exactly_kalas_keys_in_order() {
         out.ends_with(r#""is_done":false,"time_zone":"Europe/Berlin","overlap":"skip"}"#),
         "{out}"
     );
+    ext.notify = vec![crate::NotifyTarget::webhook(
+        "https://h.example/x",
+        &[crate::NotifyOn::Failure, crate::NotifyOn::Retry],
+    )];
+    let out = serde_json::to_string(&JobOut::new(&ext, None)).unwrap();
+    assert!(
+        out.ends_with(r#""overlap":"skip","notify":[{"on":["failure","retry"],"webhook":"https://h.example/x"}]}"#),
+        "{out}"
+    );
+    let back = crate::wire::job_from_value(serde_json::from_str(&out).unwrap()).unwrap();
+    assert_eq!(back.notify, ext.notify);
     let rec = RunRecord {
         job_id: j.id.clone(),
         ran_at: "2026-11-22T15:23:44.516371803Z".parse().unwrap(),

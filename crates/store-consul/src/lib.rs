@@ -36,6 +36,7 @@
 mod address;
 mod client;
 mod cluster;
+mod notices;
 mod store;
 
 #[cfg(feature = "test-server")]

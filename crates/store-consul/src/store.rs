@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError, ns_i64};
+use kala_store::{
+    Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError, ns_i64,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
@@ -203,6 +205,10 @@ impl ConsulStore {
             ops.push(Op::Delete(self.job_key(id)));
             ops.push(Op::DeleteTree(self.runs_prefix(id)));
             ops.push(Op::DeleteTree(self.claims_prefix(id)));
+            self.drop_notices_ops(id, &mut ops);
+        }
+        for n in &batch.notices {
+            self.notice_ops(n, &mut ops)?;
         }
         for job in &batch.put {
             ops.push(Op::Set(self.job_key(&job.id), encode(job)?));
@@ -550,6 +556,8 @@ impl JobStore for ConsulStore {
             "runs/",
             "claims/",
             "open_runs/",
+            "notices/",
+            "pending_notices/",
             "staged/",
             "committed/",
         ]
@@ -568,6 +576,20 @@ impl JobStore for ConsulStore {
             .iter()
             .map(|p| decode(&p.key, &p.value))
             .collect()
+    }
+
+    async fn pending_notices(&self, limit: usize) -> Result<Vec<Notice>> {
+        let _read = self.staging.read().await;
+        self.pending_notices_of(limit).await
+    }
+
+    async fn notices(&self, job_id: &str) -> Result<Vec<Notice>> {
+        let _read = self.staging.read().await;
+        self.notices_of(job_id).await
+    }
+
+    async fn prune_notices(&self, before: Timestamp) -> Result<u64> {
+        self.prune_notices_before(before).await
     }
 
     /// Check-and-set on `P/claims/<id>/<occurrence>`: written only if

@@ -29,6 +29,7 @@ mod address;
 mod cluster;
 mod codec;
 mod error;
+mod notices;
 mod store;
 
 pub use address::{MongoOptions, Transactions};

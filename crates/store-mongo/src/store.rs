@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError, ns_i64};
+use kala_store::{
+    Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError, ns_i64,
+};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{
     Acknowledgment, ClientOptions, Credential, IndexOptions, ReturnDocument, WriteConcern,
@@ -36,6 +38,7 @@ pub struct MongoStore {
     runs: Collection<Document>,
     claims: Collection<Document>,
     open_runs: Collection<Document>,
+    pub(crate) notices: Collection<Document>,
     pub(crate) nodes: Collection<Document>,
     pub(crate) leases: Collection<Document>,
     pub(crate) changes: Collection<Document>,
@@ -95,6 +98,7 @@ impl MongoStore {
             runs: db.collection("runs"),
             claims: db.collection("claims"),
             open_runs: db.collection("open_runs"),
+            notices: db.collection("notices"),
             nodes: db.collection("nodes"),
             leases: db.collection("leases"),
             changes: db.collection("changes"),
@@ -307,6 +311,20 @@ impl MongoStore {
             )?;
             exec!(
                 self.claims.delete_many(doc! { "job_id": { "$in": &ids } }),
+                session
+            )?;
+            exec!(
+                self.notices.delete_many(doc! { "job_id": { "$in": &ids } }),
+                session
+            )?;
+        }
+        for n in &batch.notices {
+            let d = crate::notices::notice_doc(n)
+                .map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
+            exec!(
+                self.notices
+                    .replace_one(doc! { "_id": n.id.as_str() }, d)
+                    .upsert(true),
                 session
             )?;
         }
@@ -543,7 +561,13 @@ impl JobStore for MongoStore {
     /// Job data goes; nodes, leases and the change sequence stay (a lease
     /// token must never go back), and followers hear "reload everything".
     async fn delete_all(&self) -> Result<()> {
-        for c in [&self.jobs, &self.runs, &self.claims, &self.open_runs] {
+        for c in [
+            &self.jobs,
+            &self.runs,
+            &self.claims,
+            &self.open_runs,
+            &self.notices,
+        ] {
             c.delete_many(doc! {}).await.map_err(map_err)?;
         }
         if self.transactions {
@@ -562,6 +586,18 @@ impl JobStore for MongoStore {
             out.push(from_doc(&id, entry)?);
         }
         Ok(out)
+    }
+
+    async fn pending_notices(&self, limit: usize) -> Result<Vec<Notice>> {
+        self.pending_notices_of(limit).await
+    }
+
+    async fn notices(&self, job_id: &str) -> Result<Vec<Notice>> {
+        self.notices_of(job_id).await
+    }
+
+    async fn prune_notices(&self, before: Timestamp) -> Result<u64> {
+        self.prune_notices_before(before).await
     }
 
     async fn claim(&self, claim: Claim) -> Result<bool> {

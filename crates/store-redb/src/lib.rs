@@ -17,6 +17,9 @@
 //!   contiguous key range, in time order
 //! * `claims`: (job id, scheduled_at in ns) → (owner, expires_at in ns)
 //! * `open_runs`: run id → the run journal's entry (`kala_store::OpenRun`)
+//! * `notices`: (job id, notice id) → the notice (`kala_store::Notice`)
+//! * `pending_notices`: (job id, notice id) → () for each notice still to
+//!   deliver
 //! * `meta`:   "format" → 2 (1: unframed JSON, migrated when opened)
 //!
 //! Modules: this file ([`RedbStore`] and its reads), `writer` (the writer
@@ -38,7 +41,9 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
 use kala_store::json::{decode_framed as decode, encode_framed as encode};
-use kala_store::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError};
+use kala_store::{
+    Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError, oldest_first, soonest,
+};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
@@ -54,6 +59,9 @@ pub(crate) const CLAIMS: TableDefinition<(&str, i128), (&str, i128)> =
     TableDefinition::new("claims");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const OPEN_RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("open_runs");
+pub(crate) const NOTICES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("notices");
+pub(crate) const PENDING: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("pending_notices");
 
 /// The file name inside the `--bolt-path` directory.
 pub const FILE_NAME: &str = "kala.redb";
@@ -101,6 +109,8 @@ impl RedbStore {
             txn.open_table(RUNS).map_err(backend)?;
             txn.open_table(CLAIMS).map_err(backend)?;
             txn.open_table(OPEN_RUNS).map_err(backend)?;
+            txn.open_table(NOTICES).map_err(backend)?;
+            txn.open_table(PENDING).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
             let format = meta.get("format").map_err(backend)?.map(|v| v.value());
             match format {
@@ -286,7 +296,12 @@ impl JobStore for RedbStore {
         for r in &batch.begin {
             begin.push((r.run_id.clone(), encode(r)?));
         }
+        let mut notices = Vec::with_capacity(batch.notices.len());
+        for n in &batch.notices {
+            notices.push((n.job_id.clone(), n.id.clone(), n.is_pending(), encode(n)?));
+        }
         let op = Op::Apply(Encoded {
+            notices,
             put,
             delete: batch.delete,
             runs,
@@ -321,6 +336,44 @@ impl JobStore for RedbStore {
             out.push(decode(k.value(), v.value())?);
         }
         Ok(out)
+    }
+
+    async fn pending_notices(&self, limit: usize) -> Result<Vec<Notice>> {
+        let txn = self.db()?.begin_read().map_err(backend)?;
+        let pending = txn.open_table(PENDING).map_err(backend)?;
+        let notices = txn.open_table(NOTICES).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in pending.iter().map_err(backend)? {
+            let (k, _) = entry.map_err(backend)?;
+            let (job, id) = k.value();
+            if let Some(v) = notices.get((job, id)).map_err(backend)? {
+                out.push(decode(id, v.value())?);
+            }
+        }
+        Ok(soonest(out, limit))
+    }
+
+    async fn notices(&self, job_id: &str) -> Result<Vec<Notice>> {
+        let txn = self.db()?.begin_read().map_err(backend)?;
+        let notices = txn.open_table(NOTICES).map_err(backend)?;
+        let end = format!("{job_id}\0");
+        let mut out: Vec<Notice> = Vec::new();
+        for entry in notices
+            .range((job_id, "")..(end.as_str(), ""))
+            .map_err(backend)?
+        {
+            let (k, v) = entry.map_err(backend)?;
+            out.push(decode(k.value().1, v.value())?);
+        }
+        oldest_first(&mut out);
+        Ok(out)
+    }
+
+    async fn prune_notices(&self, before: Timestamp) -> Result<u64> {
+        match self.send(Op::PruneNotices(before)).await? {
+            Reply::Pruned(n) => Ok(n),
+            _ => Ok(0),
+        }
     }
 
     async fn claim(&self, claim: Claim) -> Result<bool> {

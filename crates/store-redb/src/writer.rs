@@ -14,7 +14,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 
 use crate::shared::{PROBE_EVERY, Shared, commit_error};
-use crate::{CLAIMS, JOBS, OPEN_RUNS, RUNS, backend};
+use crate::{CLAIMS, JOBS, NOTICES, OPEN_RUNS, PENDING, RUNS, backend};
 
 /// The most batches folded into one commit.
 const MAX_GROUP: usize = 4096;
@@ -28,6 +28,8 @@ pub(crate) struct Encoded {
     /// Run journal entries: run id → framed entry.
     pub begin: Vec<(String, Vec<u8>)>,
     pub end: Vec<String>,
+    /// Notices: (job id, notice id, pending, framed notice).
+    pub notices: Vec<(String, String, bool, Vec<u8>)>,
 }
 
 pub(crate) enum Op {
@@ -35,6 +37,7 @@ pub(crate) enum Op {
     Prune(Retention, Timestamp),
     DeleteAll,
     Claim(Claim),
+    PruneNotices(Timestamp),
 }
 
 pub(crate) enum Reply {
@@ -124,6 +127,8 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
         let mut runs = txn.open_table(RUNS).map_err(backend)?;
         let mut claims = txn.open_table(CLAIMS).map_err(backend)?;
         let mut open = txn.open_table(OPEN_RUNS).map_err(backend)?;
+        let mut notices = txn.open_table(NOTICES).map_err(backend)?;
+        let mut pending = txn.open_table(PENDING).map_err(backend)?;
         for m in group {
             let reply = match &m.op {
                 Op::Apply(e) => {
@@ -140,6 +145,21 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
                                 |_, _| false,
                             )
                             .map_err(backend)?;
+                        let end = format!("{id}\0");
+                        let range = (id.as_str(), "")..(end.as_str(), "");
+                        notices
+                            .retain_in(range.clone(), |_, _| false)
+                            .map_err(backend)?;
+                        pending.retain_in(range, |_, _| false).map_err(backend)?;
+                    }
+                    for (job, id, is_pending, bytes) in &e.notices {
+                        let key = (job.as_str(), id.as_str());
+                        notices.insert(key, bytes.as_slice()).map_err(backend)?;
+                        if *is_pending {
+                            pending.insert(key, ()).map_err(backend)?;
+                        } else {
+                            pending.remove(key).map_err(backend)?;
+                        }
                     }
                     for (id, bytes) in &e.put {
                         jobs.insert(id.as_str(), bytes.as_slice())
@@ -175,7 +195,23 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
                     runs.retain(|_, _| false).map_err(backend)?;
                     claims.retain(|_, _| false).map_err(backend)?;
                     open.retain(|_, _| false).map_err(backend)?;
+                    notices.retain(|_, _| false).map_err(backend)?;
+                    pending.retain(|_, _| false).map_err(backend)?;
                     Reply::Done
+                }
+                Op::PruneNotices(before) => {
+                    let before = *before;
+                    let n = notices.len().map_err(backend)?;
+                    // A notice that does not decode stays (verify names it).
+                    notices
+                        .retain(|(_, id), v| {
+                            kala_store::json::decode_framed::<kala_store::Notice>(id, v)
+                                .map_or(true, |n| {
+                                    n.is_pending() || n.done_at.is_none_or(|d| d >= before)
+                                })
+                        })
+                        .map_err(backend)?;
+                    Reply::Pruned(n - notices.len().map_err(backend)?)
                 }
                 Op::Claim(c) => {
                     let key = (c.job_id.as_str(), c.scheduled_at.as_nanosecond());

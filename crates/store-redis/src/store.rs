@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
 use kala_store::json::{decode, encode};
-use kala_store::{Batch, Claim, JobStore, OpenRun, Result, Retention, StoreError};
+use kala_store::{
+    Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError, oldest_first, soonest,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
@@ -29,6 +31,16 @@ pub struct RedisStore {
     claims_key: String,
     open_key: String,
     runs_prefix: String,
+    /// Notices: id → JSON.
+    notices_key: String,
+    /// Ids of the notices still to deliver.
+    pending_key: String,
+    /// Ids of the done notices, scored by when they were done (ms).
+    done_key: String,
+    /// Ids of the jobs that have notices.
+    notice_jobs_key: String,
+    /// Prefix of each job's set of notice ids.
+    job_notices_prefix: String,
     pub(crate) nodes_key: String,
     pub(crate) leases_key: String,
     pub(crate) changes_key: String,
@@ -66,7 +78,8 @@ return 1
 /// of commands, each as its argument count and arguments. `KALA_CHANGE`
 /// seq-key changes-key channel now id appends a change (sequence from
 /// `INCR`, so changes are gap-free and in commit order) and publishes a
-/// wake-up. Returns 1, or {0, kind, guard index} when a guard failed and
+/// wake-up. `KALA_DROP_NOTICES` job-set hash pending done jobs job
+/// deletes a job's notices. Returns 1, or {0, kind, guard index} when a guard failed and
 /// nothing was written.
 const BATCH_LUA: &str = r#"
 local i = 1
@@ -96,6 +109,15 @@ for c = 1, ncmds do
     local seq = redis.call('INCR', ARGV[i+1])
     redis.call('ZADD', ARGV[i+2], seq, seq .. '|' .. ARGV[i+4] .. '|' .. ARGV[i+5])
     published[ARGV[i+3]] = true
+  elseif ARGV[i] == 'KALA_DROP_NOTICES' then
+    local ids = redis.call('SMEMBERS', ARGV[i+1])
+    for _, id in ipairs(ids) do
+      redis.call('HDEL', ARGV[i+2], id)
+      redis.call('SREM', ARGV[i+3], id)
+      redis.call('ZREM', ARGV[i+4], id)
+    end
+    redis.call('DEL', ARGV[i+1])
+    redis.call('SREM', ARGV[i+5], ARGV[i+6])
   else
     redis.call(unpack(ARGV, i, i + argc - 1))
   end
@@ -139,6 +161,11 @@ impl RedisStore {
             claims_key: format!("{p}:claims"),
             open_key: format!("{p}:open_runs"),
             runs_prefix: format!("{p}:runs:"),
+            notices_key: format!("{p}:notices"),
+            pending_key: format!("{p}:notices:pending"),
+            done_key: format!("{p}:notices:done"),
+            notice_jobs_key: format!("{p}:notices:jobs"),
+            job_notices_prefix: format!("{p}:notices:job:"),
             nodes_key: format!("{p}:nodes"),
             leases_key: format!("{p}:leases"),
             changes_key: format!("{p}:changes"),
@@ -154,6 +181,30 @@ impl RedisStore {
 
     fn runs_key(&self, id: &str) -> String {
         format!("{}{id}", self.runs_prefix)
+    }
+
+    fn job_notices_key(&self, id: &str) -> String {
+        format!("{}{id}", self.job_notices_prefix)
+    }
+
+    /// The notices stored under `ids` (missing ones skipped).
+    async fn notices_by_id(&self, ids: &[String]) -> Result<Vec<Notice>> {
+        let mut conn = self.conn.clone();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+                .arg(&self.notices_key)
+                .arg(chunk)
+                .query_async(&mut conn)
+                .await
+                .map_err(map_err)?;
+            for (id, v) in chunk.iter().zip(values) {
+                if let Some(bytes) = v {
+                    out.push(decode(id, &bytes)?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn member(&self, run: &RunRecord) -> Result<(f64, Vec<u8>)> {
@@ -214,6 +265,29 @@ impl RedisStore {
             cmds.push(cmd(&[b"HDEL", self.jobs_key.as_bytes(), id.as_bytes()]));
             cmds.push(cmd(&[b"DEL", self.runs_key(id).as_bytes()]));
             cmds.push(cmd(&[b"SREM", self.runjobs_key.as_bytes(), id.as_bytes()]));
+            cmds.push(cmd(&[
+                b"KALA_DROP_NOTICES",
+                self.job_notices_key(id).as_bytes(),
+                self.notices_key.as_bytes(),
+                self.pending_key.as_bytes(),
+                self.done_key.as_bytes(),
+                self.notice_jobs_key.as_bytes(),
+                id.as_bytes(),
+            ]));
+        }
+        for n in &batch.notices {
+            let id = n.id.as_bytes();
+            cmds.push(cmd(&[b"HSET", self.notices_key.as_bytes(), id, &encode(n)?]));
+            cmds.push(cmd(&[b"SADD", self.job_notices_key(&n.job_id).as_bytes(), id]));
+            cmds.push(cmd(&[b"SADD", self.notice_jobs_key.as_bytes(), n.job_id.as_bytes()]));
+            if n.is_pending() {
+                cmds.push(cmd(&[b"SADD", self.pending_key.as_bytes(), id]));
+                cmds.push(cmd(&[b"ZREM", self.done_key.as_bytes(), id]));
+            } else {
+                let ms = n.done_at.unwrap_or(n.created_at).as_millisecond().to_string();
+                cmds.push(cmd(&[b"SREM", self.pending_key.as_bytes(), id]));
+                cmds.push(cmd(&[b"ZADD", self.done_key.as_bytes(), ms.as_bytes(), id]));
+            }
         }
         let mut puts: Vec<Job> = batch.put.clone();
         for u in &batch.update {
@@ -505,12 +579,24 @@ impl JobStore for RedisStore {
             let keys: Vec<String> = chunk.iter().map(|id| self.runs_key(id)).collect();
             let () = conn.unlink(&keys).await.map_err(map_err)?;
         }
+        let jobs: Vec<String> = conn
+            .smembers(&self.notice_jobs_key)
+            .await
+            .map_err(map_err)?;
+        for chunk in jobs.chunks(1000) {
+            let keys: Vec<String> = chunk.iter().map(|id| self.job_notices_key(id)).collect();
+            let () = conn.unlink(&keys).await.map_err(map_err)?;
+        }
         let () = conn
             .unlink(&[
                 &self.jobs_key,
                 &self.runjobs_key,
                 &self.claims_key,
                 &self.open_key,
+                &self.notices_key,
+                &self.pending_key,
+                &self.done_key,
+                &self.notice_jobs_key,
             ])
             .await
             .map_err(map_err)?;
@@ -539,6 +625,47 @@ impl JobStore for RedisStore {
         })
         .await?;
         Ok(out)
+    }
+
+    async fn pending_notices(&self, limit: usize) -> Result<Vec<Notice>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.smembers(&self.pending_key).await.map_err(map_err)?;
+        let all = self.notices_by_id(&ids).await?;
+        Ok(soonest(all, limit))
+    }
+
+    async fn notices(&self, job_id: &str) -> Result<Vec<Notice>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn
+            .smembers(self.job_notices_key(job_id))
+            .await
+            .map_err(map_err)?;
+        let mut all = self.notices_by_id(&ids).await?;
+        oldest_first(&mut all);
+        Ok(all)
+    }
+
+    async fn prune_notices(&self, before: Timestamp) -> Result<u64> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&self.done_key)
+            .arg("-inf")
+            .arg(format!("({}", before.as_millisecond()))
+            .query_async(&mut conn)
+            .await
+            .map_err(map_err)?;
+        let done = self.notices_by_id(&ids).await?;
+        for chunk in done.chunks(500) {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for n in chunk {
+                pipe.hdel(&self.notices_key, &n.id)
+                    .zrem(&self.done_key, &n.id)
+                    .srem(self.job_notices_key(&n.job_id), &n.id);
+            }
+            let () = pipe.query_async(&mut conn).await.map_err(map_err)?;
+        }
+        Ok(done.len() as u64)
     }
 
     async fn claim(&self, claim: Claim) -> Result<bool> {

@@ -38,6 +38,9 @@ pub struct EncodedBatch {
     pub changed: Vec<String>,
     /// The lease that must still hold: (partition, node, token, now ns).
     pub fence: Option<(i64, String, i64, i64)>,
+    /// Notices: (id, job id, pending 0/1, next attempt ns, done ns or
+    /// i64::MAX, JSON).
+    pub notices: Vec<(String, String, i64, i64, i64, String)>,
     /// When the batch was encoded (ns), for the change rows.
     pub now: i64,
 }
@@ -70,6 +73,16 @@ impl EncodedBatch {
                 open.job_id.clone(),
                 open.node.clone(),
                 encode_string(open)?,
+            ));
+        }
+        for n in &batch.notices {
+            out.notices.push((
+                n.id.clone(),
+                n.job_id.clone(),
+                i64::from(n.is_pending()),
+                ns_i64(n.next_attempt_at)?,
+                n.done_at.map(ns_i64).transpose()?.unwrap_or(i64::MAX),
+                encode_string(n)?,
             ));
         }
         out.end = batch.end.clone();

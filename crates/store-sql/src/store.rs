@@ -11,7 +11,8 @@ use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
 use kala_store::json::{decode, encode_string};
 use kala_store::{
-    ALL_JOBS, Batch, Claim, JobChange, JobStore, OpenRun, Result, Retention, StoreError, ns_i64,
+    ALL_JOBS, Batch, Claim, JobChange, JobStore, Notice, OpenRun, Result, Retention, StoreError,
+    ns_i64, oldest_first, soonest,
 };
 use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
 use sqlx::{
@@ -55,6 +56,13 @@ pub fn migrator<D: Dialect>() -> Migrator {
             "cluster".into(),
             MigrationType::Simple,
             D::SYNTAX.cluster.into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            "notices".into(),
+            MigrationType::Simple,
+            D::SYNTAX.notices.into_sql_str(),
             false,
         ),
     ]);
@@ -245,6 +253,7 @@ where
             "kala_jobs WHERE id",
             "kala_runs WHERE job_id",
             "kala_claims WHERE job_id",
+            "kala_notices WHERE job_id",
         ] {
             for chunk in b.delete.chunks(CHUNK) {
                 let mut q = QueryBuilder::<D::DB>::new(format!("DELETE FROM {table}"));
@@ -295,6 +304,21 @@ where
             push_in(&mut q, chunk);
             q.build().execute(&mut *tx).await?;
         }
+        for chunk in b.notices.chunks(CHUNK) {
+            let mut q = QueryBuilder::<D::DB>::new(
+                "INSERT INTO kala_notices (id, job_id, pending, next_at, done_at, notice) ",
+            );
+            q.push_values(chunk, |mut row, (id, job, pending, next, done, json)| {
+                row.push_bind(id.as_str())
+                    .push_bind(job.as_str())
+                    .push_bind(*pending)
+                    .push_bind(*next)
+                    .push_bind(*done)
+                    .push_bind(json.as_str());
+            });
+            q.push(D::SYNTAX.upsert_notice);
+            q.build().execute(&mut *tx).await?;
+        }
         Self::announce(&mut tx, &b.changed, b.now).await?;
         tx.commit().await.map(Ok)
     }
@@ -305,7 +329,15 @@ where
         &self,
         sql: &'static str,
     ) -> Result<Vec<T>> {
-        let rows = QueryBuilder::<D::DB>::new(sql)
+        self.keyed_rows(&mut QueryBuilder::<D::DB>::new(sql)).await
+    }
+
+    /// [`Self::keyed_json`] for a built query.
+    pub(crate) async fn keyed_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        q: &mut QueryBuilder<D::DB>,
+    ) -> Result<Vec<T>> {
+        let rows = q
             .build()
             .fetch_all(&self.pool)
             .await
@@ -434,6 +466,30 @@ where
     async fn open_runs(&self) -> Result<Vec<OpenRun>> {
         self.keyed_json("SELECT run_id, entry FROM kala_open_runs")
             .await
+    }
+
+    async fn pending_notices(&self, limit: usize) -> Result<Vec<Notice>> {
+        let mut q = QueryBuilder::<D::DB>::new(
+            "SELECT id, notice FROM kala_notices WHERE pending = 1 ORDER BY next_at, id LIMIT ",
+        );
+        q.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let out = self.keyed_rows(&mut q).await?;
+        Ok(soonest(out, limit))
+    }
+
+    async fn notices(&self, job_id: &str) -> Result<Vec<Notice>> {
+        let mut q = QueryBuilder::<D::DB>::new("SELECT id, notice FROM kala_notices WHERE job_id = ");
+        q.push_bind(job_id);
+        let mut out = self.keyed_rows(&mut q).await?;
+        oldest_first(&mut out);
+        Ok(out)
+    }
+
+    async fn prune_notices(&self, before: Timestamp) -> Result<u64> {
+        let mut q =
+            QueryBuilder::<D::DB>::new("DELETE FROM kala_notices WHERE pending = 0 AND done_at < ");
+        q.push_bind(ns_i64(before)?);
+        self.execute(&mut q).await
     }
 
     /// Insert the claim if nobody holds the point; otherwise take it over

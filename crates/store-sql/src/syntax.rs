@@ -33,6 +33,11 @@ pub struct Syntax {
     /// against a lease change until the transaction ends, letting other
     /// readers in.
     pub share_lock: &'static str,
+    /// Migration 4: the notification outbox.
+    pub notices: &'static str,
+    /// Appended to `INSERT INTO kala_notices (…) VALUES …` to replace an
+    /// existing row.
+    pub upsert_notice: &'static str,
     /// Run in a transaction that appended changes, to wake the other
     /// instances at its commit; `None`: they poll.
     pub notify: Option<&'static str>,
@@ -46,10 +51,12 @@ impl Syntax {
         upsert_job: " ON CONFLICT (id) DO UPDATE SET job = EXCLUDED.job",
         insert_if_absent: ("INSERT ", " ON CONFLICT DO NOTHING"),
         delete_runs_by_seq: ("DELETE FROM kala_runs WHERE seq IN (", ")"),
-        delete_all: &["TRUNCATE kala_jobs, kala_runs, kala_claims, kala_open_runs"],
+        delete_all: &["TRUNCATE kala_jobs, kala_runs, kala_claims, kala_open_runs, kala_notices"],
         upsert_node: " ON CONFLICT (name) DO UPDATE SET expires_at = EXCLUDED.expires_at, info = EXCLUDED.info",
         cluster: include_str!("../migrations/postgres/0003_cluster.sql"),
         share_lock: " FOR SHARE",
+        notices: include_str!("../migrations/postgres/0004_notices.sql"),
+        upsert_notice: " ON CONFLICT (id) DO UPDATE SET pending = EXCLUDED.pending, next_at = EXCLUDED.next_at, done_at = EXCLUDED.done_at, notice = EXCLUDED.notice",
         notify: Some("SELECT pg_notify('kala_changes', '')"),
     };
 
@@ -68,10 +75,13 @@ impl Syntax {
             "DELETE FROM kala_runs",
             "DELETE FROM kala_claims",
             "DELETE FROM kala_open_runs",
+            "DELETE FROM kala_notices",
         ],
         upsert_node: " ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at), info = VALUES(info)",
         cluster: include_str!("../migrations/mysql/0003_cluster.sql"),
         share_lock: " LOCK IN SHARE MODE",
+        notices: include_str!("../migrations/mysql/0004_notices.sql"),
+        upsert_notice: " ON DUPLICATE KEY UPDATE pending = VALUES(pending), next_at = VALUES(next_at), done_at = VALUES(done_at), notice = VALUES(notice)",
         notify: None,
     };
 }

@@ -17,6 +17,7 @@ use crate::{Batch, Claim, JobStore, Retention};
 
 mod cluster;
 mod journal;
+mod outbox;
 
 pub use journal::open_run;
 use journal::run_journal;
@@ -37,6 +38,7 @@ where
     graph_changes_are_one_batch(&*store).await;
     claims(&*store).await;
     run_journal(&*store).await;
+    outbox::outbox(&*store).await;
     cluster::cluster(store.clone()).await;
     concurrent_writers(store.clone()).await;
     bulk_load(&*store, bulk).await;

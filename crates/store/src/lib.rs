@@ -19,11 +19,17 @@
 //!   ([`Batch::end`]). [`JobStore::open_runs`] lists the runs that began
 //!   and never ended (the process died): start-up records them as
 //!   interrupted instead of running their schedule point again.
+//! * The notification outbox: [`Batch::notices`] writes [`Notice`]s
+//!   (insert or replace by id) in the same transaction as the run record
+//!   that causes them; [`JobStore::pending_notices`] lists the ones still
+//!   to deliver, [`JobStore::notices`] a job's. Deleting a job deletes
+//!   its notices.
 //! * [`JobStore::claim`] is the primitive that lets several instances on
 //!   one database agree that exactly one of them runs a given occurrence.
 
 mod cluster;
 mod memory;
+mod notice;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -38,6 +44,7 @@ pub use cluster::{
     RunDelta, partition_of,
 };
 pub use memory::MemoryStore;
+pub use notice::{Notice, NoticeState, oldest_first, soonest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -83,6 +90,9 @@ pub struct Batch {
     /// job that is not stored is skipped). Only backends with
     /// [`JobStore::coordination`] accept them.
     pub update: Vec<JobUpdate>,
+    /// Notifications to store (insert, or replace the one with the same
+    /// id). Applied after `delete`.
+    pub notices: Vec<Notice>,
     /// When set, the whole batch is written only if the lease it names is
     /// still held (see [`Fence`]); otherwise [`StoreError::Fenced`].
     pub fence: Option<Fence>,
@@ -119,6 +129,7 @@ impl Batch {
             && self.begin.is_empty()
             && self.end.is_empty()
             && self.update.is_empty()
+            && self.notices.is_empty()
     }
 
     /// The jobs other instances must re-read after this batch: every job
@@ -182,7 +193,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// number of run records dropped.
     async fn prune_runs(&self, retention: Retention, now: Timestamp) -> Result<u64>;
 
-    /// Deletes every job, run record, claim and open run (a shared
+    /// Deletes every job, run record, claim, open run and notice (a shared
     /// backend keeps nodes and leases, and appends the change
     /// [`ALL_JOBS`]).
     async fn delete_all(&self) -> Result<()>;
@@ -190,6 +201,17 @@ pub trait JobStore: Send + Sync + 'static {
     /// Every run journaled by [`Batch::begin`] and not yet ended, in no
     /// particular order.
     async fn open_runs(&self) -> Result<Vec<OpenRun>>;
+
+    /// Notices still to deliver ([`NoticeState::is_pending`]), at most
+    /// `limit`, the soonest `next_attempt_at` first.
+    async fn pending_notices(&self, limit: usize) -> Result<Vec<Notice>>;
+
+    /// Every stored notice of one job, oldest first.
+    async fn notices(&self, job_id: &str) -> Result<Vec<Notice>>;
+
+    /// Drops the notices that are done (not pending) with `done_at`
+    /// before `before`; returns how many.
+    async fn prune_notices(&self, before: Timestamp) -> Result<u64>;
 
     /// Takes the claim if nobody holds an unexpired claim on the same
     /// (job, occurrence). `Ok(true)` means this caller may run it.

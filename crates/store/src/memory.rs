@@ -13,8 +13,8 @@ use jiff::Timestamp;
 use kala_job::{Job, JobId, RunRecord};
 
 use crate::{
-    Batch, Claim, Coordination, JobStore, Lease, LeaseRequest, NodeInfo, OpenRun, Result,
-    Retention, StoreError, trim_oldest,
+    Batch, Claim, Coordination, JobStore, Lease, LeaseRequest, NodeInfo, Notice, OpenRun, Result,
+    Retention, StoreError, oldest_first, soonest, trim_oldest,
 };
 
 #[derive(Default)]
@@ -23,6 +23,7 @@ struct Inner {
     runs: HashMap<JobId, Vec<RunRecord>>,
     claims: BTreeMap<(JobId, i128), (String, Timestamp)>,
     open: HashMap<String, OpenRun>,
+    notices: HashMap<String, Notice>,
     nodes: BTreeMap<String, NodeInfo>,
     leases: BTreeMap<u32, Lease>,
     /// (sequence, job id, when).
@@ -95,6 +96,10 @@ impl JobStore for MemoryStore {
             g.jobs.remove(id);
             g.runs.remove(id);
             g.claims.retain(|(j, _), _| j != id);
+            g.notices.retain(|_, n| n.job_id != *id);
+        }
+        for n in batch.notices {
+            g.notices.insert(n.id.clone(), n);
         }
         for job in batch.put {
             g.jobs.insert(job.id.clone(), job);
@@ -170,6 +175,7 @@ impl JobStore for MemoryStore {
         g.runs.clear();
         g.claims.clear();
         g.open.clear();
+        g.notices.clear();
         if self.shared {
             g.seq += 1;
             let seq = g.seq;
@@ -181,6 +187,32 @@ impl JobStore for MemoryStore {
 
     async fn open_runs(&self) -> Result<Vec<OpenRun>> {
         Ok(self.lock()?.open.values().cloned().collect())
+    }
+
+    async fn pending_notices(&self, limit: usize) -> Result<Vec<Notice>> {
+        let g = self.lock()?;
+        let pending = g.notices.values().filter(|n| n.is_pending()).cloned();
+        Ok(soonest(pending.collect(), limit))
+    }
+
+    async fn notices(&self, job_id: &str) -> Result<Vec<Notice>> {
+        let g = self.lock()?;
+        let mut out: Vec<Notice> = g
+            .notices
+            .values()
+            .filter(|n| n.job_id == job_id)
+            .cloned()
+            .collect();
+        oldest_first(&mut out);
+        Ok(out)
+    }
+
+    async fn prune_notices(&self, before: Timestamp) -> Result<u64> {
+        let mut g = self.lock()?;
+        let n = g.notices.len();
+        g.notices
+            .retain(|_, n| n.is_pending() || n.done_at.is_none_or(|d| d >= before));
+        Ok((n - g.notices.len()) as u64)
     }
 
     async fn claim(&self, claim: Claim) -> Result<bool> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::{Job, JobError, JobType, Overlap, RemoteProperties};
+use crate::{Job, JobError, JobType, NotifyOn, NotifyTarget, Overlap, RemoteProperties};
 
 /// Describes a JSON value's type the way an error message should.
 fn kind(v: &Value) -> &'static str {
@@ -210,6 +210,9 @@ pub fn job_from_value(value: Value) -> Result<Job, JobError> {
             }
         };
     }
+    if let Some((field, v)) = f.take("notify") {
+        job.notify = notify_from_value(&field, v)?;
+    }
     // Server-controlled: accepted, ignored (id, next_run_at, metadata,
     // stats, is_done, dependent_jobs and the README's flat counters).
     Ok(job)
@@ -292,4 +295,82 @@ fn remote_from_value(field: &str, v: Value) -> Result<RemoteProperties, JobError
         r.expected_response_codes = Some(codes);
     }
     Ok(r)
+}
+
+/// `notify`: an array of targets. Unlike Kala's fields, unknown keys in a
+/// target are errors (a misspelt `webhok` must not silently notify no one).
+pub fn notify_from_value(field: &str, v: Value) -> Result<Vec<NotifyTarget>, JobError> {
+    let Value::Array(items) = v else {
+        return Err(JobError::new(
+            field,
+            format!("expected an array of targets, found {}", kind(&v)),
+        ));
+    };
+    if items.len() > crate::notify::MAX_TARGETS {
+        return Err(JobError::new(
+            field,
+            format!(
+                "has {} targets; at most {}",
+                items.len(),
+                crate::notify::MAX_TARGETS
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let Value::Object(obj) = item else {
+            return Err(JobError::new(
+                at,
+                format!("expected an object, found {}", kind(&item)),
+            ));
+        };
+        let mut t = NotifyTarget {
+            on: Vec::new(),
+            webhook: String::new(),
+            email: String::new(),
+            format: String::new(),
+        };
+        for (key, value) in obj {
+            let here = format!("{at}.{key}");
+            let text = |value: &Value| {
+                value.as_str().map(str::to_string).ok_or_else(|| {
+                    JobError::new(&here, format!("expected a string, found {}", kind(value)))
+                })
+            };
+            match key.as_str() {
+                "webhook" => t.webhook = text(&value)?,
+                "email" => t.email = text(&value)?,
+                "format" => t.format = text(&value)?,
+                "on" => {
+                    let Value::Array(events) = value else {
+                        return Err(JobError::new(
+                            here,
+                            format!("expected an array of events, found {}", kind(&value)),
+                        ));
+                    };
+                    for e in events {
+                        let name = e.as_str().unwrap_or_default();
+                        let ev = NotifyOn::parse(name).ok_or_else(|| {
+                            JobError::new(
+                                &here,
+                                format!("{e} is not one of \"failure\", \"success\", \"retry\", \"skipped\", \"interrupted\""),
+                            )
+                        })?;
+                        if !t.on.contains(&ev) {
+                            t.on.push(ev);
+                        }
+                    }
+                }
+                _ => {
+                    return Err(JobError::new(
+                        here,
+                        "is not a target field (on, webhook, email, format)",
+                    ));
+                }
+            }
+        }
+        out.push(t);
+    }
+    Ok(out)
 }

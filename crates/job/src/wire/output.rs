@@ -92,6 +92,8 @@ pub struct JobOut<'a> {
     pub retry_delay: &'a str,
     #[serde(skip_serializing_if = "is_allow")]
     pub overlap: Overlap,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub notify: &'a [crate::NotifyTarget],
 }
 
 fn is_allow(o: &Overlap) -> bool {
@@ -143,6 +145,7 @@ impl<'a> JobOut<'a> {
             timeout: &job.timeout,
             retry_delay: &job.retry_delay,
             overlap: job.overlap,
+            notify: &job.notify,
         }
     }
 }
