@@ -103,7 +103,7 @@ pub fn apply(mut cmd: Command, args: &[OsString]) -> Result<Command, String> {
 
 /// Flags whose values are not printed.
 fn secret(id: &str) -> bool {
-    id.contains("password") || id.contains("token")
+    id.contains("password") || id.contains("token") || id.contains("secret") || id == "smtp_url"
 }
 
 /// `kala-server config`: every flag of `serve` with its effective value

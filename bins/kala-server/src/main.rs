@@ -5,6 +5,7 @@ mod check;
 mod config;
 mod import;
 mod net;
+mod notify;
 mod store;
 
 use std::net::SocketAddr;
@@ -252,6 +253,8 @@ struct Serve {
         default_value = "text"
     )]
     log_format: LogFormat,
+    #[command(flatten)]
+    notify: notify::NotifyArgs,
 }
 
 fn main() -> ExitCode {
@@ -410,6 +413,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             .or_else(|| std::env::var("KALA_NODE_ID").ok())
             .unwrap_or_else(|| format!("{}:{}", kala_engine::default_node_id(), addr.port())),
         address: addr.to_string(),
+        notify: args.notify.settings()?,
         ..EngineConfig::default()
     };
     let started = std::time::Instant::now();

@@ -133,6 +133,21 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
             "Jobs re-read because another instance changed them (cluster).",
             m.changes_applied,
         ),
+        (
+            "kala_notifications_delivered_total",
+            "Notifications delivered (webhook answered 2xx, or the SMTP server took the email; each notice of a summary counts).",
+            m.notifications_delivered,
+        ),
+        (
+            "kala_notification_attempts_failed_total",
+            "Notification delivery attempts that failed and are retried.",
+            m.notification_attempts_failed,
+        ),
+        (
+            "kala_notifications_dropped_total",
+            "Notifications given up on (retries exhausted, or an error retrying cannot fix).",
+            m.notifications_dropped,
+        ),
     ] {
         header(&mut out, name, help, "counter");
         let _ = writeln!(out, "{name} {v}");
@@ -158,6 +173,24 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
         "gauge",
     );
     let _ = writeln!(out, "kala_jobs_invalid {}", m.invalid_jobs);
+    header(
+        &mut out,
+        "kala_notifications_pending",
+        "Notifications in the outbox (to deliver or to retry) at the deliverer's last look.",
+        "gauge",
+    );
+    let _ = writeln!(out, "kala_notifications_pending {}", m.notifications_pending);
+    header(
+        &mut out,
+        "kala_notification_latency_seconds_sum",
+        "Sum over delivered notifications of the time from the run's end to the delivery (divide by kala_notifications_delivered_total).",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "kala_notification_latency_seconds_sum {}",
+        m.notification_latency_sum_seconds
+    );
     header(
         &mut out,
         "kala_http_requests_total",

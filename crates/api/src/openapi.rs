@@ -73,6 +73,9 @@ pub struct JobIn {
     retry_delay: Option<String>,
     /// kala: `allow` (default) or `skip` a run while the previous one goes on.
     overlap: Option<String>,
+    /// kala: who hears about this job's runs: webhooks and email addresses,
+    /// each with the events it wants.
+    notify: Option<Vec<kala_job::NotifyTarget>>,
 }
 
 /// A remote job's request.

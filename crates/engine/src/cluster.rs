@@ -420,8 +420,14 @@ impl Inner {
                 change: JobChange::Ran(d.clone()),
             })
             .collect();
+        let notices: Vec<_> = out
+            .records
+            .iter()
+            .flat_map(|r| self.notices_of_run(&r.job_id, kala_job::NotifyOn::Interrupted, r))
+            .collect();
         self.store
             .apply(Batch {
+                notices,
                 runs: out.records,
                 update,
                 keep_runs: self.config.keep_runs,

@@ -65,6 +65,8 @@ pub struct EngineConfig {
     pub heartbeat: SignedDuration,
     /// The change follower polls this often even without a notification.
     pub change_poll: std::time::Duration,
+    /// Notifications of runs (targets, delivery, retries, rate limit).
+    pub notify: crate::outbox::NotifySettings,
 }
 
 impl Default for EngineConfig {
@@ -85,6 +87,7 @@ impl Default for EngineConfig {
             lease_ttl: SignedDuration::from_secs(3),
             heartbeat: SignedDuration::from_secs(1),
             change_poll: std::time::Duration::from_millis(500),
+            notify: crate::outbox::NotifySettings::default(),
         }
     }
 }

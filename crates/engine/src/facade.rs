@@ -75,6 +75,7 @@ impl Engine {
         let inner = &self.inner;
         let now = inner.clock.now();
         let plan = job.validate(Some(now))?;
+        inner.check_notify(&job)?;
         kala_executor::template::check_job(&job)
             .map_err(|(field, message)| JobError::new(field, message))?;
         job.created_at = now;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use kala_job::{Job, Outcome, RunRecord};
+use kala_job::{Job, NotifyOn, Outcome, RunRecord};
 use kala_store::{Batch, JobChange, JobStore, JobUpdate, OpenRun, RunDelta};
 
 use crate::config::EngineConfig;
@@ -148,6 +148,19 @@ pub(crate) async fn recover(
         .enumerate()
         .map(|(i, j)| (j.id.clone(), i))
         .collect();
+    let mut notices = Vec::new();
+    for r in &out.records {
+        if let Some(&i) = index.get(&r.job_id) {
+            notices.extend(crate::outbox::make_notices(
+                &config.notify,
+                &config.node_id,
+                &jobs[i],
+                NotifyOn::Interrupted,
+                r,
+                now,
+            ));
+        }
+    }
     let mut changed = std::collections::BTreeSet::new();
     let mut update = Vec::new();
     for (id, delta) in out.deltas {
@@ -181,6 +194,7 @@ pub(crate) async fn recover(
     store
         .apply(Batch {
             runs: out.records,
+            notices,
             keep_runs: config.keep_runs,
             end: ids,
             ..batch

@@ -34,6 +34,7 @@
 //! | `chain` | children and on-failure jobs, with the cycle guard |
 //! | `record` | run records and counters written to the store |
 //! | `maintenance` | pruning of old run records |
+//! | `outbox` | notifications: notices made with their run, delivered at least once |
 //! | [`clock`] | injectable time ([`SystemClock`], [`FakeClock`]) |
 //! | `metrics` | counters for `/metrics` |
 
@@ -46,6 +47,7 @@ mod facade;
 mod journal;
 mod maintenance;
 mod metrics;
+mod outbox;
 mod record;
 mod retry;
 mod runner;
@@ -59,6 +61,8 @@ pub use cluster::{ClusterStatus, NodeStatus};
 pub use config::{EngineConfig, EngineError, Event, MissedRuns, default_node_id};
 pub use facade::Engine;
 pub use metrics::{LATENESS_BUCKETS, Metrics, MetricsSnapshot};
+pub use outbox::NotifySettings;
+pub use kala_notify;
 
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,11 @@ pub struct Metrics {
     handovers: AtomicU64,
     lease_errors: AtomicU64,
     changes_applied: AtomicU64,
+    notices_delivered: AtomicU64,
+    notices_failed: AtomicU64,
+    notices_dropped: AtomicU64,
+    notices_pending: AtomicU64,
+    notice_latency_sum_ns: AtomicU64,
     lateness: [AtomicU64; LATENESS_BUCKETS.len()],
     lateness_count: AtomicU64,
     lateness_sum_ns: AtomicU64,
@@ -61,6 +66,17 @@ pub struct MetricsSnapshot {
     pub lease_errors: u64,
     /// Jobs re-read because another instance changed them.
     pub changes_applied: u64,
+    /// Notifications delivered (a summary email counts each notice in it).
+    pub notifications_delivered: u64,
+    /// Delivery attempts that failed and will be retried.
+    pub notification_attempts_failed: u64,
+    /// Notifications given up on (retries exhausted, or a permanent error).
+    pub notifications_dropped: u64,
+    /// Notifications in the outbox at the deliverer's last look.
+    pub notifications_pending: u64,
+    /// Sum over delivered notifications of the time from the notice's
+    /// creation (the run's end) to its delivery.
+    pub notification_latency_sum_seconds: f64,
     /// Cumulative counts per bucket of [`LATENESS_BUCKETS`].
     pub lateness_buckets: Vec<u64>,
     pub lateness_count: u64,
@@ -114,6 +130,24 @@ impl Metrics {
         self.changes_applied.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    pub fn notice_delivered(&self, created: jiff::Timestamp, now: jiff::Timestamp) {
+        self.notices_delivered.fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(now.duration_since(created).as_nanos().max(0)).unwrap_or(0);
+        self.notice_latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    pub fn notice_failed(&self) {
+        self.notices_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn notice_dropped(&self) {
+        self.notices_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn notices_pending(&self, n: usize) {
+        self.notices_pending.store(n as u64, Ordering::Relaxed);
+    }
+
     pub fn invalid_job(&self) {
         self.invalid_jobs.fetch_add(1, Ordering::Relaxed);
     }
@@ -146,6 +180,13 @@ impl Metrics {
             partitions_released: self.handovers.load(Ordering::Relaxed),
             lease_errors: self.lease_errors.load(Ordering::Relaxed),
             changes_applied: self.changes_applied.load(Ordering::Relaxed),
+            notifications_delivered: self.notices_delivered.load(Ordering::Relaxed),
+            notification_attempts_failed: self.notices_failed.load(Ordering::Relaxed),
+            notifications_dropped: self.notices_dropped.load(Ordering::Relaxed),
+            notifications_pending: self.notices_pending.load(Ordering::Relaxed),
+            notification_latency_sum_seconds: self.notice_latency_sum_ns.load(Ordering::Relaxed)
+                as f64
+                / 1e9,
             lateness_buckets: self
                 .lateness
                 .iter()

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use kala_job::{Job, Outcome, RunRecord, Trigger};
+use kala_job::{Job, NotifyOn, Outcome, RunRecord, Trigger};
 use kala_store::{Batch, JobChange, JobUpdate, RunDelta};
 
 use crate::config::Event;
@@ -80,6 +80,15 @@ impl Inner {
             }
             return;
         };
+        let notices = crate::outbox::make_notices(
+            &self.config.notify,
+            &self.config.node_id,
+            &job,
+            NotifyOn::of(record.outcome),
+            &record,
+            self.clock.now(),
+        );
+        let wake = !notices.is_empty();
         let batch = if self.cluster.is_some() {
             Batch {
                 update: vec![JobUpdate {
@@ -96,6 +105,7 @@ impl Inner {
             Batch::put(job)
         };
         let batch = Batch {
+            notices,
             runs: vec![record.clone()],
             keep_runs: self.config.keep_runs,
             end,
@@ -105,6 +115,9 @@ impl Inner {
             self.metrics.store_error();
             self.metrics.run_dropped();
             tracing::error!(job = %id, error = %e, "cannot store the run: its record is lost; the job's counters stay in memory and are stored with its next write");
+        }
+        if wake {
+            self.outbox.wake.notify_one();
         }
         {
             let mut st = self.lock();

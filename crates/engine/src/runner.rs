@@ -270,6 +270,20 @@ impl Inner {
                         min_delay: self.config.min_retry_delay,
                     });
                     let Some(delay) = retry else { break attempt };
+                    let so_far = RunRecord {
+                        job_id: id.clone(),
+                        ran_at,
+                        scheduled_at: point,
+                        trigger,
+                        outcome: Outcome::Failed,
+                        number_of_retries: retries_used,
+                        execution_duration: u64::try_from(started.elapsed().as_nanos())
+                            .unwrap_or(u64::MAX),
+                        exit_code: attempt.exit_code,
+                        error: attempt.error.clone(),
+                        output: attempt.output.clone(),
+                    };
+                    self.notify_retry(&id, &so_far).await;
                     if !delay.is_zero() {
                         self.clock.sleep_until(now + delay).await;
                     }

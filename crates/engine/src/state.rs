@@ -225,6 +225,8 @@ pub(crate) struct Inner {
     /// shutdown before the hand-over (so no lease round runs beside it).
     pub cluster_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub metrics: Metrics,
+    /// The notification deliverer's memory.
+    pub outbox: crate::outbox::Outbox,
     /// Set when this engine is one instance of a cluster (the store
     /// offers coordination and `config.cluster`): which partitions it
     /// holds. `None`: it runs every job.
@@ -264,6 +266,7 @@ impl Inner {
             timer: Mutex::new(None),
             cluster_tasks: Mutex::new(Vec::new()),
             metrics: Metrics::default(),
+            outbox: crate::outbox::Outbox::default(),
         }
     }
 
