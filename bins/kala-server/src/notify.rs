@@ -15,11 +15,19 @@ use kala_job::{NotifyOn, NotifyTarget};
 pub struct NotifyArgs {
     /// A webhook every job notifies (besides its own `notify` targets), on
     /// the events of --notify-on. Repeat for several.
-    #[arg(long = "notify-webhook", env = "KALA_NOTIFY_WEBHOOK", value_delimiter = ',')]
+    #[arg(
+        long = "notify-webhook",
+        env = "KALA_NOTIFY_WEBHOOK",
+        value_delimiter = ','
+    )]
     pub notify_webhook: Vec<String>,
     /// An email address every job notifies, on the events of --notify-on
     /// (needs --smtp-url). Repeat for several.
-    #[arg(long = "notify-email", env = "KALA_NOTIFY_EMAIL", value_delimiter = ',')]
+    #[arg(
+        long = "notify-email",
+        env = "KALA_NOTIFY_EMAIL",
+        value_delimiter = ','
+    )]
     pub notify_email: Vec<String>,
     /// The events of --notify-webhook and --notify-email: failure,
     /// success, retry, skipped, interrupted (comma-separated).
@@ -41,21 +49,41 @@ pub struct NotifyArgs {
     pub notify_from: Option<String>,
     /// Signs webhook bodies: the Kala-Signature header is the hex
     /// HMAC-SHA256 of the body with this key.
-    #[arg(long = "notify-secret", env = "KALA_NOTIFY_SECRET", hide_env_values = true)]
+    #[arg(
+        long = "notify-secret",
+        env = "KALA_NOTIFY_SECRET",
+        hide_env_values = true
+    )]
     pub notify_secret: Option<String>,
     /// Seconds one delivery attempt may take.
-    #[arg(long = "notify-timeout", env = "KALA_NOTIFY_TIMEOUT", default_value_t = 10)]
+    #[arg(
+        long = "notify-timeout",
+        env = "KALA_NOTIFY_TIMEOUT",
+        default_value_t = 10
+    )]
     pub notify_timeout: u64,
     /// Attempts before a notification is dropped (waits between them
     /// double from 1 s up to 5 min).
-    #[arg(long = "notify-attempts", env = "KALA_NOTIFY_ATTEMPTS", default_value_t = 8)]
+    #[arg(
+        long = "notify-attempts",
+        env = "KALA_NOTIFY_ATTEMPTS",
+        default_value_t = 8
+    )]
     pub notify_attempts: u32,
     /// Emails per job and address per --notify-email-window; the events
     /// past it are sent as one summary when the window ends.
-    #[arg(long = "notify-email-burst", env = "KALA_NOTIFY_EMAIL_BURST", default_value_t = 5)]
+    #[arg(
+        long = "notify-email-burst",
+        env = "KALA_NOTIFY_EMAIL_BURST",
+        default_value_t = 5
+    )]
     pub notify_email_burst: u32,
     /// Seconds of the email rate limit's window.
-    #[arg(long = "notify-email-window", env = "KALA_NOTIFY_EMAIL_WINDOW", default_value_t = 600)]
+    #[arg(
+        long = "notify-email-window",
+        env = "KALA_NOTIFY_EMAIL_WINDOW",
+        default_value_t = 600
+    )]
     pub notify_email_window: u64,
 }
 
@@ -64,7 +92,9 @@ impl NotifyArgs {
         let mut on = Vec::new();
         for e in &self.notify_on {
             let ev = NotifyOn::parse(e.trim()).with_context(|| {
-                format!("--notify-on: {e:?} is not one of failure, success, retry, skipped, interrupted")
+                format!(
+                    "--notify-on: {e:?} is not one of failure, success, retry, skipped, interrupted"
+                )
             })?;
             on.push(ev);
         }
@@ -73,7 +103,11 @@ impl NotifyArgs {
             .iter()
             .map(|u| NotifyTarget::webhook(u.trim(), &on))
             .collect();
-        defaults.extend(self.notify_email.iter().map(|a| NotifyTarget::email(a.trim(), &on)));
+        defaults.extend(
+            self.notify_email
+                .iter()
+                .map(|a| NotifyTarget::email(a.trim(), &on)),
+        );
         kala_job::notify::validate_targets("defaults", &defaults).map_err(|e| {
             let flag = if e.field.ends_with(".email") {
                 "--notify-email"

@@ -179,7 +179,11 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
         "Notifications in the outbox (to deliver or to retry) at the deliverer's last look.",
         "gauge",
     );
-    let _ = writeln!(out, "kala_notifications_pending {}", m.notifications_pending);
+    let _ = writeln!(
+        out,
+        "kala_notifications_pending {}",
+        m.notifications_pending
+    );
     header(
         &mut out,
         "kala_notification_latency_seconds_sum",

@@ -60,9 +60,9 @@ pub use clock::{Clock, FakeClock, SystemClock};
 pub use cluster::{ClusterStatus, NodeStatus};
 pub use config::{EngineConfig, EngineError, Event, MissedRuns, default_node_id};
 pub use facade::Engine;
+pub use kala_notify;
 pub use metrics::{LATENESS_BUCKETS, Metrics, MetricsSnapshot};
 pub use outbox::NotifySettings;
-pub use kala_notify;
 
 #[cfg(test)]
 mod tests;

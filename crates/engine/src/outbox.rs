@@ -286,8 +286,7 @@ impl Inner {
         let now = self.clock.now();
         {
             let mut o = self.outbox.lock();
-            if o
-                .last_prune
+            if o.last_prune
                 .is_some_and(|t| now.duration_since(t) < SignedDuration::from_hours(1))
             {
                 return;
@@ -378,7 +377,10 @@ impl Inner {
             {
                 tracing::warn!(error = %e, "cannot hold notices over the email rate limit");
             } else {
-                tracing::info!(notices = held_n, "emails over the rate limit held for a summary");
+                tracing::info!(
+                    notices = held_n,
+                    "emails over the rate limit held for a summary"
+                );
             }
         }
         for n in singles {
@@ -501,8 +503,18 @@ mod tests {
             deliver: None,
             ..s.clone()
         };
-        assert!(make_notices(&with, "n", &job, NotifyOn::Failure, &run, Timestamp::UNIX_EPOCH).is_empty(),
-            "no deliverer, no notices");
+        assert!(
+            make_notices(
+                &with,
+                "n",
+                &job,
+                NotifyOn::Failure,
+                &run,
+                Timestamp::UNIX_EPOCH
+            )
+            .is_empty(),
+            "no deliverer, no notices"
+        );
         let n = Notice {
             id: "x".into(),
             job_id: job.id.clone(),
@@ -519,12 +531,30 @@ mod tests {
             done_at: None,
         };
         let now = Timestamp::UNIX_EPOCH + SignedDuration::from_secs(10);
-        let once = settle(&s, n.clone(), &Err(DeliveryError::retry("HTTP 500")), NoticeState::Delivered, now);
+        let once = settle(
+            &s,
+            n.clone(),
+            &Err(DeliveryError::retry("HTTP 500")),
+            NoticeState::Delivered,
+            now,
+        );
         assert_eq!(once.state, NoticeState::Pending);
         assert_eq!(once.next_attempt_at, now + SignedDuration::from_secs(1));
-        let twice = settle(&s, once, &Err(DeliveryError::retry("HTTP 500")), NoticeState::Delivered, now);
+        let twice = settle(
+            &s,
+            once,
+            &Err(DeliveryError::retry("HTTP 500")),
+            NoticeState::Delivered,
+            now,
+        );
         assert_eq!(twice.state, NoticeState::Dropped, "attempts exhausted");
-        let perm = settle(&s, n.clone(), &Err(DeliveryError::permanent("HTTP 404")), NoticeState::Delivered, now);
+        let perm = settle(
+            &s,
+            n.clone(),
+            &Err(DeliveryError::permanent("HTTP 404")),
+            NoticeState::Delivered,
+            now,
+        );
         assert_eq!((perm.state, perm.attempts), (NoticeState::Dropped, 1));
         let ok = settle(&s, n, &Ok(()), NoticeState::Delivered, now);
         assert_eq!((ok.state, ok.done_at), (NoticeState::Delivered, Some(now)));

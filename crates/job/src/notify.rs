@@ -161,7 +161,12 @@ fn check_url(field: &str, url: &str) -> Result<(), JobError> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| JobError::new(field, format!("{url:?} must start with http:// or https://")))?;
+        .ok_or_else(|| {
+            JobError::new(
+                field,
+                format!("{url:?} must start with http:// or https://"),
+            )
+        })?;
     if rest.is_empty() || rest.starts_with('/') {
         return Err(JobError::new(field, format!("{url:?} has no host")));
     }
@@ -214,18 +219,39 @@ mod tests {
         let ok = NotifyTarget::webhook("https://hooks.example.com/x", &[NotifyOn::Failure]);
         assert!(ok.validate("notify[0]").is_ok());
         let cases = [
-            (NotifyTarget::webhook("ftp://x", &[NotifyOn::Failure]), "notify[0].webhook"),
-            (NotifyTarget::webhook("https://", &[NotifyOn::Failure]), "notify[0].webhook"),
-            (NotifyTarget::webhook("https://a b", &[NotifyOn::Failure]), "notify[0].webhook"),
+            (
+                NotifyTarget::webhook("ftp://x", &[NotifyOn::Failure]),
+                "notify[0].webhook",
+            ),
+            (
+                NotifyTarget::webhook("https://", &[NotifyOn::Failure]),
+                "notify[0].webhook",
+            ),
+            (
+                NotifyTarget::webhook("https://a b", &[NotifyOn::Failure]),
+                "notify[0].webhook",
+            ),
             (NotifyTarget::webhook("https://x", &[]), "notify[0].on"),
-            (NotifyTarget::email("ops", &[NotifyOn::Failure]), "notify[0].email"),
+            (
+                NotifyTarget::email("ops", &[NotifyOn::Failure]),
+                "notify[0].email",
+            ),
             (
                 NotifyTarget::email("a@b.c\r\nBcc: x@y.z", &[NotifyOn::Failure]),
                 "notify[0].email",
             ),
-            (NotifyTarget::email("a@b.c, d@e.f", &[NotifyOn::Failure]), "notify[0].email"),
-            (NotifyTarget::email("A <a@b.c>", &[NotifyOn::Failure]), "notify[0].email"),
-            (NotifyTarget::email("a@@b", &[NotifyOn::Failure]), "notify[0].email"),
+            (
+                NotifyTarget::email("a@b.c, d@e.f", &[NotifyOn::Failure]),
+                "notify[0].email",
+            ),
+            (
+                NotifyTarget::email("A <a@b.c>", &[NotifyOn::Failure]),
+                "notify[0].email",
+            ),
+            (
+                NotifyTarget::email("a@@b", &[NotifyOn::Failure]),
+                "notify[0].email",
+            ),
         ];
         for (t, field) in cases {
             let e = t.validate("notify[0]").unwrap_err();
@@ -241,7 +267,10 @@ mod tests {
             "notify[0].format"
         );
         let many = vec![ok; MAX_TARGETS + 1];
-        assert_eq!(validate_targets("notify", &many).unwrap_err().field, "notify");
+        assert_eq!(
+            validate_targets("notify", &many).unwrap_err().field,
+            "notify"
+        );
     }
 
     #[test]

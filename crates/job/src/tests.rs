@@ -80,8 +80,14 @@ fn decode_errors_name_the_field() {
             r#"{"notify":[{"on":["sometimes"],"webhook":"http://x"}]}"#,
             "notify[0].on: \"sometimes\" is not one of",
         ),
-        (r#"{"notify":[{"on":"failure"}]}"#, "notify[0].on: expected an array"),
-        (r#"{"notify":[{"email":7}]}"#, "notify[0].email: expected a string"),
+        (
+            r#"{"notify":[{"on":"failure"}]}"#,
+            "notify[0].on: expected an array",
+        ),
+        (
+            r#"{"notify":[{"email":7}]}"#,
+            "notify[0].email: expected a string",
+        ),
         ("{} trailing", "body: invalid JSON"),
     ];
     for (body, want) in cases {

@@ -52,7 +52,12 @@ impl Mailer {
         self.send_text(&first.target.email, subject, body).await
     }
 
-    async fn send_text(&self, to: &str, subject: String, body: String) -> Result<(), DeliveryError> {
+    async fn send_text(
+        &self,
+        to: &str,
+        subject: String,
+        body: String,
+    ) -> Result<(), DeliveryError> {
         let to: Mailbox = to
             .parse()
             .map_err(|e| DeliveryError::permanent(format!("address {to:?}: {e}")))?;

@@ -41,11 +41,7 @@ pub fn tail(s: &str, max: usize) -> &str {
 
 /// One line: `kala: job "backup" failed (exit code 3: …) on node-1`.
 pub fn line(n: &Notice) -> String {
-    let mut s = format!(
-        "kala: job \"{}\" {}",
-        clean(&n.job_name),
-        happened(n.event)
-    );
+    let mut s = format!("kala: job \"{}\" {}", clean(&n.job_name), happened(n.event));
     let r = &n.run;
     match (r.exit_code, &r.error) {
         (Some(code), Some(e)) => s.push_str(&format!(" (exit code {code}: {})", clean(e))),

@@ -100,10 +100,7 @@ impl Webhooks {
         // A client error other than a timeout or a rate limit will not
         // change by itself: the target is wrong.
         let permanent = status.is_client_error() && ![408, 425, 429].contains(&status.as_u16());
-        Err(DeliveryError {
-            message,
-            permanent,
-        })
+        Err(DeliveryError { message, permanent })
     }
 }
 

@@ -24,7 +24,10 @@ pub(crate) fn notice_doc(n: &Notice) -> Result<Document> {
 
 impl MongoStore {
     async fn find_notices(&self, filter: Document, limit: Option<i64>) -> Result<Vec<Notice>> {
-        let mut find = self.notices.find(filter).sort(doc! { "next_at": 1, "_id": 1 });
+        let mut find = self
+            .notices
+            .find(filter)
+            .sort(doc! { "next_at": 1, "_id": 1 });
         if let Some(l) = limit {
             find = find.limit(l);
         }
@@ -41,9 +44,7 @@ impl MongoStore {
 
     pub(crate) async fn pending_notices_of(&self, limit: usize) -> Result<Vec<Notice>> {
         let l = i64::try_from(limit).unwrap_or(i64::MAX);
-        let out = self
-            .find_notices(doc! { "pending": true }, Some(l))
-            .await?;
+        let out = self.find_notices(doc! { "pending": true }, Some(l)).await?;
         Ok(soonest(out, limit))
     }
 

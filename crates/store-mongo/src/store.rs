@@ -9,9 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::{
-    Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError, ns_i64,
-};
+use kala_store::{Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError, ns_i64};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{
     Acknowledgment, ClientOptions, Credential, IndexOptions, ReturnDocument, WriteConcern,

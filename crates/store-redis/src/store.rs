@@ -277,14 +277,31 @@ impl RedisStore {
         }
         for n in &batch.notices {
             let id = n.id.as_bytes();
-            cmds.push(cmd(&[b"HSET", self.notices_key.as_bytes(), id, &encode(n)?]));
-            cmds.push(cmd(&[b"SADD", self.job_notices_key(&n.job_id).as_bytes(), id]));
-            cmds.push(cmd(&[b"SADD", self.notice_jobs_key.as_bytes(), n.job_id.as_bytes()]));
+            cmds.push(cmd(&[
+                b"HSET",
+                self.notices_key.as_bytes(),
+                id,
+                &encode(n)?,
+            ]));
+            cmds.push(cmd(&[
+                b"SADD",
+                self.job_notices_key(&n.job_id).as_bytes(),
+                id,
+            ]));
+            cmds.push(cmd(&[
+                b"SADD",
+                self.notice_jobs_key.as_bytes(),
+                n.job_id.as_bytes(),
+            ]));
             if n.is_pending() {
                 cmds.push(cmd(&[b"SADD", self.pending_key.as_bytes(), id]));
                 cmds.push(cmd(&[b"ZREM", self.done_key.as_bytes(), id]));
             } else {
-                let ms = n.done_at.unwrap_or(n.created_at).as_millisecond().to_string();
+                let ms = n
+                    .done_at
+                    .unwrap_or(n.created_at)
+                    .as_millisecond()
+                    .to_string();
                 cmds.push(cmd(&[b"SREM", self.pending_key.as_bytes(), id]));
                 cmds.push(cmd(&[b"ZADD", self.done_key.as_bytes(), ms.as_bytes(), id]));
             }

@@ -478,7 +478,8 @@ where
     }
 
     async fn notices(&self, job_id: &str) -> Result<Vec<Notice>> {
-        let mut q = QueryBuilder::<D::DB>::new("SELECT id, notice FROM kala_notices WHERE job_id = ");
+        let mut q =
+            QueryBuilder::<D::DB>::new("SELECT id, notice FROM kala_notices WHERE job_id = ");
         q.push_bind(job_id);
         let mut out = self.keyed_rows(&mut q).await?;
         oldest_first(&mut out);

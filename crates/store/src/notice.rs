@@ -65,9 +65,7 @@ impl Notice {
 /// The `limit` soonest of `notices` (for backends that read every pending
 /// notice and order them in memory).
 pub fn soonest(mut notices: Vec<Notice>, limit: usize) -> Vec<Notice> {
-    notices.sort_by(|a, b| {
-        (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id))
-    });
+    notices.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
     notices.truncate(limit);
     notices
 }

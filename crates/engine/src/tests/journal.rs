@@ -171,6 +171,15 @@ impl JobStore for NoJournal {
     async fn claim(&self, c: kala_store::Claim) -> kala_store::Result<bool> {
         self.0.claim(c).await
     }
+    async fn pending_notices(&self, limit: usize) -> kala_store::Result<Vec<kala_store::Notice>> {
+        self.0.pending_notices(limit).await
+    }
+    async fn notices(&self, job_id: &str) -> kala_store::Result<Vec<kala_store::Notice>> {
+        self.0.notices(job_id).await
+    }
+    async fn prune_notices(&self, before: Timestamp) -> kala_store::Result<u64> {
+        self.0.prune_notices(before).await
+    }
     async fn close(&self) -> kala_store::Result<()> {
         Ok(())
     }

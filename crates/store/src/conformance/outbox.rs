@@ -62,7 +62,11 @@ pub async fn outbox(store: &dyn JobStore) {
         "{name}: pending notices, soonest first, every field kept"
     );
     let first = store.pending_notices(1).await.expect("pending_notices");
-    assert_eq!(first, vec![a1.clone()], "{name}: the limit keeps the soonest");
+    assert_eq!(
+        first,
+        vec![a1.clone()],
+        "{name}: the limit keeps the soonest"
+    );
     // A delivery updates the notice in place.
     let mut done = a1.clone();
     done.state = NoticeState::Delivered;
