@@ -133,6 +133,12 @@ struct OutboxState {
     /// (job, address) → (window start, emails sent in it).
     windows: HashMap<(JobId, String), (Timestamp, u32)>,
     last_prune: Option<Timestamp>,
+    /// Counts the deliveries recorded; `recent` maps a notice recorded
+    /// to the count after its write. A round whose read of the outbox
+    /// began before that write has a stale copy of it (still pending)
+    /// and must not send it again.
+    epoch: u64,
+    recent: HashMap<String, u64>,
 }
 
 impl Outbox {
@@ -304,6 +310,7 @@ impl Inner {
     /// One look at the outbox: every due notice this instance delivers is
     /// started (emails within their rate limit; held ones as summaries).
     async fn outbox_round(self: &Arc<Self>, deliver: &Arc<dyn Deliver>, slots: &Arc<Semaphore>) {
+        let read_at = self.outbox.lock().epoch;
         let pending = match self.store.pending_notices(2_000).await {
             Ok(p) => p,
             Err(e) => {
@@ -323,9 +330,12 @@ impl Inner {
         let mut to_hold = Vec::new();
         {
             let mut o = self.outbox.lock();
+            // Writes before this read are in it; later ones are not.
+            o.recent.retain(|_, e| *e > read_at);
             for n in pending {
                 if n.next_attempt_at > now
                     || o.in_flight.contains(&n.id)
+                    || o.recent.contains_key(&n.id)
                     || !self.delivers(held.as_ref(), &n.job_id)
                 {
                     continue;
@@ -457,8 +467,11 @@ impl Inner {
         }
         {
             let mut o = self.outbox.lock();
+            o.epoch += 1;
+            let epoch = o.epoch;
             for id in ids {
                 o.in_flight.remove(&id);
+                o.recent.insert(id, epoch);
             }
         }
         if retry_soon {

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod journal;
+mod notify;
 mod runs;
 mod schedule;
 
