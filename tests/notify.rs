@@ -463,3 +463,53 @@ async fn a_kill_9_between_the_run_and_the_delivery_still_delivers() {
     assert_eq!(body["job"]["id"], id);
     s.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_are_replaced_with_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    let id = create(
+        &c,
+        &s,
+        json!({"name": "later", "command": "true", "schedule": starts_in(3600, "R", "PT1H")}),
+    )
+    .await;
+    let url = format!("{}/api/v1/job/{id}/notify/", s.base);
+    let targets =
+        json!([{"on": ["failure", "interrupted"], "webhook": "https://hooks.example.com/x"}]);
+    let r = req(&c, "PUT", &url, Some(&targets.to_string())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["notify"], targets);
+    assert_eq!(get_job(&c, &s, &id).await["notify"], targets);
+    let bad = req(
+        &c,
+        "PUT",
+        &url,
+        Some(r#"[{"on": ["failure"], "webhook": "gopher://x"}]"#),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("notify[0].webhook:"), "{}", bad.text());
+    assert_eq!(
+        get_job(&c, &s, &id).await["notify"],
+        targets,
+        "unchanged by a refused change"
+    );
+    let missing = req(
+        &c,
+        "PUT",
+        &format!("{}/api/v1/job/nope/notify/", s.base),
+        Some("[]"),
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    // Survives a restart; [] removes the key again (Kala's shape).
+    s.stop();
+    let s = Server::start(dir.path(), &[]);
+    assert_eq!(get_job(&c, &s, &id).await["notify"], targets);
+    let url = format!("{}/api/v1/job/{id}/notify/", s.base);
+    assert_eq!(req(&c, "PUT", &url, Some("[]")).await.status, 200);
+    assert!(get_job(&c, &s, &id).await.get("notify").is_none());
+    s.stop();
+}

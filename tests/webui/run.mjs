@@ -154,6 +154,46 @@ try {
   await page.waitForSelector('.empty');
   await shot('09-after-delete');
 
+  step('notifications: an email target needs an SMTP server; the form marks the field');
+  await page.click('a[data-nav="new"]');
+  await page.waitForSelector('#new-job');
+  await page.fill('#f-name', 'notify me');
+  await page.fill('#f-command', 'false');
+  await page.fill('#f-notify-email', 'ops@example.com');
+  await page.click('#create');
+  await page.waitForSelector('#form-error:not([hidden])');
+  const nerr = await page.textContent('#form-error');
+  check(/^notify\[0\]\.email: .*SMTP/.test(nerr), 'email refused without SMTP, got: ' + nerr);
+  check(await page.$('#f-notify-email.invalid'), 'the email field is marked');
+
+  step('notifications: a webhook target, its delivery shown in the run history');
+  await page.fill('#f-notify-email', '');
+  // POST to /healthz answers 405: the notice is dropped at once (a 4xx
+  // does not change by retrying), with the error in the badge's title.
+  await page.fill('#f-notify-webhook', base + '/healthz');
+  await page.check('#f-notify-on-success');
+  await page.click('#create');
+  await page.waitForSelector('#job-name:text("notify me")');
+  const targets = await page.textContent('#notify-targets');
+  check(targets.includes('failure, success') && targets.includes('/healthz'), 'targets shown: ' + targets);
+  await page.waitForSelector('#runs td.notified .badge.bad', { timeout: 20000 });
+  const badge = await page.textContent('#runs td.notified .badge');
+  check(badge.includes('webhook dropped'), 'delivery state shown: ' + badge);
+  const why = await page.getAttribute('#runs td.notified .badge', 'title');
+  check(why.includes('HTTP 405'), 'the error is in the title: ' + why);
+  await shot('09a-notifications');
+
+  step('notifications: edit the targets');
+  await page.click('#edit-notify');
+  await page.waitForSelector('#confirm[open] #notify-json');
+  await page.fill('#notify-json', '[{"on": ["retry"], "webhook": "https://hooks.example.com/kala"}]');
+  await page.click('#confirm-ok');
+  await page.waitForSelector('#notify-targets:has-text("retry")');
+  const notifyId = (await page.textContent('dl.fields dd code')).trim();
+  const stored = JSON.parse((await apiCall('GET', `/api/v1/job/${notifyId}/`)).body).job.notify;
+  check(JSON.stringify(stored) === '[{"on":["retry"],"webhook":"https://hooks.example.com/kala"}]', 'stored: ' + JSON.stringify(stored));
+  check((await apiCall('DELETE', `/api/v1/job/${notifyId}/`)).status === 204, 'deleted');
+
   if (!token) {
     step('a fuller job list for the README');
     const soon = (s) => new Date(Date.now() + s * 1000).toISOString().replace(/\.\d+Z$/, 'Z');

@@ -44,7 +44,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Router, ServiceExt};
 use kala_engine::Engine;
 use tower::Layer;
@@ -54,7 +54,7 @@ use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 pub use error::{ApiError, JSON_UTF8};
 pub use metrics::HttpMetrics;
 
-use handlers::{jobs, server};
+use handlers::{jobs, notify, server};
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -110,6 +110,7 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
             get(jobs::get_job).delete(jobs::delete_job),
         )
         .route("/api/v1/job/{id}/runs", get(jobs::job_runs))
+        .route("/api/v1/job/{id}/notify", put(notify::set_notify))
         .route("/api/v1/job/stats/{id}", get(jobs::job_stats))
         .route("/api/v1/job/start/{id}", post(jobs::start_job))
         .route("/api/v1/job/enable/{id}", post(jobs::enable_job))

@@ -20,7 +20,7 @@ use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::error::json_response;
-use crate::handlers::{jobs, server};
+use crate::handlers::{jobs, notify, server};
 
 /// Every error: `{"error": "<field>: <problem>"}`; a 5xx carries a generic
 /// message with a request id (also in the `x-request-id` header).
@@ -75,7 +75,56 @@ pub struct JobIn {
     overlap: Option<String>,
     /// kala: who hears about this job's runs: webhooks and email addresses,
     /// each with the events it wants.
-    notify: Option<Vec<kala_job::NotifyTarget>>,
+    #[schema(max_items = 16)]
+    notify: Option<Vec<NotifyTargetIn>>,
+}
+
+/// A notification target: a webhook or an email address, with the events
+/// it hears about.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum NotifyTargetIn {
+    Webhook(WebhookTarget),
+    Email(EmailTarget),
+}
+
+/// A webhook: a signed JSON POST per event (`format: "slack"`: a
+/// Slack/Mattermost message).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    #[schema(min_items = 1)]
+    on: Vec<kala_job::NotifyOn>,
+    #[schema(
+        pattern = r"^https?://[^\s\u0000-\u001f\u007f-\u009f/][^\s\u0000-\u001f\u007f-\u009f]*$",
+        max_length = 2048
+    )]
+    webhook: String,
+    format: Option<WebhookFormat>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    Slack,
+}
+
+/// An email address: a plain-text message per event (the server needs
+/// `--smtp-url`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTarget {
+    #[schema(min_items = 1)]
+    on: Vec<kala_job::NotifyOn>,
+    #[schema(
+        pattern = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$",
+        max_length = 254
+    )]
+    email: String,
 }
 
 /// A remote job's request.
@@ -101,7 +150,7 @@ pub struct RemoteIn {
     ),
     paths(
         jobs::create_job, jobs::list_jobs, jobs::get_job, jobs::delete_job, jobs::delete_all,
-        jobs::job_stats, jobs::job_runs, jobs::start_job, jobs::enable_job, jobs::disable_job,
+        jobs::job_stats, jobs::job_runs, notify::set_notify, jobs::start_job, jobs::enable_job, jobs::disable_job,
         server::app_stats, server::preview, server::cluster, server::healthz, server::metrics_text, openapi_json,
     ),
     components(schemas(ErrorBody, JobIn, RemoteIn)),
@@ -210,6 +259,7 @@ fn link_created_job(doc: &mut utoipa::openapi::OpenApi) {
         "start_job",
         "enable_job",
         "disable_job",
+        "set_notify",
     ] {
         created.links.insert(
             op.to_string(),

@@ -324,6 +324,9 @@ const FIELDS = [
   ['overlap', 'Overlap', 'select', 'Skip a run while the previous one is still going?', [['allow', 'allow'], ['skip', 'skip']]],
   ['disabled', 'Disabled', 'checkbox', 'Create it without scheduling it.'],
   ['resume_at_next_scheduled_time', 'Resume at next time', 'checkbox', 'After enabling, wait for the next point instead of running a missed one.'],
+  ['notify.webhook', 'Notify webhook', 'text', 'Optional: a URL that gets a signed JSON POST on the events below.'],
+  ['notify.email', 'Notify email', 'text', 'Optional: an address that gets an email on the events below (the server needs --smtp-url).'],
+  ['notify.on', 'Notify on', 'events', 'The events the webhook and the email hear about.'],
   ['remote.url', 'URL', 'text', 'Remote jobs: the URL to call.'],
   ['remote.method', 'Method', 'select', '', [['GET', 'GET'], ['POST', 'POST'], ['PUT', 'PUT'], ['PATCH', 'PATCH'], ['DELETE', 'DELETE']]],
   ['remote.headers', 'Headers', 'textarea', 'JSON object of lists, e.g. {"X-Token": ["abc"]}.'],
@@ -332,8 +335,33 @@ const FIELDS = [
   ['remote.expected_response_codes', 'Expected codes', 'text', 'Comma-separated; default 200.'],
 ];
 
+const EVENTS = ['failure', 'success', 'retry', 'skipped', 'interrupted'];
+
+// The events of a notification target, as checkboxes (failure checked).
+function eventBoxes(prefix, checked) {
+  return h('div', { class: 'events', id: prefix }, EVENTS.map((e) => h('label', { class: 'inline' },
+    h('input', { type: 'checkbox', id: `${prefix}-${e}`, name: `${prefix}-${e}`, checked: checked.includes(e) }), ' ', e)));
+}
+
+// "failure, retry → webhook https://…" for each target.
+function describeTargets(targets) {
+  if (!targets || !targets.length) return h('span', { class: 'muted' }, 'none');
+  return h('ul', { class: 'targets', id: 'notify-targets' }, targets.map((t) => h('li', {},
+    h('span', { class: 'muted' }, (t.on || []).join(', '), ' → '),
+    t.webhook ? ['webhook ', h('code', {}, t.webhook), t.format ? ` (${t.format})` : ''] : ['email ', h('code', {}, t.email)])));
+}
+
+// A notification's delivery, as a badge with its details in the tooltip.
+function noticeBadge(n) {
+  const kind = n.state === 'delivered' || n.state === 'summarized' ? 'ok' : n.state === 'dropped' ? 'bad' : 'warn';
+  const title = [`${n.event} → ${n.kind} ${n.target}`, `${n.attempts} attempt(s)`,
+    n.last_error ? `last error: ${n.last_error}` : '', n.next_attempt_at ? `next try: ${n.next_attempt_at}` : ''].filter(Boolean).join('\n');
+  return h('span', { class: 'badge notice ' + kind, title }, `${n.kind} ${n.state}`);
+}
+
 function fieldInput(name, kind, options) {
   const id = 'f-' + name.replace('.', '-');
+  if (kind === 'events') return eventBoxes(id, ['failure']);
   if (kind === 'select') return h('select', { id, name }, options.map(([v, l]) => h('option', { value: v }, l)));
   if (kind === 'textarea') return h('textarea', { id, name });
   if (kind === 'checkbox') return h('input', { id, name, type: 'checkbox' });
@@ -357,6 +385,11 @@ function formBody(form) {
   if (v('overlap').value !== 'allow') body.overlap = v('overlap').value;
   if (v('disabled').checked) body.disabled = true;
   if (v('resume_at_next_scheduled_time').checked) body.resume_at_next_scheduled_time = true;
+  const on = EVENTS.filter((e) => v(`f-notify-on-${e}`).checked);
+  const notify = [];
+  if (text('notify.webhook')) notify.push({ on, webhook: text('notify.webhook') });
+  if (text('notify.email')) notify.push({ on, email: text('notify.email') });
+  if (notify.length) body.notify = notify;
   if (body.type === 1) {
     const rp = { url: text('remote.url'), method: v('remote.method').value };
     const headers = text('remote.headers');
@@ -379,6 +412,8 @@ class FieldError extends Error {
 
 // The server names the field first: "schedule: …", "remote_properties.url: …".
 function fieldOf(message) {
+  const t = /^notify\[\d+\]\.(webhook|email)/.exec(message || '');
+  if (t) return 'notify.' + t[1];
   const m = /^([A-Za-z_.]+)(?:\[\d+\])?:/.exec(message || '');
   if (!m) return null;
   const f = m[1].replace(/^remote_properties\./, 'remote.');
@@ -517,6 +552,7 @@ async function renderJob(id, rid) {
     ['On failure', job.on_failure_job ? link(job.on_failure_job) : '—'],
     ['Retries', job.retries || 0], ['Retry delay', job.retry_delay || '—'], ['Epsilon', job.epsilon || '—'],
     ['Timeout', job.timeout || '—'], ['Time zone', job.time_zone || '—'], ['Overlap', job.overlap || 'allow'],
+    ['Notifications', [describeTargets(job.notify), ' ', h('button', { id: 'edit-notify', class: 'small', onclick: () => editNotify() }, 'Edit')]],
     ['Successes / errors', `${m.success_count || 0} / ${m.error_count || 0}`],
     ['Last success', timeCell(m.last_success)], ['Last error', timeCell(m.last_error)],
     ['Last attempted run', timeCell(m.last_attempted_run)],
@@ -544,6 +580,20 @@ async function renderJob(id, rid) {
       location.hash = '#/jobs';
     } catch (e) { $('#job-error').replaceChildren(banner('error', e.message)); }
   };
+  // The targets as JSON in a dialog; saved with PUT …/notify/.
+  const editNotify = async () => {
+    const area = h('textarea', { id: 'notify-json', rows: 8, cols: 60 }, JSON.stringify(job.notify || [], null, 2));
+    const help = h('p', { class: 'muted small' }, 'A list of targets: {"on": ["failure", "retry"], "webhook": "https://…"} or {"on": ["failure"], "email": "ops@example.com"}; [] removes them.');
+    if (!(await confirmDialog('Notifications', h('div', {}, help, area), 'Save'))) return;
+    let targets;
+    try { targets = JSON.parse(area.value); } catch (e) {
+      $('#job-error').replaceChildren(banner('error', 'notify: not JSON: ' + e.message)); return;
+    }
+    try {
+      await api('PUT', `/api/v1/job/${encodeURIComponent(id)}/notify/`, targets);
+      renderJob(id, state.renderId);
+    } catch (e) { $('#job-error').replaceChildren(banner('error', e.message)); }
+  };
   const history = runs.slice().reverse();
   setView(
     h('div', { class: 'toolbar' }, h('a', { href: '#/jobs' }, '← all jobs')),
@@ -558,7 +608,7 @@ async function renderJob(id, rid) {
     h('h2', {}, 'Durations'), chart(runs),
     h('h2', {}, `Run history (${runs.length})`),
     history.length ? h('table', { id: 'runs' },
-      h('thead', {}, h('tr', {}, ['Started', 'Trigger', 'Result', 'Duration', 'Retries', 'Exit', 'Output'].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['Started', 'Trigger', 'Result', 'Duration', 'Retries', 'Exit', 'Notified', 'Output'].map((t) => h('th', {}, t)))),
       h('tbody', {}, history.map((r) => h('tr', { class: 'run' },
         h('td', {}, timeCell(r.ran_at)),
         h('td', { class: 'muted' }, r.trigger),
@@ -566,6 +616,7 @@ async function renderJob(id, rid) {
         h('td', { class: 'mono' }, duration(r.execution_duration)),
         h('td', { class: 'mono' }, r.number_of_retries),
         h('td', { class: 'mono' }, r.exit_code ?? '—'),
+        h('td', { class: 'notified' }, r.notifications && r.notifications.length ? r.notifications.map(noticeBadge) : h('span', { class: 'muted' }, '—')),
         h('td', {}, r.error ? h('div', { class: 'error small' }, r.error) : null,
           r.output ? h('details', {}, h('summary', { class: 'small' }, 'output'), h('pre', { class: 'out' }, r.output)) : h('span', { class: 'muted' }, '—'))))))
       : h('div', { class: 'card empty', id: 'no-runs' }, 'No runs yet.'));

@@ -187,6 +187,44 @@ fn settle(
 }
 
 impl crate::Engine {
+    /// Replaces a job's notification targets (validated like at
+    /// creation). Runs that already happened keep their notices.
+    pub async fn set_notify(
+        &self,
+        id: &str,
+        targets: Vec<NotifyTarget>,
+    ) -> Result<(), crate::EngineError> {
+        let inner = &self.inner;
+        kala_job::notify::validate_targets("notify", &targets)?;
+        let _stripe = inner.lock_stripes(&[id]).await;
+        let mut job = inner
+            .lock()
+            .jobs
+            .get(id)
+            .map(|s| Job::clone(&s.job))
+            .ok_or_else(|| crate::EngineError::NotFound(id.to_string()))?;
+        job.notify.clone_from(&targets);
+        inner.check_notify(&job)?;
+        let batch = if inner.cluster.is_some() {
+            Batch {
+                update: vec![kala_store::JobUpdate {
+                    job_id: id.to_string(),
+                    change: kala_store::JobChange::Notify(targets.clone()),
+                }],
+                ..Batch::default()
+            }
+        } else {
+            Batch::put(job)
+        };
+        inner.store.apply(batch).await?;
+        let mut st = inner.lock();
+        let cur = st
+            .job_mut(id)
+            .ok_or_else(|| crate::EngineError::NotFound(id.to_string()))?;
+        cur.notify = targets;
+        Ok(())
+    }
+
     /// The stored notifications of a job, oldest first (delivered and
     /// dropped ones are kept for `keep_done`).
     pub async fn notices(&self, job_id: &str) -> Result<Vec<Notice>, crate::EngineError> {

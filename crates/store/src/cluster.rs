@@ -52,6 +52,8 @@ pub enum JobChange {
     /// These jobs were deleted: removed from `dependent_jobs` and
     /// `parent_jobs`.
     Unlink(Vec<JobId>),
+    /// The job's notification targets were replaced.
+    Notify(Vec<kala_job::NotifyTarget>),
 }
 
 /// What one recorded run adds to its job: counters add, times move
@@ -104,6 +106,7 @@ impl JobChange {
                 }
             }
             JobChange::Disabled(d) => job.disabled = *d,
+            JobChange::Notify(targets) => job.notify.clone_from(targets),
             JobChange::AddChild(c) => {
                 let kids = job.dependent_jobs.get_or_insert_with(Vec::new);
                 if !kids.contains(c) {

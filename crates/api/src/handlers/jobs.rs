@@ -296,57 +296,7 @@ pub struct RunOut {
     /// Only when the run caused notifications (the job's `notify`
     /// targets, or the server's defaults).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    notifications: Vec<NotificationOut>,
-}
-
-/// One notification of a run and how its delivery went.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct NotificationOut {
-    id: String,
-    /// failure, success, retry, skipped or interrupted.
-    event: String,
-    /// `webhook` or `email`.
-    kind: &'static str,
-    /// The webhook's URL or the email address.
-    target: String,
-    /// pending, held (over the email rate limit, for a summary),
-    /// delivered, summarized or dropped.
-    state: String,
-    attempts: u32,
-    #[schema(value_type = Option<String>, format = DateTime)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_attempt_at: Option<jiff::Timestamp>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_error: Option<String>,
-    #[schema(value_type = Option<String>, format = DateTime)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    done_at: Option<jiff::Timestamp>,
-}
-
-impl NotificationOut {
-    fn new(n: kala_store::Notice) -> NotificationOut {
-        let next_attempt_at = n.is_pending().then_some(n.next_attempt_at);
-        let (kind, target) = if n.target.webhook.is_empty() {
-            ("email", n.target.email)
-        } else {
-            ("webhook", n.target.webhook)
-        };
-        let state = serde_json::to_value(n.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        NotificationOut {
-            id: n.id,
-            event: n.event.as_str().to_string(),
-            kind,
-            target,
-            state,
-            attempts: n.attempts,
-            next_attempt_at,
-            last_error: n.last_error,
-            done_at: n.done_at,
-        }
-    }
+    notifications: Vec<crate::handlers::notify::NotificationOut>,
 }
 
 /// The job's run records (kala's extension): every run with its outcome,
@@ -367,13 +317,15 @@ pub async fn job_runs(
         .limit
         .map(|l| clamp_limit(Some(saturate(l)), PAGE_MAX, PAGE_MAX));
     let runs = s.engine.runs(&id, limit).await?;
-    let mut notices: std::collections::HashMap<jiff::Timestamp, Vec<NotificationOut>> =
-        std::collections::HashMap::new();
+    let mut notices: std::collections::HashMap<
+        jiff::Timestamp,
+        Vec<crate::handlers::notify::NotificationOut>,
+    > = std::collections::HashMap::new();
     for n in s.engine.notices(&id).await? {
         notices
             .entry(n.run.ran_at)
             .or_default()
-            .push(NotificationOut::new(n));
+            .push(crate::handlers::notify::NotificationOut::new(n));
     }
     let runs = runs
         .into_iter()

@@ -1,4 +1,5 @@
 //! Route handlers, one module per resource.
 
 pub mod jobs;
+pub mod notify;
 pub mod server;

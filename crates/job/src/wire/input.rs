@@ -332,6 +332,9 @@ pub fn notify_from_value(field: &str, v: Value) -> Result<Vec<NotifyTarget>, Job
             format: String::new(),
         };
         for (key, value) in obj {
+            if value.is_null() {
+                continue; // like Kala's fields: null is absent
+            }
             let here = format!("{at}.{key}");
             let text = |value: &Value| {
                 value.as_str().map(str::to_string).ok_or_else(|| {

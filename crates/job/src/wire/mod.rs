@@ -18,6 +18,6 @@ mod input;
 mod output;
 mod rendered;
 
-pub use input::{job_from_json, job_from_value};
+pub use input::{job_from_json, job_from_value, notify_from_value};
 pub use output::{AppStats, JobOut, MetadataOut, RemoteOut, StatOut, ZERO_TIME, ser_time};
 pub use rendered::{job_from_rendered, parse_kala_time};
