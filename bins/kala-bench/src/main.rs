@@ -17,6 +17,7 @@
 mod cluster;
 mod http;
 mod lateness;
+mod notify;
 mod report;
 mod restart;
 mod server;
@@ -31,6 +32,7 @@ use serde_json::json;
 use cluster::{ClusterArgs, bench_cluster};
 use http::bench_http;
 use lateness::bench_lateness;
+use notify::bench_notify;
 use restart::bench_restart;
 use store::bench_store;
 
@@ -133,6 +135,21 @@ enum Cmd {
         #[arg(long, default_value = "redb")]
         store: String,
     },
+    /// Notifications of failed runs to a webhook in this process: delivery
+    /// latency and notifications/s (durable outbox, real HTTP).
+    Notify {
+        /// Notifications due in the outbox at start (the drain).
+        #[arg(long, default_value_t = 10_000)]
+        notices: usize,
+        /// Failing runs per second, one notification each (the latency).
+        #[arg(long, default_value_t = 500)]
+        rate: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Deliveries in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -178,6 +195,12 @@ fn main() -> anyhow::Result<()> {
                 kind,
                 store,
             } => bench_lateness(*rate, *idle, *seconds, kind, store).await,
+            Cmd::Notify {
+                notices,
+                rate,
+                seconds,
+                concurrency,
+            } => bench_notify(*notices, *rate, *seconds, *concurrency).await,
             Cmd::Cluster {
                 server,
                 pg_url,

@@ -139,7 +139,16 @@ struct OutboxState {
     /// and must not send it again.
     epoch: u64,
     recent: HashMap<String, u64>,
+    /// The last read of the outbox was cut at [`READ_LIMIT`]: more are
+    /// due, so the deliverer looks again as soon as few are in flight
+    /// (not at the next poll).
+    more: bool,
 }
+
+/// Notices read from the outbox per look.
+const READ_LIMIT: usize = 2_000;
+/// With more due, the deliverer looks again when fewer are in flight.
+const LOW_WATER: usize = READ_LIMIT / 4;
 
 impl Outbox {
     fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
@@ -349,7 +358,7 @@ impl Inner {
     /// started (emails within their rate limit; held ones as summaries).
     async fn outbox_round(self: &Arc<Self>, deliver: &Arc<dyn Deliver>, slots: &Arc<Semaphore>) {
         let read_at = self.outbox.lock().epoch;
-        let pending = match self.store.pending_notices(2_000).await {
+        let pending = match self.store.pending_notices(READ_LIMIT).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the notification outbox");
@@ -357,6 +366,7 @@ impl Inner {
             }
         };
         self.metrics.notices_pending(pending.len());
+        let full = pending.len() >= READ_LIMIT;
         let held: Option<HashSet<u32>> = self
             .cluster
             .as_ref()
@@ -370,6 +380,7 @@ impl Inner {
             let mut o = self.outbox.lock();
             // Writes before this read are in it; later ones are not.
             o.recent.retain(|_, e| *e > read_at);
+            o.more = full;
             for n in pending {
                 if n.next_attempt_at > now
                     || o.in_flight.contains(&n.id)
@@ -503,7 +514,7 @@ impl Inner {
             // (at least once).
             tracing::warn!(error = %e, "cannot record a notification's delivery; it will be sent again");
         }
-        {
+        let refill = {
             let mut o = self.outbox.lock();
             o.epoch += 1;
             let epoch = o.epoch;
@@ -511,8 +522,13 @@ impl Inner {
                 o.in_flight.remove(&id);
                 o.recent.insert(id, epoch);
             }
-        }
-        if retry_soon {
+            let refill = o.more && o.in_flight.len() < LOW_WATER;
+            if refill {
+                o.more = false;
+            }
+            refill
+        };
+        if retry_soon || refill {
             self.outbox.wake.notify_one();
         }
     }

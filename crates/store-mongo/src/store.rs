@@ -124,6 +124,21 @@ impl MongoStore {
             )
             .await
             .map_err(map_err)?;
+        for (keys, name) in [
+            (doc! { "pending": 1, "next_at": 1 }, "pending_due"),
+            (doc! { "job_id": 1 }, "job"),
+        ] {
+            store
+                .notices
+                .create_index(
+                    IndexModel::builder()
+                        .keys(keys)
+                        .options(IndexOptions::builder().name(name.to_string()).build())
+                        .build(),
+                )
+                .await
+                .map_err(map_err)?;
+        }
         tracing::info!(database = name, transactions, "mongo store connected");
         Ok(store)
     }

@@ -18,8 +18,10 @@
 //! * `claims`: (job id, scheduled_at in ns) → (owner, expires_at in ns)
 //! * `open_runs`: run id → the run journal's entry (`kala_store::OpenRun`)
 //! * `notices`: (job id, notice id) → the notice (`kala_store::Notice`)
-//! * `pending_notices`: (job id, notice id) → () for each notice still to
-//!   deliver
+//! * `notice_due`: (job id, notice id) → next attempt in ns, for each
+//!   notice still to deliver
+//! * `pending_by_time`: (next attempt in ns, job id, notice id) → (): the
+//!   same notices in the order they fall due
 //! * `meta`:   "format" → 2 (1: unframed JSON, migrated when opened)
 //!
 //! Modules: this file ([`RedbStore`] and its reads), `writer` (the writer
@@ -60,8 +62,9 @@ pub(crate) const CLAIMS: TableDefinition<(&str, i128), (&str, i128)> =
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const OPEN_RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("open_runs");
 pub(crate) const NOTICES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("notices");
-pub(crate) const PENDING: TableDefinition<(&str, &str), ()> =
-    TableDefinition::new("pending_notices");
+pub(crate) const DUE: TableDefinition<(&str, &str), i128> = TableDefinition::new("notice_due");
+pub(crate) const PENDING: TableDefinition<(i128, &str, &str), ()> =
+    TableDefinition::new("pending_by_time");
 
 /// The file name inside the `--bolt-path` directory.
 pub const FILE_NAME: &str = "kala.redb";
@@ -111,6 +114,7 @@ impl RedbStore {
             txn.open_table(OPEN_RUNS).map_err(backend)?;
             txn.open_table(NOTICES).map_err(backend)?;
             txn.open_table(PENDING).map_err(backend)?;
+            txn.open_table(DUE).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
             let format = meta.get("format").map_err(backend)?.map(|v| v.value());
             match format {
@@ -298,7 +302,8 @@ impl JobStore for RedbStore {
         }
         let mut notices = Vec::with_capacity(batch.notices.len());
         for n in &batch.notices {
-            notices.push((n.job_id.clone(), n.id.clone(), n.is_pending(), encode(n)?));
+            let due = n.is_pending().then(|| n.next_attempt_at.as_nanosecond());
+            notices.push((n.job_id.clone(), n.id.clone(), due, encode(n)?));
         }
         let op = Op::Apply(Encoded {
             notices,
@@ -343,9 +348,9 @@ impl JobStore for RedbStore {
         let pending = txn.open_table(PENDING).map_err(backend)?;
         let notices = txn.open_table(NOTICES).map_err(backend)?;
         let mut out = Vec::new();
-        for entry in pending.iter().map_err(backend)? {
+        for entry in pending.iter().map_err(backend)?.take(limit) {
             let (k, _) = entry.map_err(backend)?;
-            let (job, id) = k.value();
+            let (_, job, id) = k.value();
             if let Some(v) = notices.get((job, id)).map_err(backend)? {
                 out.push(decode(id, v.value())?);
             }

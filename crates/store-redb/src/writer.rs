@@ -14,7 +14,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 
 use crate::shared::{PROBE_EVERY, Shared, commit_error};
-use crate::{CLAIMS, JOBS, NOTICES, OPEN_RUNS, PENDING, RUNS, backend};
+use crate::{CLAIMS, DUE, JOBS, NOTICES, OPEN_RUNS, PENDING, RUNS, backend};
 
 /// The most batches folded into one commit.
 const MAX_GROUP: usize = 4096;
@@ -28,8 +28,9 @@ pub(crate) struct Encoded {
     /// Run journal entries: run id → framed entry.
     pub begin: Vec<(String, Vec<u8>)>,
     pub end: Vec<String>,
-    /// Notices: (job id, notice id, pending, framed notice).
-    pub notices: Vec<(String, String, bool, Vec<u8>)>,
+    /// Notices: (job id, notice id, next attempt in ns while pending,
+    /// framed notice).
+    pub notices: Vec<(String, String, Option<i128>, Vec<u8>)>,
 }
 
 pub(crate) enum Op {
@@ -129,6 +130,7 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
         let mut open = txn.open_table(OPEN_RUNS).map_err(backend)?;
         let mut notices = txn.open_table(NOTICES).map_err(backend)?;
         let mut pending = txn.open_table(PENDING).map_err(backend)?;
+        let mut due = txn.open_table(DUE).map_err(backend)?;
         for m in group {
             let reply = match &m.op {
                 Op::Apply(e) => {
@@ -150,15 +152,37 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
                         notices
                             .retain_in(range.clone(), |_, _| false)
                             .map_err(backend)?;
-                        pending.retain_in(range, |_, _| false).map_err(backend)?;
+                        let mut gone = Vec::new();
+                        for entry in due.range(range.clone()).map_err(backend)? {
+                            let (k, v) = entry.map_err(backend)?;
+                            gone.push((v.value(), k.value().1.to_string()));
+                        }
+                        for (at, nid) in gone {
+                            pending
+                                .remove((at, id.as_str(), nid.as_str()))
+                                .map_err(backend)?;
+                        }
+                        due.retain_in(range, |_, _| false).map_err(backend)?;
                     }
-                    for (job, id, is_pending, bytes) in &e.notices {
+                    for (job, id, next, bytes) in &e.notices {
                         let key = (job.as_str(), id.as_str());
                         notices.insert(key, bytes.as_slice()).map_err(backend)?;
-                        if *is_pending {
-                            pending.insert(key, ()).map_err(backend)?;
-                        } else {
-                            pending.remove(key).map_err(backend)?;
+                        let was = due.get(key).map_err(backend)?.map(|v| v.value());
+                        if let Some(at) = was {
+                            pending
+                                .remove((at, job.as_str(), id.as_str()))
+                                .map_err(backend)?;
+                        }
+                        match next {
+                            Some(at) => {
+                                due.insert(key, *at).map_err(backend)?;
+                                pending
+                                    .insert((*at, job.as_str(), id.as_str()), ())
+                                    .map_err(backend)?;
+                            }
+                            None => {
+                                due.remove(key).map_err(backend)?;
+                            }
                         }
                     }
                     for (id, bytes) in &e.put {
@@ -197,6 +221,7 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
                     open.retain(|_, _| false).map_err(backend)?;
                     notices.retain(|_, _| false).map_err(backend)?;
                     pending.retain(|_, _| false).map_err(backend)?;
+                    due.retain(|_, _| false).map_err(backend)?;
                     Reply::Done
                 }
                 Op::PruneNotices(before) => {

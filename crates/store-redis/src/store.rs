@@ -33,7 +33,8 @@ pub struct RedisStore {
     runs_prefix: String,
     /// Notices: id → JSON.
     notices_key: String,
-    /// Ids of the notices still to deliver.
+    /// Ids of the notices still to deliver, scored by their next attempt
+    /// (ms).
     pending_key: String,
     /// Ids of the done notices, scored by when they were done (ms).
     done_key: String,
@@ -113,7 +114,7 @@ for c = 1, ncmds do
     local ids = redis.call('SMEMBERS', ARGV[i+1])
     for _, id in ipairs(ids) do
       redis.call('HDEL', ARGV[i+2], id)
-      redis.call('SREM', ARGV[i+3], id)
+      redis.call('ZREM', ARGV[i+3], id)
       redis.call('ZREM', ARGV[i+4], id)
     end
     redis.call('DEL', ARGV[i+1])
@@ -294,7 +295,13 @@ impl RedisStore {
                 n.job_id.as_bytes(),
             ]));
             if n.is_pending() {
-                cmds.push(cmd(&[b"SADD", self.pending_key.as_bytes(), id]));
+                let due = n.next_attempt_at.as_millisecond().to_string();
+                cmds.push(cmd(&[
+                    b"ZADD",
+                    self.pending_key.as_bytes(),
+                    due.as_bytes(),
+                    id,
+                ]));
                 cmds.push(cmd(&[b"ZREM", self.done_key.as_bytes(), id]));
             } else {
                 let ms = n
@@ -302,7 +309,7 @@ impl RedisStore {
                     .unwrap_or(n.created_at)
                     .as_millisecond()
                     .to_string();
-                cmds.push(cmd(&[b"SREM", self.pending_key.as_bytes(), id]));
+                cmds.push(cmd(&[b"ZREM", self.pending_key.as_bytes(), id]));
                 cmds.push(cmd(&[b"ZADD", self.done_key.as_bytes(), ms.as_bytes(), id]));
             }
         }
@@ -646,7 +653,13 @@ impl JobStore for RedisStore {
 
     async fn pending_notices(&self, limit: usize) -> Result<Vec<Notice>> {
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = conn.smembers(&self.pending_key).await.map_err(map_err)?;
+        let stop = isize::try_from(limit)
+            .unwrap_or(isize::MAX)
+            .saturating_sub(1);
+        let ids: Vec<String> = conn
+            .zrange(&self.pending_key, 0, stop)
+            .await
+            .map_err(map_err)?;
         let all = self.notices_by_id(&ids).await?;
         Ok(soonest(all, limit))
     }
