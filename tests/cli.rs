@@ -413,3 +413,43 @@ fn a_second_server_on_the_embedded_store_is_refused_with_a_pointer() {
     );
     assert_eq!(first.stop(), Some(0));
 }
+
+#[test]
+fn bad_notification_flags_stop_the_start_before_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let bolt = dir.path().to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["--notify-webhook", "ftp://x"],
+            "--notify-webhook: \"ftp://x\" must start with http://",
+        ),
+        (
+            vec!["--notify-email", "ops@example.com"],
+            "--notify-email needs --smtp-url",
+        ),
+        (
+            vec!["--notify-on", "never"],
+            "--notify-on: \"never\" is not one of",
+        ),
+        (vec!["--smtp-url", "http://mail"], "--smtp-url:"),
+        (
+            vec![
+                "--smtp-url",
+                "smtp://mail:25",
+                "--notify-from",
+                "not an address",
+            ],
+            "--notify-from:",
+        ),
+    ] {
+        let mut all = vec!["serve", "--port", "0", "--bolt-path", bolt];
+        all.extend(&args);
+        let (code, _, err) = run(&all);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(
+            !dir.path().join("kala.redb").exists(),
+            "{args:?}: no store was created"
+        );
+    }
+}

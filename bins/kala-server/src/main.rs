@@ -401,6 +401,8 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
+    // Bad notification flags stop the start before any store is opened.
+    let notify = args.notify.settings()?;
     let store = open_store(&args).await?;
     let executor = Executor::new()?;
     let config = EngineConfig {
@@ -413,7 +415,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             .or_else(|| std::env::var("KALA_NODE_ID").ok())
             .unwrap_or_else(|| format!("{}:{}", kala_engine::default_node_id(), addr.port())),
         address: addr.to_string(),
-        notify: args.notify.settings()?,
+        notify,
         ..EngineConfig::default()
     };
     let started = std::time::Instant::now();
