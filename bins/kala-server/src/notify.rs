@@ -38,13 +38,14 @@ pub struct NotifyArgs {
         default_value = "failure"
     )]
     pub notify_on: Vec<String>,
-    /// The SMTP server for email: smtp://[user:pass@]host[:port] (add
-    /// ?tls=required for STARTTLS, ?tls=opportunistic for STARTTLS when
-    /// offered) or smtps://… (TLS from the start).
+    /// The SMTP server for email: `smtp://user:pass@host:port` (user,
+    /// password and port optional; add `?tls=required` for STARTTLS,
+    /// `?tls=opportunistic` for STARTTLS when offered) or `smtps://…` (TLS
+    /// from the start).
     #[arg(long = "smtp-url", env = "KALA_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
-    /// The From: address of notification emails (default:
-    /// kala@<host name>).
+    /// The From: address of notification emails (default: kala@ and the
+    /// host name).
     #[arg(long = "notify-from", env = "KALA_NOTIFY_FROM")]
     pub notify_from: Option<String>,
     /// Signs webhook bodies: the Kala-Signature header is the hex
