@@ -97,6 +97,28 @@ pub async fn bench_http(
         out.push(measure(format!("GET job p50, {c} conn"), "ms", p50));
         out.push(measure(format!("GET job p99, {c} conn"), "ms", p99));
     }
+    // The full list (Kala's `GET /api/v1/job/`, stats included), timed to
+    // its last byte.
+    let mut took = Vec::new();
+    let (mut count, mut size) = (0, 0);
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let r = client.get(format!("{base}/api/v1/job/")).send().await?;
+        if !r.status().is_success() {
+            bail!("GET /api/v1/job/: HTTP {}", r.status());
+        }
+        let body = r.bytes().await?;
+        took.push(t.elapsed().as_secs_f64());
+        size = body.len();
+        count = serde_json::from_slice::<serde_json::Value>(&body)?["jobs"]
+            .as_object()
+            .map_or(0, |m| m.len());
+    }
+    out.push(measure(
+        format!("GET all {count} jobs ({:.1} MB)", size as f64 / 1e6),
+        "s",
+        took,
+    ));
     if owned && !server_args.is_empty() {
         // Leave the remote store as we found it.
         kala.delete_all()
@@ -108,7 +130,7 @@ pub async fn bench_http(
 
 /// Runs `c` loops of requests for `seconds`; returns successes, sorted
 /// latencies (s) and what the successes returned.
-async fn load<C, F, Fut>(
+pub(crate) async fn load<C, F, Fut>(
     client: &C,
     base: &str,
     c: usize,

@@ -15,6 +15,7 @@
 //! kala-testkit (the integration tests' helper), `report` summarises.
 
 mod cluster;
+mod compare;
 mod http;
 mod lateness;
 mod notify;
@@ -30,6 +31,7 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use cluster::{ClusterArgs, bench_cluster};
+use compare::bench_compare;
 use http::bench_http;
 use lateness::bench_lateness;
 use notify::bench_notify;
@@ -135,6 +137,21 @@ enum Cmd {
         #[arg(long, default_value = "redb")]
         store: String,
     },
+    /// The same measurements against two Kala-compatible servers at the
+    /// same number of jobs (each is filled to --jobs first): creates/s
+    /// while filling, GET one job, the full list.
+    Compare {
+        /// A server's base URL; give it twice or more (`--url A --url B`).
+        #[arg(long = "url", required = true)]
+        urls: Vec<String>,
+        #[arg(long, default_value_t = 20_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Seconds per GET measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// Notifications of failed runs to a webhook in this process: delivery
     /// latency and notifications/s (durable outbox, real HTTP).
     Notify {
@@ -195,6 +212,12 @@ fn main() -> anyhow::Result<()> {
                 kind,
                 store,
             } => bench_lateness(*rate, *idle, *seconds, kind, store).await,
+            Cmd::Compare {
+                urls,
+                jobs,
+                connections,
+                seconds,
+            } => bench_compare(urls, *jobs, *connections, *seconds, cli.repeat).await,
             Cmd::Notify {
                 notices,
                 rate,

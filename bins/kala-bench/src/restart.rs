@@ -54,6 +54,7 @@ pub async fn bench_restart(
         }
         let mut times = Vec::new();
         let mut per_job = Vec::new();
+        let (mut list_times, mut list_rss, mut list_mb) = (Vec::new(), Vec::new(), 0.0);
         for _ in 0..repeat {
             // The server prints its listening line only after every job is
             // loaded and scheduled.
@@ -66,6 +67,18 @@ pub async fn bench_restart(
             times.push(elapsed);
             let rss = server.rss_kib()?;
             per_job.push((rss.saturating_sub(base_rss) as f64 * 1024.0) / n as f64);
+            // The full list, stats included, timed to its last byte; and
+            // what it added to the server's resident memory.
+            let t = std::time::Instant::now();
+            let r = reqwest::get(format!("{}/api/v1/job/", server.base)).await?;
+            if !r.status().is_success() {
+                bail!("GET /api/v1/job/: HTTP {}", r.status());
+            }
+            let body = r.bytes().await?;
+            list_times.push(t.elapsed().as_secs_f64());
+            list_mb = body.len() as f64 / 1e6;
+            drop(body);
+            list_rss.push(server.rss_kib()?.saturating_sub(rss) as f64 / 1024.0);
             stop(server)?;
         }
         if !server_args.is_empty() {
@@ -85,6 +98,16 @@ pub async fn bench_restart(
             format!("RSS per stored job at {n}"),
             "bytes",
             per_job,
+        ));
+        out.push(measure(
+            format!("GET all {n} jobs ({list_mb:.0} MB)"),
+            "s",
+            list_times,
+        ));
+        out.push(measure(
+            format!("RSS growth from that GET at {n}"),
+            "MiB",
+            list_rss,
         ));
     }
     out.push(measure(

@@ -54,7 +54,7 @@ use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 pub use error::{ApiError, JSON_UTF8};
 pub use metrics::HttpMetrics;
 
-use handlers::{jobs, notify, server};
+use handlers::{jobs, list, notify, server};
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -103,7 +103,7 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
         started: jiff::Timestamp::now(),
     };
     let api = Router::new()
-        .route("/api/v1/job", post(jobs::create_job).get(jobs::list_jobs))
+        .route("/api/v1/job", post(jobs::create_job).get(list::list_jobs))
         .route("/api/v1/job/all", delete(jobs::delete_all))
         .route(
             "/api/v1/job/{id}",

@@ -20,7 +20,7 @@ use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::error::json_response;
-use crate::handlers::{jobs, notify, server};
+use crate::handlers::{jobs, list, notify, server};
 
 /// Every error: `{"error": "<field>: <problem>"}`; a 5xx carries a generic
 /// message with a request id (also in the `x-request-id` header).
@@ -149,7 +149,7 @@ pub struct RemoteIn {
         license(name = "MIT"),
     ),
     paths(
-        jobs::create_job, jobs::list_jobs, jobs::get_job, jobs::delete_job, jobs::delete_all,
+        jobs::create_job, list::list_jobs, jobs::get_job, jobs::delete_job, jobs::delete_all,
         jobs::job_stats, jobs::job_runs, notify::set_notify, jobs::start_job, jobs::enable_job, jobs::disable_job,
         server::app_stats, server::preview, server::cluster, server::healthz, server::metrics_text, openapi_json,
     ),

@@ -4,9 +4,6 @@
 //! Owns: the job handlers and their query types. Must not: render a job
 //! other than through `kala_job::wire`.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,12 +13,11 @@ use kala_job::{Job, Outcome, RunRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult, json_response};
+use crate::error::{ApiResult, json_response};
 use crate::extract::{Body, Path, Query, clamp_limit};
 use crate::openapi::ErrorBody;
 
-/// Page sizes of the job list.
-const PAGE_DEFAULT: usize = 100;
+/// The most run records one answer holds.
 const PAGE_MAX: usize = 10_000;
 
 fn saturate(n: u64) -> usize {
@@ -59,127 +55,15 @@ pub async fn create_job(State(s): State<AppState>, Body(body): Body) -> ApiResul
     Ok(json_response(StatusCode::CREATED, &Created { id }))
 }
 
-#[derive(Deserialize, Default, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// Page size (default 100; clamped to 1…10,000). With `limit` or
-    /// `cursor`, the answer is one page with `next_cursor`.
-    #[param(maximum = 9007199254740991_u64)]
-    limit: Option<u64>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// `stats=false` leaves run history out of each job.
-    stats: Option<bool>,
-}
-
-/// Every job by id (Kala's shape); with `limit` or `cursor`, one page in
-/// id order.
-#[utoipa::path(get, path = "/api/v1/job/", tag = "jobs", params(ListQuery),
-    responses(
-        (status = 200, description = "The jobs by id (`next_cursor` only for a page)", body = JobList),
-        (status = 400, description = "A query parameter does not decode", body = ErrorBody),
-    ))]
-pub async fn list_jobs(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult {
-    let page = (q.limit.is_some() || q.cursor.is_some())
-        .then(|| clamp_limit(q.limit.map(saturate), PAGE_DEFAULT, PAGE_MAX));
-    let jobs = match page {
-        Some(limit) => s.engine.list_page(q.cursor.as_deref(), limit),
-        None => s.engine.list(),
-    };
-    let mut stats = BTreeMap::new();
-    let jobs = if q.stats.unwrap_or(true) {
-        // The store is read for the stats anyway: in a cluster the jobs
-        // come from it too (counters of runs on other instances).
-        s.engine.fresh(jobs).await?
-    } else {
-        jobs
-    };
-    if q.stats.unwrap_or(true) {
-        for j in &jobs {
-            let runs = s
-                .engine
-                .store()
-                .runs(&j.id, None)
-                .await
-                .map_err(EngineError::from)?;
-            stats.insert(j.id.clone(), kala_runs(runs));
-        }
-    }
-    // Encoding a large list (100k jobs is ~90 MB of JSON) takes long
-    // enough to stall a runtime worker: do it on a blocking thread.
-    let small = jobs.len() <= ENCODE_IN_PLACE;
-    let encode = move || encode_list(&jobs, &stats, page);
-    if small {
-        return Ok(encode());
-    }
-    tokio::task::spawn_blocking(encode).await.map_err(|e| {
-        ApiError::internal(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error: the list could not be encoded",
-            e.to_string(),
-        )
-    })
-}
-
-/// Lists up to this many jobs are encoded in place.
-const ENCODE_IN_PLACE: usize = 1_000;
-
-/// `{"jobs": {id: job}}`, plus `next_cursor` for a page.
-fn encode_list(
-    jobs: &[Arc<Job>],
-    stats: &BTreeMap<String, Vec<RunRecord>>,
-    page: Option<usize>,
-) -> Response {
-    let map: BTreeMap<&str, JobOut<'_>> = jobs
-        .iter()
-        .map(|j| {
-            (
-                j.id.as_str(),
-                JobOut::new(j, stats.get(&j.id).map(Vec::as_slice)),
-            )
-        })
-        .collect();
-    if let Some(limit) = page {
-        let next_cursor = if jobs.len() == limit {
-            jobs.last().map(|j| j.id.as_str())
-        } else {
-            None
-        };
-        return json_response(
-            StatusCode::OK,
-            &Page {
-                jobs: map,
-                next_cursor,
-            },
-        );
-    }
-    json_response(StatusCode::OK, &All { jobs: map })
-}
-
-#[derive(Serialize)]
-struct Page<'a> {
-    jobs: BTreeMap<&'a str, JobOut<'a>>,
-    next_cursor: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct All<'a> {
-    jobs: BTreeMap<&'a str, JobOut<'a>>,
-}
-
-/// The job list's schema: Kala's `{"jobs": {id: job}}`, and for a page the
-/// cursor of the next one (`null` on the last page).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct JobList {
-    #[schema(value_type = BTreeMap<String, JobOut>)]
-    jobs: (),
-    #[schema(value_type = Option<String>)]
-    next_cursor: (),
+/// Whether a job may have run records Kala's stats show: a job that never
+/// finished a run has none (a skipped run is not counted and not shown),
+/// so its stats are `null` without reading the store.
+pub(crate) fn has_history(job: &Job) -> bool {
+    job.metadata.number_of_finished_runs > 0
 }
 
 /// Kala's stats: one per executed run (skipped runs are left out).
-fn kala_runs(runs: Vec<RunRecord>) -> Vec<RunRecord> {
+pub(crate) fn kala_runs(runs: Vec<RunRecord>) -> Vec<RunRecord> {
     runs.into_iter()
         .filter(|r| r.outcome != Outcome::Skipped)
         .collect()
@@ -222,8 +106,8 @@ pub async fn get_job(
     }
     .ok_or_else(|| EngineError::NotFound(id.clone()))?;
     let runs = match with_stats {
-        true => Some(kala_runs(s.engine.runs(&id, None).await?)),
-        false => None,
+        true if has_history(&job) => Some(kala_runs(s.engine.runs(&id, None).await?)),
+        true | false => None,
     };
     Ok(json_response(
         StatusCode::OK,
