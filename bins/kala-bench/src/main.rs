@@ -16,6 +16,7 @@
 
 mod cluster;
 mod compare;
+mod embedded;
 mod http;
 mod lateness;
 mod notify;
@@ -32,6 +33,7 @@ use serde_json::json;
 
 use cluster::{ClusterArgs, bench_cluster};
 use compare::bench_compare;
+use embedded::bench_embedded;
 use http::bench_http;
 use lateness::bench_lateness;
 use notify::bench_notify;
@@ -152,6 +154,26 @@ enum Cmd {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// The embedded engine against tokio-cron-scheduler, in this process:
+    /// memory per idle job, idle CPU, lateness with jobs due each second.
+    /// Run once per scheduler.
+    Embedded {
+        /// `kala` or `tokio-cron-scheduler`.
+        #[arg(long)]
+        scheduler: String,
+        /// kala's store: `redb` (durable: every run journaled and recorded
+        /// with an fsync) or `memory` (like tokio-cron-scheduler's default).
+        #[arg(long, default_value = "redb")]
+        store: String,
+        /// Idle jobs (due in a year).
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+        /// Jobs due at every whole second.
+        #[arg(long, default_value_t = 1000)]
+        rate: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Notifications of failed runs to a webhook in this process: delivery
     /// latency and notifications/s (durable outbox, real HTTP).
     Notify {
@@ -218,6 +240,13 @@ fn main() -> anyhow::Result<()> {
                 connections,
                 seconds,
             } => bench_compare(urls, *jobs, *connections, *seconds, cli.repeat).await,
+            Cmd::Embedded {
+                scheduler,
+                store,
+                jobs,
+                rate,
+                seconds,
+            } => bench_embedded(scheduler, store, *jobs, *rate, *seconds).await,
             Cmd::Notify {
                 notices,
                 rate,

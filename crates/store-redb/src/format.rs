@@ -76,14 +76,73 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
     })
 }
 
-/// Every job, in one read transaction.
+/// Every job, in one read transaction, decoded by as many threads as the
+/// machine has cores (each takes a range of the ids: they are UUIDs, so
+/// ranges by the first hex digit are even; any other ids are still all
+/// read, only less evenly). The decode (checksum and JSON) is most of a
+/// large start-up.
 pub(crate) fn read_all(db: &Database) -> Result<Vec<Job>> {
     let txn = db.begin_read().map_err(backend)?;
+    let total = {
+        let table = txn.open_table(JOBS).map_err(backend)?;
+        usize::try_from(table.len().map_err(backend)?).unwrap_or(0)
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 16);
+    if threads == 1 || total < 10_000 {
+        return read_range(&txn, None, None, total);
+    }
+    // Boundaries between ranges: hex digits spread over 0-f.
+    const HEX: &[&str] = &[
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f",
+    ];
+    let cuts: Vec<&str> = (1..threads).map(|i| HEX[i * 16 / threads]).collect();
+    let parts: Vec<Result<Vec<Job>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let from = (i > 0).then(|| cuts[i - 1]);
+                let to = cuts.get(i).copied();
+                let txn = &txn;
+                scope.spawn(move || read_range(txn, from, to, total / threads))
+            })
+            .collect();
+        handles
+            .into_iter()
+            // A panic (redb's, on a damaged page) goes on in this thread,
+            // where `guarded` turns it into an error naming the file.
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(total);
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// The jobs with `from <= id < to` (unbounded where `None`).
+fn read_range(
+    txn: &redb::ReadTransaction,
+    from: Option<&str>,
+    to: Option<&str>,
+    hint: usize,
+) -> Result<Vec<Job>> {
     let table = txn.open_table(JOBS).map_err(backend)?;
-    let mut out = Vec::with_capacity(usize::try_from(table.len().map_err(backend)?).unwrap_or(0));
-    for entry in table.iter().map_err(backend)? {
+    let mut out = Vec::with_capacity(hint);
+    let mut add = |entry: std::result::Result<
+        (redb::AccessGuard<'_, &str>, redb::AccessGuard<'_, &[u8]>),
+        redb::StorageError,
+    >| {
         let (k, v) = entry.map_err(backend)?;
         out.push(decode(k.value(), v.value())?);
+        Ok::<(), StoreError>(())
+    };
+    match (from, to) {
+        (None, None) => table.iter().map_err(backend)?.try_for_each(&mut add)?,
+        (Some(f), None) => table.range(f..).map_err(backend)?.try_for_each(&mut add)?,
+        (None, Some(t)) => table.range(..t).map_err(backend)?.try_for_each(&mut add)?,
+        (Some(f), Some(t)) => table.range(f..t).map_err(backend)?.try_for_each(&mut add)?,
     }
     Ok(out)
 }
