@@ -38,6 +38,7 @@
 mod address;
 mod cluster;
 mod error;
+mod notices;
 mod store;
 
 pub use address::RedisOptions;

@@ -11,9 +11,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
 use kala_store::json::{decode, encode};
-use kala_store::{
-    Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError, oldest_first, soonest,
-};
+use kala_store::{Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
@@ -32,16 +30,16 @@ pub struct RedisStore {
     open_key: String,
     runs_prefix: String,
     /// Notices: id → JSON.
-    notices_key: String,
+    pub(crate) notices_key: String,
     /// Ids of the notices still to deliver, scored by their next attempt
     /// (ms).
-    pending_key: String,
+    pub(crate) pending_key: String,
     /// Ids of the done notices, scored by when they were done (ms).
-    done_key: String,
+    pub(crate) done_key: String,
     /// Ids of the jobs that have notices.
-    notice_jobs_key: String,
+    pub(crate) notice_jobs_key: String,
     /// Prefix of each job's set of notice ids.
-    job_notices_prefix: String,
+    pub(crate) job_notices_prefix: String,
     pub(crate) nodes_key: String,
     pub(crate) leases_key: String,
     pub(crate) changes_key: String,
@@ -182,30 +180,6 @@ impl RedisStore {
 
     fn runs_key(&self, id: &str) -> String {
         format!("{}{id}", self.runs_prefix)
-    }
-
-    fn job_notices_key(&self, id: &str) -> String {
-        format!("{}{id}", self.job_notices_prefix)
-    }
-
-    /// The notices stored under `ids` (missing ones skipped).
-    async fn notices_by_id(&self, ids: &[String]) -> Result<Vec<Notice>> {
-        let mut conn = self.conn.clone();
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(1000) {
-            let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-                .arg(&self.notices_key)
-                .arg(chunk)
-                .query_async(&mut conn)
-                .await
-                .map_err(map_err)?;
-            for (id, v) in chunk.iter().zip(values) {
-                if let Some(bytes) = v {
-                    out.push(decode(id, &bytes)?);
-                }
-            }
-        }
-        Ok(out)
     }
 
     fn member(&self, run: &RunRecord) -> Result<(f64, Vec<u8>)> {
@@ -652,50 +626,15 @@ impl JobStore for RedisStore {
     }
 
     async fn pending_notices(&self, limit: usize) -> Result<Vec<Notice>> {
-        let mut conn = self.conn.clone();
-        let stop = isize::try_from(limit)
-            .unwrap_or(isize::MAX)
-            .saturating_sub(1);
-        let ids: Vec<String> = conn
-            .zrange(&self.pending_key, 0, stop)
-            .await
-            .map_err(map_err)?;
-        let all = self.notices_by_id(&ids).await?;
-        Ok(soonest(all, limit))
+        self.pending_notices_of(limit).await
     }
 
     async fn notices(&self, job_id: &str) -> Result<Vec<Notice>> {
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> = conn
-            .smembers(self.job_notices_key(job_id))
-            .await
-            .map_err(map_err)?;
-        let mut all = self.notices_by_id(&ids).await?;
-        oldest_first(&mut all);
-        Ok(all)
+        self.notices_of(job_id).await
     }
 
     async fn prune_notices(&self, before: Timestamp) -> Result<u64> {
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(&self.done_key)
-            .arg("-inf")
-            .arg(format!("({}", before.as_millisecond()))
-            .query_async(&mut conn)
-            .await
-            .map_err(map_err)?;
-        let done = self.notices_by_id(&ids).await?;
-        for chunk in done.chunks(500) {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for n in chunk {
-                pipe.hdel(&self.notices_key, &n.id)
-                    .zrem(&self.done_key, &n.id)
-                    .srem(self.job_notices_key(&n.job_id), &n.id);
-            }
-            let () = pipe.query_async(&mut conn).await.map_err(map_err)?;
-        }
-        Ok(done.len() as u64)
+        self.prune_notices_before(before).await
     }
 
     async fn claim(&self, claim: Claim) -> Result<bool> {
