@@ -5,14 +5,13 @@
 //! then the full list.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use jiff::{SignedDuration, Timestamp};
 
-use crate::http::load;
+use crate::http::get_jobs;
 use crate::report::{Measure, measure, percentile};
+use crate::restart::fill_http;
 
 /// The ids of every job `base` lists, and the time the list took.
 async fn list(client: &reqwest::Client, base: &str) -> anyhow::Result<(Vec<String>, f64, usize)> {
@@ -41,30 +40,8 @@ async fn fill(base: &str, have: usize, n: usize) -> anyhow::Result<Option<f64>> 
     if have >= n {
         return Ok(None);
     }
-    let client = kala_client::Client::new(base)?;
-    let next = Arc::new(AtomicU64::new(have as u64));
     let t = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let (client, next) = (client.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let k = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if k >= n {
-                    return Ok::<(), anyhow::Error>(());
-                }
-                let mut job = kala_client::Job::new(format!("compare {k}"), "true");
-                job.schedule = format!(
-                    "R/{}/PT1H",
-                    Timestamp::now() + SignedDuration::from_hours(24 * 365)
-                );
-                client.create(&job).await?;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
+    fill_http(base, have, n).await?;
     Ok(Some((n - have) as f64 / t.elapsed().as_secs_f64()))
 }
 
@@ -101,24 +78,7 @@ pub async fn bench_compare(
         let ids = Arc::new(ids);
         let (mut rps, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeat {
-            let ids = ids.clone();
-            let (n, lat, _) = load(
-                &client,
-                &base,
-                connections,
-                seconds,
-                move |client, base, k| {
-                    let id = &ids[k.wrapping_mul(7919) % ids.len()];
-                    let req = client.get(format!("{base}/api/v1/job/{id}/"));
-                    async move {
-                        let r = req.send().await.ok()?;
-                        let ok = r.status().as_u16() == 200;
-                        r.bytes().await.ok()?;
-                        ok.then(String::new)
-                    }
-                },
-            )
-            .await;
+            let (n, lat) = get_jobs(&client, &base, ids.clone(), connections, seconds).await;
             rps.push(n as f64 / seconds);
             p50.push(percentile(&lat, 0.5) * 1e3);
             p99.push(percentile(&lat, 0.99) * 1e3);

@@ -76,18 +76,7 @@ pub async fn bench_http(
         let mut rps = Vec::new();
         let (mut p50, mut p99) = (Vec::new(), Vec::new());
         for _ in 0..repeat {
-            let ids = ids.clone();
-            let (n, lat, _) = load(&client, &base, c, seconds, move |client, base, k| {
-                let id = &ids[k % ids.len()];
-                let req = client.get(format!("{base}/api/v1/job/{id}/"));
-                async move {
-                    let r = req.send().await.ok()?;
-                    let ok = r.status().as_u16() == 200;
-                    r.bytes().await.ok()?;
-                    ok.then(String::new)
-                }
-            })
-            .await;
+            let (n, lat) = get_jobs(&client, &base, ids.clone(), c, seconds).await;
             rps.push(n as f64 / seconds);
             p50.push(percentile(&lat, 0.5) * 1e3);
             p99.push(percentile(&lat, 0.99) * 1e3);
@@ -126,6 +115,29 @@ pub async fn bench_http(
             .map_err(|e| anyhow::anyhow!("cleaning up: DELETE /api/v1/job/all/: {e}"))?;
     }
     Ok(out)
+}
+
+/// GETs of the jobs `ids` (in turn) at `c` connections for `seconds`:
+/// the successes and their sorted latencies (s).
+pub(crate) async fn get_jobs(
+    client: &reqwest::Client,
+    base: &str,
+    ids: Arc<Vec<String>>,
+    c: usize,
+    seconds: f64,
+) -> (usize, Vec<f64>) {
+    let (n, lat, _) = load(client, base, c, seconds, move |client, base, k| {
+        let id = &ids[k.wrapping_mul(7919) % ids.len()];
+        let req = client.get(format!("{base}/api/v1/job/{id}/"));
+        async move {
+            let r = req.send().await.ok()?;
+            let ok = r.status().as_u16() == 200;
+            r.bytes().await.ok()?;
+            ok.then(String::new)
+        }
+    })
+    .await;
+    (n, lat)
 }
 
 /// Runs `c` loops of requests for `seconds`; returns successes, sorted

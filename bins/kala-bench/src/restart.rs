@@ -49,7 +49,7 @@ pub async fn bench_restart(
             store.close().await?;
         } else {
             let server = start_server(&bin, &dir, server_args)?;
-            fill_http(&server.base, n).await?;
+            fill_http(&server.base, 0, n).await?;
             stop(server)?;
         }
         let mut times = Vec::new();
@@ -118,10 +118,11 @@ pub async fn bench_restart(
     Ok(out)
 }
 
-/// Creates `n` far-future jobs over HTTP with 64 connections.
-async fn fill_http(base: &str, n: usize) -> anyhow::Result<()> {
+/// Creates far-future jobs number `from` up to `n` over HTTP with 64
+/// connections.
+pub(crate) async fn fill_http(base: &str, from: usize, n: usize) -> anyhow::Result<()> {
     let client = kala_client::Client::new(base)?;
-    let next = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(from as u64));
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let (client, next) = (client.clone(), next.clone());
