@@ -43,8 +43,8 @@ async fn jobs_come_over_with_their_ids_and_links() {
     let paused_id = old.create(&paused).await.unwrap();
     let mut remote = Job::new("remote", "");
     remote.job_type = JobType::Remote;
-    remote.remote_properties.url = "http://127.0.0.1:9/ping".into();
-    remote.remote_properties.method = "POST".into();
+    std::sync::Arc::make_mut(&mut remote.remote_properties).url = "http://127.0.0.1:9/ping".into();
+    std::sync::Arc::make_mut(&mut remote.remote_properties).method = "POST".into();
     remote.schedule = starts_in(3600, "R", "PT2H");
     let remote_id = old.create(&remote).await.unwrap();
 

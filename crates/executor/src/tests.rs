@@ -155,7 +155,7 @@ async fn http_server() -> (String, tokio::task::JoinHandle<()>) {
 fn remote(url: &str) -> Job {
     let mut j = Job::new("remote", "");
     j.job_type = JobType::Remote;
-    j.remote_properties.url = url.to_string();
+    std::sync::Arc::make_mut(&mut j.remote_properties).url = url.to_string();
     j
 }
 
@@ -177,13 +177,13 @@ async fn remote_success_is_an_expected_status() {
     assert_eq!(a.exit_code, Some(500));
     assert!(a.error.unwrap().starts_with("500 Internal Server Error"));
     let mut j = remote(&format!("{base}/status/500"));
-    j.remote_properties.expected_response_codes = Some(vec![500]);
+    std::sync::Arc::make_mut(&mut j.remote_properties).expected_response_codes = Some(vec![500]);
     assert!(ex.run(&j, None).await.success);
     let mut j = remote(&format!("{base}/post?val=a_{{{{$.Name}}}}"));
     j.template_delimiters = "{{ }}".into();
-    j.remote_properties.method = "post".into();
-    j.remote_properties.body = "{\"n\":\"{{.Name}}\"}".into();
-    j.remote_properties.headers =
+    std::sync::Arc::make_mut(&mut j.remote_properties).method = "post".into();
+    std::sync::Arc::make_mut(&mut j.remote_properties).body = "{\"n\":\"{{.Name}}\"}".into();
+    std::sync::Arc::make_mut(&mut j.remote_properties).headers =
         Some([("content-type".to_string(), vec!["text/plain".to_string()])].into());
     let a = ex.run(&j, None).await;
     assert!(a.success, "{a:?}");

@@ -24,7 +24,10 @@ fn decodes_kala_bodies_case_insensitively() {
     assert_ne!(j.id, "mine", "client ids are ignored");
     let j = decode(r#"{"name":"r","type":1,"remote_properties":{"url":"http://127.0.0.1/x","headers":{"X-A":["1","2"]},"expected_response_codes":[200,201]}}"#).unwrap();
     assert_eq!(j.job_type, JobType::Remote);
-    assert_eq!(j.remote_properties.headers.unwrap()["X-A"], ["1", "2"]);
+    assert_eq!(
+        j.remote_properties.headers.as_ref().unwrap()["X-A"],
+        ["1", "2"]
+    );
     // The Go client sends every key with zero values.
     let j = decode(r#"{"name":"g","id":"","command":"true","next_run_at":"0001-01-01T00:00:00Z","stats":null,"metadata":{"success_count":9},"is_done":true,"dependent_jobs":["evil"]}"#).unwrap();
     assert_eq!(j.metadata.success_count, 0);
@@ -270,4 +273,22 @@ fn the_plan_holds_the_parsed_timing() {
     );
     // A one-off without durations has the empty plan.
     assert_eq!(Job::new("y", "true").plan().unwrap(), Plan::default());
+}
+
+#[test]
+fn local_jobs_share_one_empty_remote_setting() {
+    use std::sync::Arc;
+    let a = decode(r#"{"name":"a","command":"true"}"#).unwrap();
+    let stored: Job = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+    let b = Job::new("b", "true");
+    assert!(Arc::ptr_eq(&a.remote_properties, &b.remote_properties));
+    assert!(
+        Arc::ptr_eq(&stored.remote_properties, &b.remote_properties),
+        "a stored local job, loaded, shares it too"
+    );
+    let r = decode(r#"{"name":"r","type":1,"remote_properties":{"url":"http://x"}}"#).unwrap();
+    assert!(!Arc::ptr_eq(&r.remote_properties, &b.remote_properties));
+    assert_eq!(r.remote_properties.url, "http://x");
+    let back: Job = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back, r);
 }

@@ -187,7 +187,7 @@ pub fn job_from_value(value: Value) -> Result<Job, JobError> {
         };
     }
     if let Some((field, v)) = f.take("remote_properties") {
-        job.remote_properties = remote_from_value(&field, v)?;
+        job.remote_properties = remote_from_value(&field, v)?.shared();
     }
     if let Some(v) = f.string("time_zone")? {
         job.time_zone = v;
