@@ -236,22 +236,7 @@ impl Coordination for RedisStore {
     }
 
     async fn get_many(&self, ids: &[JobId]) -> Result<Vec<Job>> {
-        let mut out = Vec::with_capacity(ids.len());
-        let mut conn = self.conn.clone();
-        for chunk in ids.chunks(1000) {
-            let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-                .arg(&self.jobs_key)
-                .arg(chunk)
-                .query_async(&mut conn)
-                .await
-                .map_err(map_err)?;
-            for (id, v) in chunk.iter().zip(values) {
-                if let Some(bytes) = v {
-                    out.push(decode(id, &bytes)?);
-                }
-            }
-        }
-        Ok(out)
+        self.hash_records(&self.jobs_key, ids).await
     }
 
     fn change_signal(&self) -> Option<Arc<Notify>> {

@@ -18,13 +18,18 @@ impl RedisStore {
         format!("{}{id}", self.job_notices_prefix)
     }
 
-    /// The notices stored under `ids` (missing ones skipped).
-    async fn notices_by_id(&self, ids: &[String]) -> Result<Vec<Notice>> {
+    /// The records stored in the hash `key` under `ids` (missing ones
+    /// skipped), read 1,000 at a time: jobs, notices.
+    pub(crate) async fn hash_records<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        ids: &[String],
+    ) -> Result<Vec<T>> {
         let mut conn = self.conn.clone();
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(1000) {
             let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-                .arg(&self.notices_key)
+                .arg(key)
                 .arg(chunk)
                 .query_async(&mut conn)
                 .await
@@ -36,6 +41,10 @@ impl RedisStore {
             }
         }
         Ok(out)
+    }
+
+    async fn notices_by_id(&self, ids: &[String]) -> Result<Vec<Notice>> {
+        self.hash_records(&self.notices_key, ids).await
     }
 
     pub(crate) async fn pending_notices_of(&self, limit: usize) -> Result<Vec<Notice>> {
