@@ -24,7 +24,7 @@ use kala_store::{
 };
 
 use crate::facade::job_is_pending_once;
-use crate::state::{Inner, Slot};
+use crate::state::Inner;
 use crate::timer::Overdue;
 
 /// A partition this instance holds and has taken over (ready to run).
@@ -371,9 +371,9 @@ impl Inner {
         let ids: Vec<JobId> = {
             let st = self.lock();
             st.jobs
-                .keys()
+                .ids()
+                .map(|(id, _)| id)
                 .filter(|id| parts.contains(&partition_of(id)))
-                .map(|id| id.to_string())
                 .collect()
         };
         let fresh = coord.get_many(&ids).await?;
@@ -390,9 +390,9 @@ impl Inner {
             if let Some(p) = taken.get(job.id.as_str()) {
                 job.last_scheduled_at = Some(job.last_scheduled_at.map_or(*p, |l| l.max(*p)));
             }
-            if let Some(slot) = st.jobs.get_mut(job.id.as_str()) {
-                job.next_run_at = slot.job.next_run_at;
-                slot.job = Arc::new(job);
+            if let Some(cur) = st.job(&job.id) {
+                job.next_run_at = cur.next_run_at;
+                st.jobs.put(&job);
             }
         }
         for id in ids.iter().filter(|id| !present.contains(*id)) {
@@ -437,9 +437,7 @@ impl Inner {
             .await?;
         let mut st = self.lock();
         for (id, d) in out.deltas {
-            if let Some(job) = st.job_mut(&id) {
-                JobChange::Ran(d).apply(job);
-            }
+            st.update(&id, |job| JobChange::Ran(d).apply(job));
         }
         for r in &dead {
             self.metrics.count(kala_job::Outcome::Interrupted);
@@ -459,18 +457,13 @@ impl Inner {
             let mut st = self.lock();
             let ids: Vec<String> = st
                 .jobs
-                .keys()
+                .ids()
+                .map(|(id, _)| id)
                 .filter(|id| parts.contains(&partition_of(id)))
-                .map(|id| id.to_string())
                 .collect();
             for id in ids {
                 self.rearm(&mut st, &id, now, overdue);
-                if !st.is_running(&id)
-                    && st
-                        .jobs
-                        .get(id.as_str())
-                        .is_some_and(|s| job_is_pending_once(&s.job))
-                {
+                if !st.is_running(&id) && st.job(&id).is_some_and(|j| job_is_pending_once(&j)) {
                     once.push(id);
                 }
             }
@@ -716,9 +709,9 @@ impl Inner {
             let gone: Vec<String> = {
                 let st = self.lock();
                 st.jobs
-                    .keys()
-                    .filter(|id| !keep.contains(&***id))
-                    .map(|id| id.to_string())
+                    .ids()
+                    .map(|(id, _)| id)
+                    .filter(|id| !keep.contains(id.as_str()))
                     .collect()
             };
             let mut st = self.lock();
@@ -748,17 +741,16 @@ impl Inner {
             for job in fresh {
                 let id = job.id.clone();
                 let owned = self.fence_for(&id).is_ok();
-                let overdue = match st.jobs.get(id.as_str()) {
-                    Some(cur) if cur.job.disabled && !job.disabled => Overdue::CatchUp,
+                let overdue = match st.job(&id) {
+                    Some(cur) if cur.disabled && !job.disabled => Overdue::CatchUp,
                     _ => Overdue::AsIs,
                 };
                 install(&mut st, job);
                 if owned {
                     self.rearm(&mut st, &id, now, overdue);
                     if st
-                        .jobs
-                        .get(id.as_str())
-                        .is_some_and(|s| job_is_pending_once(&s.job) && !st.is_running(&id))
+                        .job(&id)
+                        .is_some_and(|j| job_is_pending_once(&j) && !st.is_running(&id))
                     {
                         once.push(id);
                     }
@@ -828,42 +820,39 @@ const REWIND_EVERY: Duration = Duration::from_secs(60);
 /// a known one its new content (the schedule point this instance may have
 /// consumed and not yet written is kept).
 fn install(st: &mut crate::state::State, mut job: Job) {
-    match st.jobs.get_mut(job.id.as_str()) {
-        Some(slot) => {
-            if let Some(mine) = slot.job.last_scheduled_at
+    match st.job(&job.id) {
+        Some(cur) => {
+            if let Some(mine) = cur.last_scheduled_at
                 && job.last_scheduled_at.is_none_or(|l| l < mine)
             {
                 job.last_scheduled_at = Some(mine);
-                job.scheduled_runs = job.scheduled_runs.max(slot.job.scheduled_runs);
+                job.scheduled_runs = job.scheduled_runs.max(cur.scheduled_runs);
             }
-            job.next_run_at = slot.job.next_run_at;
-            let same_timing = slot.job.schedule == job.schedule
-                && slot.job.epsilon == job.epsilon
-                && slot.job.time_zone == job.time_zone
-                && slot.job.timeout == job.timeout
-                && slot.job.retry_delay == job.retry_delay;
+            job.next_run_at = cur.next_run_at;
+            let same_timing = cur.schedule == job.schedule
+                && cur.epsilon == job.epsilon
+                && cur.time_zone == job.time_zone
+                && cur.timeout == job.timeout
+                && cur.retry_delay == job.retry_delay;
             if !same_timing {
                 match job.plan() {
-                    Ok(plan) => slot.plan = Arc::new(plan),
+                    Ok(_) => {
+                        st.invalid.remove(&job.id);
+                    }
                     Err(e) => {
                         st.invalid.insert(job.id.clone(), Arc::new(e));
                     }
                 }
             }
-            if let Some(slot) = st.jobs.get_mut(job.id.as_str()) {
-                slot.job = Arc::new(job);
-            }
+            st.jobs.put(&job);
         }
-        None => match job.plan() {
-            Ok(plan) => {
-                st.insert(Slot::new(job, plan), None);
-            }
-            Err(e) => {
+        None => {
+            if let Err(e) = job.plan() {
                 tracing::error!(job = %job.id, error = %e.message, "a job another instance stored does not parse: kept, never scheduled");
                 st.invalid.insert(job.id.clone(), Arc::new(e));
-                st.insert(Slot::new(job, kala_job::Plan::default()), None);
             }
-        },
+            st.insert(job, None);
+        }
     }
 }
 

@@ -20,8 +20,9 @@ use tokio::sync::broadcast;
 
 use crate::clock::Clock;
 use crate::config::{EngineError, Event};
+use crate::jobs::{IdKey, Idx};
 use crate::metrics::Metrics;
-use crate::state::{Inner, Key, STRIPES, Slot};
+use crate::state::{Inner, STRIPES};
 use crate::timer::{Overdue, next_due};
 
 /// The scheduler. Cheap to clone; every clone is the same engine.
@@ -88,7 +89,7 @@ impl Engine {
         };
         let linked = {
             let st = inner.lock();
-            plan_create(job, |pid| st.jobs.get(pid).map(|s| Job::clone(&s.job)))?
+            plan_create(job, |pid| st.job(pid))?
         };
         // The first run, so that the stored job shows it.
         let due = next_due(
@@ -98,8 +99,8 @@ impl Engine {
             Overdue::AsIs,
             inner.config.missed_runs,
         );
-        let mut slot = Slot::new(linked.job, plan);
-        slot.set_fire_at(due.map(|d| d.fire_at));
+        let mut job = linked.job;
+        job.next_run_at = due.map(|d| d.fire_at);
         let mut ids: Vec<&str> = linked
             .updated_parents
             .iter()
@@ -110,7 +111,7 @@ impl Engine {
         let batch = if inner.cluster.is_some() {
             // Parents change in the database, not from this memory.
             Batch {
-                put: vec![Job::clone(&slot.job)],
+                put: vec![job.clone()],
                 update: linked
                     .updated_parents
                     .iter()
@@ -123,22 +124,20 @@ impl Engine {
             }
         } else {
             let mut put = linked.updated_parents.clone();
-            put.push(Job::clone(&slot.job));
+            put.push(job.clone());
             Batch {
                 put,
                 ..Batch::default()
             }
         };
         inner.store.apply(batch).await?;
-        let run_now = job_is_pending_once(&slot.job);
+        let run_now = job_is_pending_once(&job);
         {
             let mut st = inner.lock();
             for p in &linked.updated_parents {
-                if let Some(cur) = st.job_mut(&p.id) {
-                    cur.dependent_jobs = p.dependent_jobs.clone();
-                }
+                st.update(&p.id, |cur| cur.dependent_jobs = p.dependent_jobs.clone());
             }
-            if st.insert(slot, due) {
+            if st.insert(job, due) {
                 inner.wake.notify_one();
             }
         }
@@ -151,31 +150,48 @@ impl Engine {
     /// The job as it is now (a shared snapshot: later changes make a new
     /// copy and leave this one as it was).
     pub fn get(&self, id: &str) -> Option<Arc<Job>> {
-        self.inner.lock().jobs.get(id).map(|s| s.job.clone())
+        self.inner.lock().job(id).map(Arc::new)
     }
 
-    /// Every job (a snapshot).
+    /// Every job (a snapshot; each job is decoded from its compact form
+    /// in memory, ~1 KB each: walk a large set with [`Engine::ids`] and
+    /// [`Engine::get_many`] instead).
     pub fn list(&self) -> Vec<Arc<Job>> {
-        self.inner
-            .lock()
-            .jobs
-            .values()
-            .map(|s| s.job.clone())
+        self.inner.lock().jobs.iter().map(Arc::new).collect()
+    }
+
+    /// Every job's id, in id order: a snapshot of ~24 bytes per job, to
+    /// walk every job a piece at a time with [`Engine::get_many`].
+    pub fn ids(&self) -> Vec<IdKey> {
+        let mut keys: Vec<IdKey> = self.inner.lock().jobs.keys().map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// The jobs of `ids` that still exist, in that order.
+    pub fn get_many(&self, ids: &[IdKey]) -> Vec<Arc<Job>> {
+        let st = self.inner.lock();
+        ids.iter()
+            .filter_map(|k| st.jobs.get_at(st.jobs.find_key(k)?).map(Arc::new))
             .collect()
     }
 
     /// Up to `limit` jobs with ids after `after`, in id order.
     pub fn list_page(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Job>> {
+        let after = after.map(IdKey::of);
         let st = self.inner.lock();
-        let mut ids: Vec<&Key> = st
+        let mut keys: Vec<(IdKey, Idx)> = st
             .jobs
             .keys()
-            .filter(|id| after.is_none_or(|a| &***id > a))
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
             .collect();
-        ids.sort_unstable();
-        ids.into_iter()
-            .take(limit)
-            .filter_map(|id| st.jobs.get(id).map(|s| s.job.clone()))
+        if limit < keys.len() {
+            keys.select_nth_unstable(limit);
+            keys.truncate(limit);
+        }
+        keys.sort_unstable();
+        keys.into_iter()
+            .filter_map(|(_, idx)| st.jobs.get_at(idx).map(Arc::new))
             .collect()
     }
 
@@ -194,8 +210,7 @@ impl Engine {
         let _graph = inner.graph.lock().await;
         let plan = {
             let st = inner.lock();
-            plan_delete(id, |x| st.jobs.get(x).map(|s| Job::clone(&s.job)))
-                .ok_or_else(|| EngineError::NotFound(id.to_string()))?
+            plan_delete(id, |x| st.job(x)).ok_or_else(|| EngineError::NotFound(id.to_string()))?
         };
         let ids: Vec<&str> = plan
             .deleted
@@ -230,10 +245,10 @@ impl Engine {
             st.remove(d);
         }
         for u in &plan.updated {
-            if let Some(cur) = st.job_mut(&u.id) {
+            st.update(&u.id, |cur| {
                 cur.dependent_jobs = u.dependent_jobs.clone();
                 cur.parent_jobs = u.parent_jobs.clone();
-            }
+            });
         }
         Ok(())
     }
@@ -272,9 +287,7 @@ impl Engine {
         let _stripe = inner.lock_stripes(&[id]).await;
         let mut job = inner
             .lock()
-            .jobs
-            .get(id)
-            .map(|s| Job::clone(&s.job))
+            .job(id)
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         if job.disabled == disabled {
             return Ok(());
@@ -295,11 +308,12 @@ impl Engine {
         let now = inner.clock.now();
         let run_once = {
             let mut st = inner.lock();
-            let Some(cur) = st.job_mut(id) else {
+            let Some(once) = st.update(id, |cur| {
+                cur.disabled = disabled;
+                !disabled && job_is_pending_once(cur)
+            }) else {
                 return Err(EngineError::NotFound(id.to_string()));
             };
-            cur.disabled = disabled;
-            let once = !disabled && job_is_pending_once(cur);
             if disabled {
                 st.disarm(id);
             } else {
@@ -321,9 +335,8 @@ impl Engine {
         let disabled = self
             .inner
             .lock()
-            .jobs
-            .get(id)
-            .map(|s| s.job.disabled)
+            .job(id)
+            .map(|j| j.disabled)
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         if disabled {
             return Ok(None);
@@ -342,7 +355,7 @@ impl Engine {
         id: &str,
         limit: Option<usize>,
     ) -> Result<Vec<RunRecord>, EngineError> {
-        if !self.inner.lock().jobs.contains_key(id) {
+        if !self.inner.lock().jobs.contains(id) {
             return Err(EngineError::NotFound(id.to_string()));
         }
         Ok(self.inner.store.runs(id, limit).await?)
@@ -357,17 +370,17 @@ impl Engine {
             next_run_at: st.queue.first().map(|(at, _)| *at),
             ..AppStats::default()
         };
-        for j in st.jobs.values().map(|s| &s.job) {
+        for (disabled, m) in st.jobs.slots().filter_map(|s| s.counters()) {
             s.jobs += 1;
-            if j.disabled {
+            if disabled {
                 s.disabled_jobs += 1;
             } else {
                 s.active_jobs += 1;
             }
-            s.error_count += j.metadata.error_count;
-            s.success_count += j.metadata.success_count;
-            if j.metadata.last_attempted_run > s.last_attempted_run {
-                s.last_attempted_run = j.metadata.last_attempted_run;
+            s.error_count += m.error_count;
+            s.success_count += m.success_count;
+            if m.last_attempted_run > s.last_attempted_run {
+                s.last_attempted_run = m.last_attempted_run;
             }
         }
         s

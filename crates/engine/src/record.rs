@@ -6,10 +6,8 @@
 //! Must not: decide outcomes; it stores what the runner decided. Writes
 //! take the job's stripe so an older snapshot never overwrites a newer one.
 
-use std::sync::Arc;
-
 use jiff::Timestamp;
-use kala_job::{Job, NotifyOn, Outcome, RunRecord, Trigger};
+use kala_job::{NotifyOn, Outcome, RunRecord, Trigger};
 use kala_store::{Batch, JobChange, JobUpdate, RunDelta};
 
 use crate::config::Event;
@@ -60,11 +58,11 @@ impl Inner {
         });
         let job = {
             let st = self.lock();
-            st.jobs.get(id).map(|cur| {
-                let mut job = Job::clone(&cur.job);
+            st.jobs.slot(id).and_then(|cur| {
+                let mut job = cur.job()?;
                 in_memory.apply(&mut job);
                 job.is_done = cur.fire_at.is_none();
-                job
+                Some(job)
             })
         };
         let Some(job) = job else {
@@ -121,12 +119,11 @@ impl Inner {
         }
         {
             let mut st = self.lock();
-            if let Some(slot) = st.jobs.get_mut(id) {
-                let armed = slot.fire_at.is_some();
-                let cur = Arc::make_mut(&mut slot.job);
+            let armed = st.jobs.slot(id).is_some_and(|s| s.fire_at.is_some());
+            st.update(id, |cur| {
                 in_memory.apply(cur);
                 cur.is_done = !armed;
-            }
+            });
         }
         let _ = self.events.send(Event::RunFinished(record));
     }

@@ -25,16 +25,17 @@ use crate::state::Inner;
 /// (its fenced journal entry was refused): `last_scheduled_at` goes back
 /// to the point before it, unless a later point was consumed meanwhile.
 fn unconsume(st: &mut crate::state::State, id: &str, point: Timestamp, plan: &Plan) {
-    let Some(job) = st.job_mut(id) else { return };
-    if job.last_scheduled_at != Some(point) {
-        return;
-    }
-    let before = point
-        .checked_sub(SignedDuration::from_nanos(1))
-        .ok()
-        .and_then(|t| plan.cadence.as_ref()?.latest_at_or_before(t));
-    job.last_scheduled_at = before;
-    job.scheduled_runs = job.scheduled_runs.saturating_sub(1);
+    st.update(id, |job| {
+        if job.last_scheduled_at != Some(point) {
+            return;
+        }
+        let before = point
+            .checked_sub(SignedDuration::from_nanos(1))
+            .ok()
+            .and_then(|t| plan.cadence.as_ref()?.latest_at_or_before(t));
+        job.last_scheduled_at = before;
+        job.scheduled_runs = job.scheduled_runs.saturating_sub(1);
+    });
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -128,19 +129,20 @@ impl Inner {
         Box::pin(async move {
             let (job, plan) = {
                 let mut st = self.lock();
-                let Some(slot) = st.jobs.get(id.as_str()).filter(|s| !s.job.disabled) else {
+                let Some(job) = st.job(&id).filter(|j| !j.disabled) else {
                     // Disabled (or deleted) before it started: a one-off
                     // starts again when it is enabled.
                     st.once_started.remove(&id);
                     return None;
                 };
-                let plan = match st.invalid.get(&id) {
-                    Some(e) => Err(e.clone()),
-                    None => Ok(slot.plan.clone()),
-                };
-                let taken = (slot.job.clone(), plan);
+                let invalid = st.invalid.get(&id).cloned();
                 st.running_start(&id);
-                taken
+                drop(st);
+                let plan = match invalid {
+                    Some(e) => Err(e),
+                    None => job.plan().map(Arc::new).map_err(Arc::new),
+                };
+                (Arc::new(job), plan)
             };
             let ran_at = self.clock.now();
             // The journal entry is durable before anything of the run

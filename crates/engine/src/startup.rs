@@ -11,13 +11,13 @@
 use std::sync::Arc;
 
 use kala_executor::Executor;
-use kala_job::{Job, Plan, Trigger};
+use kala_job::{Job, Trigger};
 use kala_store::JobStore;
 
 use crate::clock::Clock;
 use crate::config::{EngineConfig, EngineError};
 use crate::facade::{Engine, job_is_pending_once};
-use crate::state::{Inner, Key, Slot};
+use crate::state::Inner;
 use crate::timer::{Overdue, next_due};
 
 impl Engine {
@@ -114,39 +114,33 @@ impl Engine {
         let mut st = inner.lock();
         st.jobs.reserve(jobs.len());
         let mut queue = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let plan = match job.plan() {
+        for mut job in jobs {
+            let due = match job.plan() {
                 Ok(plan) => {
                     if job_is_pending_once(&job) {
                         pending_once.push(job.id.clone());
                     }
-                    plan
+                    next_due(&job, &plan, now, Overdue::CatchUp, inner.config.missed_runs)
                 }
                 Err(e) => {
                     inner.metrics.invalid_job();
                     tracing::error!(job = %job.id, name = %job.name, field = %e.field, error = %e.message,
                         "stored job does not parse: kept, never scheduled; fix or delete it");
                     st.invalid.insert(job.id.clone(), Arc::new(e));
-                    Plan::default()
+                    None
                 }
             };
-            let mut slot = Slot::new(job, plan);
-            let due = next_due(
-                &slot.job,
-                &slot.plan,
-                now,
-                Overdue::CatchUp,
-                inner.config.missed_runs,
-            );
-            slot.set_fire_at(due.map(|d| d.fire_at));
-            let key: Key = Arc::from(slot.job.id.as_str());
+            job.next_run_at = due.map(|d| d.fire_at);
+            let idx = st.jobs.put(&job);
             if let Some(d) = due {
-                queue.push((d.fire_at, key.clone()));
+                if let Some(slot) = st.jobs.at_mut(idx) {
+                    slot.fire_at = Some(d.fire_at);
+                }
+                queue.push((d.fire_at, idx));
                 if d.point != d.fire_at {
-                    st.caught_up.insert(key.clone(), d.point);
+                    st.caught_up.insert(idx, d.point);
                 }
             }
-            st.jobs.insert(key, slot);
         }
         queue.sort_unstable();
         st.queue = queue.into_iter().collect();

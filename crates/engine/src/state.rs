@@ -2,24 +2,24 @@
 //! order writes.
 //!
 //! Owns: [`Inner`] (everything an engine handle points at), [`State`] (the
-//! job map and the queue behind one std mutex), [`Slot`] (one job with its
-//! parsed [`Plan`] and its queue entry) and [`Due`].
+//! jobs and the queue behind one std mutex) and [`Due`].
 //! Must not: decide when anything runs (that is `timer`), run anything
 //! (`runner`), or talk to the store (`record`, `facade`, `startup`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
 use kala_executor::Executor;
-use kala_job::{Job, JobError, JobId, Plan};
+use kala_job::{Job, JobError, JobId};
 use kala_store::JobStore;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
 
 use crate::clock::Clock;
 use crate::config::{EngineConfig, EngineError, Event};
+use crate::jobs::{Idx, Jobs};
 use crate::metrics::Metrics;
 
 /// Job ids are made by the server (UUIDs), so a fast, randomly seeded
@@ -38,70 +38,23 @@ pub(crate) struct Due {
     pub point: Timestamp,
 }
 
-/// A job id as the engine's map and queue hold it: one allocation shared by
-/// the map key and the job's queue entry.
-pub(crate) type Key = Arc<str>;
-
-/// The plan of every job without timing (one-offs and children without
-/// epsilon, timeout or retry delay), shared instead of allocated per job.
-static NO_TIMING: LazyLock<Arc<Plan>> = LazyLock::new(|| Arc::new(Plan::default()));
-
-/// One job in memory. The job is shared, so readers (GET, the list) take a
-/// reference count instead of a deep copy; writers use `Arc::make_mut`.
-pub(crate) struct Slot {
-    pub job: Arc<Job>,
-    /// The job's timing, parsed once (at create or load). A stored job
-    /// whose timing does not parse has the empty plan here and its error
-    /// in [`State::invalid`].
-    pub plan: Arc<Plan>,
-    /// When the job's queue entry fires (it mirrors the entry, so that it
-    /// can be found and removed). The schedule point it stands for is the
-    /// same instant, except for a caught-up run: see [`State::caught_up`].
-    pub fire_at: Option<Timestamp>,
-}
-
-impl Slot {
-    pub fn new(job: Job, plan: Plan) -> Slot {
-        let plan = if plan == Plan::default() {
-            NO_TIMING.clone()
-        } else {
-            Arc::new(plan)
-        };
-        Slot {
-            job: Arc::new(job),
-            plan,
-            fire_at: None,
-        }
-    }
-
-    /// The one place a job's next run is recorded: the slot's queue
-    /// mirror and the job's `next_run_at` (what the API shows). Callers
-    /// keep the queue and [`State::caught_up`] in step (see
-    /// [`State::arm`]).
-    pub fn set_fire_at(&mut self, fire_at: Option<Timestamp>) {
-        self.fire_at = fire_at;
-        if self.job.next_run_at != fire_at {
-            Arc::make_mut(&mut self.job).next_run_at = fire_at;
-        }
-    }
-}
-
 /// Everything behind the engine's std mutex. Each critical section is a
 /// few map or queue operations (O(1) or O(log n)) and is never held across
 /// an await, so a std mutex is cheaper than tokio's here.
 #[derive(Default)]
 pub(crate) struct State {
-    /// Every job, with its plan and its timer entry when it has one.
-    pub jobs: FastMap<Key, Slot>,
-    /// The timer's queue, ordered by fire time: (fire at, job).
-    pub queue: BTreeSet<(Timestamp, Key)>,
+    /// Every job, packed, with its timer entry when it has one.
+    pub jobs: Jobs,
+    /// The timer's queue, ordered by fire time: (fire at, job's slab
+    /// index).
+    pub queue: BTreeSet<(Timestamp, Idx)>,
     /// Runs in progress per job (for `overlap: skip`).
     pub running: FastMap<JobId, u32>,
     /// The schedule point of each queued caught-up run (fired now for a
     /// point missed while the engine was down or the job disabled); every
     /// other queued run stands for its fire time. A side map because it
     /// is rare: a point in every slot would cost 16 bytes per job.
-    pub caught_up: FastMap<Key, Timestamp>,
+    pub caught_up: FastMap<Idx, Timestamp>,
     /// Stored jobs whose timing did not parse at load, with why: never
     /// scheduled, and every run asked of them fails with this error.
     pub invalid: FastMap<JobId, Arc<JobError>>,
@@ -112,49 +65,56 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Replaces `id`'s queue entry with `due` (or removes it). Returns
-    /// whether the earliest entry moved earlier, i.e. the timer must wake.
+    /// Replaces `id`'s queue entry with `due` (or removes it), and shows
+    /// it as the job's `next_run_at`. Returns whether the earliest entry
+    /// moved earlier, i.e. the timer must wake.
     pub fn arm(&mut self, id: &str, due: Option<Due>) -> bool {
         self.disarm(id);
-        let Some((key, slot)) = self.slot_mut(id) else {
+        let Some(idx) = self.jobs.find(id) else {
             return false;
         };
-        slot.set_fire_at(due.map(|d| d.fire_at));
+        let fire_at = due.map(|d| d.fire_at);
+        if let Some(slot) = self.jobs.at_mut(idx) {
+            slot.fire_at = fire_at;
+        }
+        if let Some(mut job) = self.jobs.get_at(idx)
+            && job.next_run_at != fire_at
+        {
+            job.next_run_at = fire_at;
+            self.jobs.put(&job);
+        }
         let Some(due) = due else { return false };
-        self.enqueue(key, due)
+        self.enqueue(idx, due)
     }
 
-    /// `id`'s queued run, if it has one.
-    pub fn due(&self, id: &str) -> Option<Due> {
-        let fire_at = self.jobs.get(id)?.fire_at?;
-        let point = self.caught_up.get(id).copied().unwrap_or(fire_at);
+    /// The queued run of the job at slab index `idx`, if it has one.
+    pub fn due_at(&self, idx: Idx) -> Option<Due> {
+        let fire_at = self.jobs.at(idx)?.fire_at?;
+        let point = self.caught_up.get(&idx).copied().unwrap_or(fire_at);
         Some(Due { fire_at, point })
-    }
-
-    /// The job's key (shared with its queue entry) and slot.
-    fn slot_mut(&mut self, id: &str) -> Option<(Key, &mut Slot)> {
-        let key = self.jobs.get_key_value(id)?.0.clone();
-        self.jobs.get_mut(id).map(|slot| (key, slot))
     }
 
     /// Puts a queue entry in (and the caught-up point, if it is one);
     /// whether it is now the earliest.
-    fn enqueue(&mut self, id: Key, due: Due) -> bool {
+    fn enqueue(&mut self, idx: Idx, due: Due) -> bool {
         if due.point != due.fire_at {
-            self.caught_up.insert(id.clone(), due.point);
+            self.caught_up.insert(idx, due.point);
         }
         let earliest = self.queue.first().map(|(t, _)| *t);
-        self.queue.insert((due.fire_at, id));
+        self.queue.insert((due.fire_at, idx));
         earliest.is_none_or(|e| due.fire_at < e)
     }
 
-    /// Adds a new job's slot, queueing its due run if it has one. Returns
-    /// whether the timer must wake (see [`State::arm`]).
-    pub fn insert(&mut self, slot: Slot, due: Option<Due>) -> bool {
-        let id: Key = Arc::from(slot.job.id.as_str());
-        self.disarm(&id);
-        self.jobs.insert(id.clone(), slot);
-        due.is_some_and(|due| self.enqueue(id, due))
+    /// Adds (or replaces) a job as it is (the caller has set its
+    /// `next_run_at`), queueing its due run if it has one. Returns whether
+    /// the timer must wake (see [`State::arm`]).
+    pub fn insert(&mut self, job: Job, due: Option<Due>) -> bool {
+        self.disarm(&job.id);
+        let idx = self.jobs.put(&job);
+        if let Some(slot) = self.jobs.at_mut(idx) {
+            slot.fire_at = due.map(|d| d.fire_at);
+        }
+        due.is_some_and(|due| self.enqueue(idx, due))
     }
 
     /// Forgets a job: its slot, queue entry and any load error.
@@ -166,16 +126,23 @@ impl State {
 
     /// Takes `id` out of the queue (its `next_run_at` is left as it was).
     pub fn disarm(&mut self, id: &str) {
-        if let Some((key, slot)) = self.slot_mut(id)
-            && let Some(fire_at) = slot.fire_at.take()
-        {
-            self.caught_up.remove(&key);
-            self.queue.remove(&(fire_at, key));
+        let Some(idx) = self.jobs.find(id) else {
+            return;
+        };
+        if let Some(fire_at) = self.jobs.at_mut(idx).and_then(|s| s.fire_at.take()) {
+            self.caught_up.remove(&idx);
+            self.queue.remove(&(fire_at, idx));
         }
     }
 
-    pub fn job_mut(&mut self, id: &str) -> Option<&mut Job> {
-        self.jobs.get_mut(id).map(|s| Arc::make_mut(&mut s.job))
+    /// `id`'s job (a decoded copy).
+    pub fn job(&self, id: &str) -> Option<Job> {
+        self.jobs.get(id)
+    }
+
+    /// Changes `id`'s job in memory; `None` if there is no such job.
+    pub fn update<R>(&mut self, id: &str, f: impl FnOnce(&mut Job) -> R) -> Option<R> {
+        self.jobs.update(id, f)
     }
 
     pub fn running_start(&mut self, id: &str) {

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use kala_job::{Job, Plan};
 
+use crate::jobs::Idx;
+
 use crate::config::MissedRuns;
 use crate::state::{Due, Inner, State};
 
@@ -77,8 +79,15 @@ pub(crate) fn next_due(
 impl Inner {
     /// `id`'s next run from its current state.
     pub fn due_of(&self, st: &State, id: &str, now: Timestamp, overdue: Overdue) -> Option<Due> {
-        let slot = st.jobs.get(id)?;
-        next_due(&slot.job, &slot.plan, now, overdue, self.config.missed_runs)
+        let job = st.job(id)?;
+        self.due_of_job(&job, now, overdue)
+    }
+
+    /// `job`'s next run (its plan parsed here: memory keeps only the
+    /// packed job). A job whose timing does not parse has none.
+    pub fn due_of_job(&self, job: &Job, now: Timestamp, overdue: Overdue) -> Option<Due> {
+        let plan = job.plan().ok()?;
+        next_due(job, &plan, now, overdue, self.config.missed_runs)
     }
 
     /// (Re)arms `id` from its current state and wakes the timer if the
@@ -104,15 +113,16 @@ impl Inner {
                         _ = shutdown.changed() => {}
                     }
                 }
-                Some((at, id)) if at <= self.clock.now() => {
+                Some((at, idx)) if at <= self.clock.now() => {
                     let permit = tokio::select! {
                         p = self.workers.clone().acquire_owned() => p,
                         _ = shutdown.changed() => continue,
                     };
                     let Ok(permit) = permit else { return };
-                    if let Some((job, plan, point)) = self.take_due(&id, at) {
+                    if let Some((job, point)) = self.take_due(idx, at) {
                         let inner = self.clone();
                         tokio::spawn(async move {
+                            let plan = job.plan().unwrap_or_default();
                             inner.run_scheduled(job, &plan, point).await;
                             drop(permit);
                         });
@@ -132,26 +142,33 @@ impl Inner {
 
     /// Pops a due entry and arms the job's following point right away (so
     /// a long run does not delay the schedule; see `overlap`).
-    fn take_due(&self, id: &str, at: Timestamp) -> Option<(Arc<Job>, Arc<Plan>, Timestamp)> {
+    /// The entry is named by its slab index and fire time; if the job
+    /// there changed meanwhile, the entry is gone and nothing happens.
+    fn take_due(&self, idx: Idx, at: Timestamp) -> Option<(Arc<Job>, Timestamp)> {
         let mut st = self.lock();
-        let due = st.due(id)?;
+        let due = st.due_at(idx)?;
         if due.fire_at != at {
             return None;
         }
-        st.disarm(id);
-        if self.fence_for(id).is_err() {
+        let mut job = st.jobs.get_at(idx)?;
+        let id = job.id.clone();
+        st.disarm(&id);
+        if self.fence_for(&id).is_err() {
             // Another instance owns the job now; its owner arms it.
             return None;
         }
-        let job = st.job_mut(id)?;
         if job.disabled {
             return None;
         }
         job.scheduled_runs += 1;
         job.last_scheduled_at = Some(due.point);
         let now = self.clock.now();
-        self.rearm(&mut st, id, now, Overdue::AsIs);
-        let slot = st.jobs.get(id)?;
-        Some((slot.job.clone(), slot.plan.clone(), due.point))
+        let next = self.due_of_job(&job, now, Overdue::AsIs);
+        job.next_run_at = next.map(|d| d.fire_at);
+        st.jobs.put(&job);
+        if st.arm(&id, next) {
+            self.wake.notify_one();
+        }
+        Some((Arc::new(job), due.point))
     }
 }

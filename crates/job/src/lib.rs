@@ -7,6 +7,7 @@
 
 pub mod graph;
 pub mod notify;
+pub mod packed;
 pub mod wire;
 
 use std::collections::BTreeMap;

@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kala_engine::{Engine, EngineError};
+use kala_engine::{Engine, EngineError, IdKey};
 use kala_job::wire::JobOut;
 use kala_job::{Job, RunRecord};
 use serde::{Deserialize, Serialize};
@@ -72,19 +72,18 @@ pub struct JobList {
 pub async fn list_jobs(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult {
     let page = (q.limit.is_some() || q.cursor.is_some())
         .then(|| clamp_limit(q.limit.map(saturate), PAGE_DEFAULT, PAGE_MAX));
+    let with_stats = q.stats.unwrap_or(true);
+    if page.is_none() && s.engine.len() > ENCODE_IN_PLACE {
+        return Ok(stream_all(s.engine.clone(), s.engine.ids(), with_stats));
+    }
     let mut jobs = match page {
         Some(limit) => s.engine.list_page(q.cursor.as_deref(), limit),
         None => s.engine.list(),
     };
-    let with_stats = q.stats.unwrap_or(true);
     if with_stats {
         // The store is read for the stats anyway: in a cluster the jobs
         // come from it too (counters of runs on other instances).
         jobs = s.engine.fresh(jobs).await?;
-    }
-    if page.is_none() && jobs.len() > ENCODE_IN_PLACE {
-        jobs.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        return Ok(stream_all(s.engine.clone(), jobs, with_stats));
     }
     let stats = match with_stats {
         true => history(&s.engine, &jobs).await?,
@@ -176,7 +175,7 @@ fn encode_chunk(
 /// at most a few pieces are held. A store error after the first piece
 /// cannot become a status: the answer is cut short (logged), and the
 /// client sees a broken body instead of a wrong list.
-fn stream_all(engine: Engine, jobs: Vec<Arc<Job>>, with_stats: bool) -> Response {
+fn stream_all(engine: Engine, ids: Vec<IdKey>, with_stats: bool) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         if tx
@@ -186,24 +185,36 @@ fn stream_all(engine: Engine, jobs: Vec<Arc<Job>>, with_stats: bool) -> Response
         {
             return;
         }
-        for (n, chunk) in jobs.chunks(CHUNK).enumerate() {
-            let stats = match with_stats {
-                true => match history(&engine, chunk).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "job list cut short: the run history could not be read");
-                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                        return;
-                    }
-                },
-                false => BTreeMap::new(),
+        let mut first = true;
+        for chunk in ids.chunks(CHUNK) {
+            // Jobs deleted since the ids were taken are left out.
+            let jobs = engine.get_many(chunk);
+            let read = async {
+                if !with_stats {
+                    return Ok((jobs, BTreeMap::new()));
+                }
+                let jobs = engine.fresh(jobs).await?;
+                let stats = history(&engine, &jobs).await?;
+                Ok::<_, EngineError>((jobs, stats))
             };
-            let mut out = Vec::with_capacity(chunk.len() * 1024);
-            if let Err(e) = encode_chunk(&mut out, chunk, &stats, n == 0) {
+            let (jobs, stats) = match read.await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "job list cut short: the run history could not be read");
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            };
+            if jobs.is_empty() {
+                continue;
+            }
+            let mut out = Vec::with_capacity(jobs.len() * 1024);
+            if let Err(e) = encode_chunk(&mut out, &jobs, &stats, first) {
                 tracing::error!(error = %e, "job list cut short: a job could not be encoded");
                 let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                 return;
             }
+            first = false;
             if tx.send(Ok(Bytes::from(out))).await.is_err() {
                 return; // the client went away
             }

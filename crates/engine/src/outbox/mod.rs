@@ -130,9 +130,7 @@ impl crate::Engine {
         let _stripe = inner.lock_stripes(&[id]).await;
         let mut job = inner
             .lock()
-            .jobs
-            .get(id)
-            .map(|s| Job::clone(&s.job))
+            .job(id)
             .ok_or_else(|| crate::EngineError::NotFound(id.to_string()))?;
         job.notify.clone_from(&targets);
         inner.check_notify(&job)?;
@@ -148,12 +146,10 @@ impl crate::Engine {
             Batch::put(job)
         };
         inner.store.apply(batch).await?;
-        let mut st = inner.lock();
-        let cur = st
-            .job_mut(id)
-            .ok_or_else(|| crate::EngineError::NotFound(id.to_string()))?;
-        cur.notify = targets;
-        Ok(())
+        inner
+            .lock()
+            .update(id, |cur| cur.notify = targets)
+            .ok_or_else(|| crate::EngineError::NotFound(id.to_string()))
     }
 
     /// The stored notifications of a job, oldest first (delivered and
@@ -197,7 +193,7 @@ impl Inner {
         if self.notify_settings().deliver.is_none() {
             return Vec::new();
         }
-        let job = self.lock().jobs.get(id).map(|s| s.job.clone());
+        let job = self.lock().job(id);
         match job {
             Some(job) => make_notices(
                 self.notify_settings(),
