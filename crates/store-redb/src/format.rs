@@ -1,22 +1,78 @@
-//! The record format on disk: format 2 frames each value (version byte,
-//! CRC-32, JSON); format 1 (plain JSON) is migrated when opened. Reads of
-//! the whole file at start-up run guarded, because redb panics on some
-//! damaged files.
+//! The record format on disk. Format 3: a job is `[3][CRC-32][packed job]`
+//! (`kala_job::packed`, ~5x smaller than its JSON and ~10x faster to
+//! decode); runs, open runs and notices are framed JSON
+//! (`[2][CRC-32][JSON]`). Formats 1 (plain JSON) and 2 (framed JSON jobs)
+//! are migrated when opened. Reads of the whole file at start-up run
+//! guarded, because redb panics on some damaged files.
 //!
-//! Owns: `FORMAT`, the migration, [`Verified`], `guarded`, `read_all`.
+//! Owns: `FORMAT`, the job record, the migrations, [`Verified`],
+//! `guarded`, `read_all`.
 
 use std::path::Path;
 
 use kala_job::Job;
-use kala_store::json::{decode_framed as decode, frame};
+use kala_store::json::{FRAMED, decode_framed, frame};
 use kala_store::{Result, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use crate::{JOBS, RUNS, backend};
 
 /// The file's format: 1 stored plain JSON values; 2 frames each value with
-/// a version byte and a CRC-32 (`kala_store::json::encode_framed`).
-pub(crate) const FORMAT: u64 = 2;
+/// a version byte and a CRC-32 (`kala_store::json::encode_framed`); 3
+/// stores jobs packed ([`encode_job`]).
+pub(crate) const FORMAT: u64 = 3;
+
+/// The version byte of a packed job record.
+const PACKED: u8 = 3;
+
+/// A job's record: `[PACKED][CRC-32 of the rest, little-endian][packed]`.
+pub(crate) fn encode_job(job: &Job) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&[PACKED, 0, 0, 0, 0]);
+    kala_job::packed::encode_into(job, &mut out);
+    let crc = crc32fast::hash(&out[5..]).to_le_bytes();
+    out[1..5].copy_from_slice(&crc);
+    out
+}
+
+/// A job's record, checked (a format 2 record, framed JSON, is read
+/// too); damage is [`StoreError::Corrupt`] naming `key`.
+pub(crate) fn decode_job(key: &str, bytes: &[u8]) -> Result<Job> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    match bytes {
+        [PACKED, a, b, c, d, packed @ ..] => {
+            if crc32fast::hash(packed) != u32::from_le_bytes([*a, *b, *c, *d]) {
+                return Err(corrupt(
+                    "checksum mismatch: the stored value was damaged".into(),
+                ));
+            }
+            kala_job::packed::decode(packed).map_err(|e| corrupt(e.to_string()))
+        }
+        [FRAMED, ..] => decode_framed(key, bytes),
+        [] => Err(corrupt("empty value".into())),
+        _ => Err(corrupt("unknown record format".into())),
+    }
+}
+
+/// Format 2 → 3, inside the opening transaction: every job's framed JSON
+/// becomes its packed record (all or nothing; a damaged record stops the
+/// opening with its key, as a read would).
+pub(crate) fn migrate_to_packed(txn: &redb::WriteTransaction) -> Result<()> {
+    let mut jobs = txn.open_table(JOBS).map_err(backend)?;
+    let mut packed = Vec::new();
+    for entry in jobs.iter().map_err(backend)? {
+        let (k, v) = entry.map_err(backend)?;
+        let job = decode_job(k.value(), v.value())?;
+        packed.push((k.value().to_string(), encode_job(&job)));
+    }
+    for (k, v) in &packed {
+        jobs.insert(k.as_str(), v.as_slice()).map_err(backend)?;
+    }
+    Ok(())
+}
 
 /// Format 1 → 2, inside the opening transaction: every job and run value
 /// is framed (all or nothing).
@@ -79,8 +135,7 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
 /// Every job, in one read transaction, decoded by as many threads as the
 /// machine has cores (each takes a range of the ids: they are UUIDs, so
 /// ranges by the first hex digit are even; any other ids are still all
-/// read, only less evenly). The decode (checksum and JSON) is most of a
-/// large start-up.
+/// read, only less evenly).
 pub(crate) fn read_all(db: &Database) -> Result<Vec<Job>> {
     let txn = db.begin_read().map_err(backend)?;
     let total = {
@@ -135,7 +190,7 @@ fn read_range(
         redb::StorageError,
     >| {
         let (k, v) = entry.map_err(backend)?;
-        out.push(decode(k.value(), v.value())?);
+        out.push(decode_job(k.value(), v.value())?);
         Ok::<(), StoreError>(())
     };
     match (from, to) {

@@ -12,7 +12,7 @@
 //!
 //! Layout (values are JSON framed with a version byte and a CRC-32, so
 //! damage is detected; the JSON can be read with any redb tool):
-//! * `jobs`:   job id → job
+//! * `jobs`:   job id → job, packed (`format::encode_job`)
 //! * `runs`:   (job id, ran_at in ns) → run record; a job's runs are one
 //!   contiguous key range, in time order
 //! * `claims`: (job id, scheduled_at in ns) → (owner, expires_at in ns)
@@ -22,7 +22,8 @@
 //!   notice still to deliver
 //! * `pending_by_time`: (next attempt in ns, job id, notice id) → (): the
 //!   same notices in the order they fall due
-//! * `meta`:   "format" → 2 (1: unframed JSON, migrated when opened)
+//! * `meta`:   "format" → 3 (1: unframed JSON, 2: framed JSON jobs;
+//!   both migrated when opened)
 //!
 //! Modules: this file ([`RedbStore`] and its reads), `writer` (the writer
 //! thread and its commits), `shared` (what readers and the writer share:
@@ -49,7 +50,9 @@ use kala_store::{
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use crate::format::{FORMAT, guarded, migrate_to_framed, read_all};
+use crate::format::{
+    FORMAT, decode_job, encode_job, guarded, migrate_to_framed, migrate_to_packed, read_all,
+};
 use crate::shared::{Shared, open_database};
 use crate::writer::{Encoded, Msg, Op, Reply, writer_loop};
 
@@ -121,17 +124,20 @@ impl RedbStore {
                 None => {
                     meta.insert("format", FORMAT).map_err(backend)?;
                 }
-                Some(1) => {
+                Some(v @ (1 | 2)) => {
                     drop(meta);
-                    migrate_to_framed(&txn)?;
+                    if v == 1 {
+                        migrate_to_framed(&txn)?;
+                    }
+                    migrate_to_packed(&txn)?;
                     let mut meta = txn.open_table(META).map_err(backend)?;
                     meta.insert("format", FORMAT).map_err(backend)?;
-                    tracing::info!(path = %path.display(), "store migrated to format 2 (checksummed records)");
+                    tracing::info!(path = %path.display(), from = v, "store migrated to format 3 (checksummed, packed jobs)");
                 }
                 Some(FORMAT) => {}
                 Some(v) => {
                     return Err(StoreError::Backend(format!(
-                        "{} has format {v}; this build reads formats 1 and {FORMAT}",
+                        "{} has format {v}; this build reads formats 1 to {FORMAT}",
                         path.display()
                     )));
                 }
@@ -176,7 +182,7 @@ impl RedbStore {
             {
                 let (k, v) = entry.map_err(backend)?;
                 report.jobs += 1;
-                if let Err(e) = decode::<Job>(k.value(), v.value()) {
+                if let Err(e) = decode_job(k.value(), v.value()) {
                     report.damaged.push(format!("job {}: {e}", k.value()));
                 }
             }
@@ -235,7 +241,7 @@ impl RedbStore {
         let txn = self.db()?.begin_read().map_err(backend)?;
         let table = txn.open_table(JOBS).map_err(backend)?;
         match table.get(id).map_err(backend)? {
-            Some(v) => decode(id, v.value()).map(Some),
+            Some(v) => decode_job(id, v.value()).map(Some),
             None => Ok(None),
         }
     }
@@ -290,7 +296,7 @@ impl JobStore for RedbStore {
         }
         let mut put = Vec::with_capacity(batch.put.len());
         for j in &batch.put {
-            put.push((j.id.clone(), encode(j)?));
+            put.push((j.id.clone(), encode_job(j)));
         }
         let mut runs = Vec::with_capacity(batch.runs.len());
         for r in &batch.runs {

@@ -3,6 +3,7 @@
 
 use kala_store::{Batch, JobStore};
 use kala_store_redb::RedbStore;
+use redb::ReadableDatabase;
 
 fn filled(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -131,4 +132,55 @@ fn a_format_1_store_is_migrated() {
         jobs
     });
     assert_eq!(loaded, vec![job]);
+}
+
+/// A store of format 2 (framed JSON jobs) is migrated to packed job
+/// records when opened: every job is still there, equal, and its record
+/// on disk is now the packed one.
+#[test]
+fn a_format_2_store_is_migrated_to_packed_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kala.redb");
+    let mut job = kala_job::Job::new("old ✓", "echo hi");
+    job.schedule = "R/2030-01-01T00:00:00Z/PT1H".into();
+    job.metadata.success_count = 3;
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut jobs = txn.open_table(JOBS).unwrap();
+            let framed = kala_store::json::encode_framed(&job).unwrap();
+            jobs.insert(job.id.as_str(), framed.as_slice()).unwrap();
+            txn.open_table(META).unwrap().insert("format", 2).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let loaded = rt.block_on(async {
+        let s = RedbStore::open_dir(dir.path()).unwrap();
+        let jobs = s.load_all().await.unwrap();
+        s.close().await.unwrap();
+        jobs
+    });
+    assert_eq!(loaded, vec![job.clone()]);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let raw = txn
+        .open_table(JOBS)
+        .unwrap()
+        .get(job.id.as_str())
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(raw[0], 3, "a packed record");
+    assert_eq!(kala_job::packed::decode(&raw[5..]).unwrap(), job);
+    let format = txn
+        .open_table(META)
+        .unwrap()
+        .get("format")
+        .unwrap()
+        .unwrap()
+        .value();
+    assert_eq!(format, 3);
 }
