@@ -149,14 +149,16 @@ fn a_damaged_store_refuses_to_start() {
         out.contains("200 jobs") && out.contains("all intact"),
         "{out}"
     );
-    // One byte changed inside one stored job (its name j17 -> j1?).
+    // One byte changed inside one stored job (its name j17 -> j1?; a
+    // packed job holds its name as a length and the bytes, then its
+    // command the same way).
     let mut bytes = std::fs::read(&file).unwrap();
-    let needle = br#""name":"j17""#;
+    let needle = b"\x03j17\x04true";
     let at = bytes
         .windows(needle.len())
         .position(|w| w == needle)
-        .expect("the job's JSON is in the file");
-    bytes[at + needle.len() - 2] = b'?';
+        .expect("the packed job is in the file");
+    bytes[at + 3] = b'?';
     std::fs::write(&file, &bytes).unwrap();
     let (code, out, _) = run(&["check", "--bolt-path", bolt]);
     assert_eq!(code, 1, "{out}");

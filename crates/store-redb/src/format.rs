@@ -1,6 +1,6 @@
 //! The record format on disk. Format 3: a job is `[3][CRC-32][packed job]`
-//! (`kala_job::packed`, ~5x smaller than its JSON and ~10x faster to
-//! decode); runs, open runs and notices are framed JSON
+//! (`kala_job::packed`: the file is ~4x smaller than with JSON jobs);
+//! runs, open runs and notices are framed JSON
 //! (`[2][CRC-32][JSON]`). Formats 1 (plain JSON) and 2 (framed JSON jobs)
 //! are migrated when opened. Reads of the whole file at start-up run
 //! guarded, because redb panics on some damaged files.
