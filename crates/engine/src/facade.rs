@@ -40,6 +40,15 @@ pub(crate) fn job_is_pending_once(job: &Job) -> bool {
         && job.metadata.last_attempted_run.is_none()
 }
 
+/// [`job_is_pending_once`] of a packed job.
+pub(crate) fn view_is_pending_once(v: &kala_job::packed::View<'_>) -> bool {
+    v.timing.schedule.is_empty()
+        && !v.is_child
+        && !v.disabled
+        && !v.is_done
+        && v.last_attempted_run.is_none()
+}
+
 impl Engine {
     pub fn store(&self) -> &Arc<dyn JobStore> {
         &self.inner.store

@@ -219,10 +219,14 @@ impl Jobs {
             self.slots[i as usize].set(job);
             return i;
         }
-        let slot = Slot {
-            packed: packed::encode(job).into_boxed_slice(),
-            fire_at: None,
-        };
+        self.put_new_packed(packed::encode(job).into_boxed_slice(), None)
+    }
+
+    /// Adds a packed job whose id is not here yet (a bulk load from a
+    /// store, whose keys are unique): no lookup first. The bytes are
+    /// kept as they are.
+    pub fn put_new_packed(&mut self, packed: Box<[u8]>, fire_at: Option<Timestamp>) -> Idx {
+        let slot = Slot { packed, fire_at };
         let h = self.hash(slot.id_bytes());
         let i = match self.free.pop() {
             Some(i) => {

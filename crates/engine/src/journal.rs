@@ -102,7 +102,7 @@ pub(crate) fn interrupted(
 /// and a one-off job does not start again.
 pub(crate) async fn recover(
     store: &Arc<dyn JobStore>,
-    jobs: &mut [Job],
+    jobs: &mut [Box<[u8]>],
     config: &EngineConfig,
     cluster: bool,
     metrics: &Metrics,
@@ -143,18 +143,28 @@ pub(crate) async fn recover(
             .collect(),
     };
     recovered.killed.sort_unstable();
-    let index: HashMap<String, usize> = jobs
-        .iter()
-        .enumerate()
-        .map(|(i, j)| (j.id.clone(), i))
-        .collect();
+    // The jobs are packed: only those with an interrupted run are
+    // decoded, changed and packed again.
+    let affected: std::collections::HashSet<&str> =
+        open.iter().map(|r| r.job_id.as_str()).collect();
+    let mut index: HashMap<String, (usize, Job)> = HashMap::new();
+    for (i, bytes) in jobs.iter().enumerate() {
+        let Ok(id) = kala_job::packed::decode_id(bytes) else {
+            continue;
+        };
+        if affected.contains(id.as_str())
+            && let Ok(job) = kala_job::packed::decode(bytes)
+        {
+            index.insert(id, (i, job));
+        }
+    }
     let mut notices = Vec::new();
     for r in &out.records {
-        if let Some(&i) = index.get(&r.job_id) {
+        if let Some((_, job)) = index.get(&r.job_id) {
             notices.extend(crate::outbox::make_notices(
                 &config.notify,
                 &config.node_id,
-                &jobs[i],
+                job,
                 NotifyOn::Interrupted,
                 r,
                 now,
@@ -165,7 +175,7 @@ pub(crate) async fn recover(
     let mut update = Vec::new();
     for (id, delta) in out.deltas {
         metrics.count(Outcome::Interrupted);
-        let Some(&i) = index.get(&id) else {
+        let Some((i, job)) = index.get_mut(&id) else {
             continue; // deleted meanwhile: only the entry goes
         };
         JobChange::Ran(RunDelta {
@@ -173,8 +183,9 @@ pub(crate) async fn recover(
             // in the store by the delta
             ..delta.clone()
         })
-        .apply(&mut jobs[i]);
-        changed.insert(i);
+        .apply(job);
+        jobs[*i] = kala_job::packed::encode(job).into_boxed_slice();
+        changed.insert(id.clone());
         update.push(JobUpdate {
             job_id: id,
             change: JobChange::Ran(delta),
@@ -187,7 +198,10 @@ pub(crate) async fn recover(
         }
     } else {
         Batch {
-            put: changed.iter().map(|&i| jobs[i].clone()).collect(),
+            put: changed
+                .iter()
+                .filter_map(|id| index.get(id).map(|(_, j)| j.clone()))
+                .collect(),
             ..Batch::default()
         }
     };

@@ -35,16 +35,52 @@ pub(crate) enum Overdue {
 /// [`Overdue::Takeover`]).
 pub(crate) const TAKEOVER_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
+/// What a job's next run depends on besides its plan: read from a
+/// [`Job`] or, at start-up, straight from a packed one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SchedState {
+    pub disabled: bool,
+    pub is_child: bool,
+    pub resume_at_next_scheduled_time: bool,
+    pub last_scheduled_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+impl From<&Job> for SchedState {
+    fn from(job: &Job) -> Self {
+        SchedState {
+            disabled: job.disabled,
+            is_child: job.is_child(),
+            resume_at_next_scheduled_time: job.resume_at_next_scheduled_time,
+            last_scheduled_at: job.last_scheduled_at,
+            created_at: job.created_at,
+        }
+    }
+}
+
+impl From<&kala_job::packed::View<'_>> for SchedState {
+    fn from(v: &kala_job::packed::View<'_>) -> Self {
+        SchedState {
+            disabled: v.disabled,
+            is_child: v.is_child,
+            resume_at_next_scheduled_time: v.resume_at_next_scheduled_time,
+            last_scheduled_at: v.last_scheduled_at,
+            created_at: v.created_at,
+        }
+    }
+}
+
 /// A job's next scheduled run, from its state and plan. `None`: it has no
 /// schedule (one-off, child), is disabled, or its schedule is over.
 pub(crate) fn next_due(
-    job: &Job,
+    job: impl Into<SchedState>,
     plan: &Plan,
     now: Timestamp,
     overdue: Overdue,
     missed: MissedRuns,
 ) -> Option<Due> {
-    if job.disabled || job.is_child() {
+    let job: SchedState = job.into();
+    if job.disabled || job.is_child {
         return None;
     }
     let schedule = plan.cadence.as_ref()?;

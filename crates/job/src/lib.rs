@@ -177,6 +177,58 @@ pub struct Job {
     pub created_at: Timestamp,
 }
 
+/// The fields a job's [`Plan`] is parsed from, borrowed (from a [`Job`] or
+/// from a packed one, see [`packed::View`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing<'a> {
+    pub schedule: &'a str,
+    pub time_zone: &'a str,
+    pub epsilon: &'a str,
+    pub timeout: &'a str,
+    pub retry_delay: &'a str,
+}
+
+impl Timing<'_> {
+    /// The zone, if one is named.
+    pub fn zone(&self) -> Result<Option<Zone>, JobError> {
+        if self.time_zone.is_empty() {
+            return Ok(None);
+        }
+        Zone::get(self.time_zone)
+            .map(Some)
+            .map_err(|e| JobError::new("time_zone", e.to_string()))
+    }
+
+    /// The parsed schedule; `None` when there is none.
+    pub fn parsed_schedule(&self) -> Result<Option<Schedule>, JobError> {
+        if self.schedule.is_empty() {
+            return Ok(None);
+        }
+        let zone = self.zone()?;
+        Schedule::parse_in(self.schedule, zone.as_ref())
+            .map(Some)
+            .map_err(|e| JobError::new("schedule", e.to_string()))
+    }
+
+    /// See [`Job::plan`].
+    pub fn plan(&self) -> Result<Plan, JobError> {
+        self.zone()?;
+        let timeout = exact_duration("timeout", self.timeout)?;
+        if timeout.is_some_and(|t| t.is_negative()) {
+            return Err(JobError::new(
+                "timeout",
+                format!("{:?} must not be negative", self.timeout),
+            ));
+        }
+        Ok(Plan {
+            cadence: self.parsed_schedule()?.map(|s| s.cadence()),
+            epsilon: Secs::new(exact_duration("epsilon", self.epsilon)?),
+            timeout: Secs::new(timeout),
+            retry_delay: Secs::new(exact_duration("retry_delay", self.retry_delay)?),
+        })
+    }
+}
+
 /// A validation failure, naming the field: `schedule: start … is in the past`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -240,45 +292,32 @@ impl Job {
         self.parent_jobs.as_deref().unwrap_or(&[])
     }
 
+    /// The job's timing fields, borrowed.
+    pub fn timing(&self) -> Timing<'_> {
+        Timing {
+            schedule: &self.schedule,
+            time_zone: &self.time_zone,
+            epsilon: &self.epsilon,
+            timeout: &self.timeout,
+            retry_delay: &self.retry_delay,
+        }
+    }
+
     /// The job's zone, if it names one.
     pub fn zone(&self) -> Result<Option<Zone>, JobError> {
-        if self.time_zone.is_empty() {
-            return Ok(None);
-        }
-        Zone::get(&self.time_zone)
-            .map(Some)
-            .map_err(|e| JobError::new("time_zone", e.to_string()))
+        self.timing().zone()
     }
 
     /// The parsed schedule; `None` for one-off jobs and children.
     pub fn parsed_schedule(&self) -> Result<Option<Schedule>, JobError> {
-        if self.schedule.is_empty() {
-            return Ok(None);
-        }
-        let zone = self.zone()?;
-        Schedule::parse_in(&self.schedule, zone.as_ref())
-            .map(Some)
-            .map_err(|e| JobError::new("schedule", e.to_string()))
+        self.timing().parsed_schedule()
     }
 
-    /// Parses every timing field once (schedule in its zone, epsilon,
-    /// timeout, retry delay) into the value the engine keeps beside the
-    /// job. A field that does not parse is an error naming it.
+    /// Parses every timing field (schedule in its zone, epsilon, timeout,
+    /// retry delay) into what the engine schedules and runs by. A field
+    /// that does not parse is an error naming it.
     pub fn plan(&self) -> Result<Plan, JobError> {
-        self.zone()?;
-        let timeout = exact_duration("timeout", &self.timeout)?;
-        if timeout.is_some_and(|t| t.is_negative()) {
-            return Err(JobError::new(
-                "timeout",
-                format!("{:?} must not be negative", self.timeout),
-            ));
-        }
-        Ok(Plan {
-            cadence: self.parsed_schedule()?.map(|s| s.cadence()),
-            epsilon: Secs::new(exact_duration("epsilon", &self.epsilon)?),
-            timeout: Secs::new(timeout),
-            retry_delay: Secs::new(exact_duration("retry_delay", &self.retry_delay)?),
-        })
+        self.timing().plan()
     }
 
     /// Checks everything that can be checked without other jobs and

@@ -218,6 +218,107 @@ pub fn decode(bytes: &[u8]) -> Result<Job, DecodeError> {
     })
 }
 
+/// What scheduling reads of a packed job, borrowed from its bytes: enough
+/// to parse its plan and compute its next run without decoding (or
+/// allocating) the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View<'a> {
+    /// The id's packed bytes (see [`encode_id`]); [`decode_id`] gives
+    /// the text.
+    pub id: &'a [u8],
+    pub disabled: bool,
+    pub resume_at_next_scheduled_time: bool,
+    pub is_done: bool,
+    /// It has at least one parent.
+    pub is_child: bool,
+    pub timing: crate::Timing<'a>,
+    pub last_attempted_run: Option<Timestamp>,
+    pub next_run_at: Option<Timestamp>,
+    pub last_scheduled_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// The [`View`] of a packed job (every byte is still checked).
+pub fn view(bytes: &[u8]) -> Result<View<'_>, DecodeError> {
+    let mut r = Reader { bytes, at: 0 };
+    let n = r.id_len()?;
+    let id = r.take(n)?;
+    let flags = u16::from_le_bytes([r.byte()?, r.byte()?]);
+    if flags & !KNOWN != 0 {
+        return Err(err(format!("unknown flags {flags:#x}")));
+    }
+    let on = |bit: u16| flags & bit != 0;
+    for _ in 0..3 {
+        r.str()?;
+    }
+    let mut is_child = false;
+    for list in [DEPENDENT, PARENTS] {
+        if on(list) {
+            let count = r.len()?;
+            if list == PARENTS {
+                is_child = count > 0;
+            }
+            for _ in 0..count {
+                let n = r.id_len()?;
+                r.take(n)?;
+            }
+        }
+    }
+    r.str()?;
+    let schedule = r.str()?;
+    r.uint()?;
+    let epsilon = r.str()?;
+    r.str()?;
+    if r.byte()? > 2 {
+        return Err(err("unknown job type"));
+    }
+    if on(REMOTE) {
+        let n = r.len()?;
+        r.take(n)?;
+    }
+    let time_zone = r.str()?;
+    let timeout = r.str()?;
+    let retry_delay = r.str()?;
+    if r.byte()? > 1 {
+        return Err(err("unknown overlap"));
+    }
+    if on(NOTIFY) {
+        let n = r.len()?;
+        r.take(n)?;
+    }
+    r.uint()?;
+    r.opt_time(on(LAST_SUCCESS))?;
+    r.uint()?;
+    r.opt_time(on(LAST_ERROR))?;
+    let last_attempted_run = r.opt_time(on(LAST_ATTEMPT))?;
+    r.uint()?;
+    let next_run_at = r.opt_time(on(NEXT_RUN))?;
+    r.uint()?;
+    let last_scheduled_at = r.opt_time(on(LAST_SCHEDULED))?;
+    let created_at = r.time()?;
+    if r.at != bytes.len() {
+        return Err(err(format!("{} bytes after the job", bytes.len() - r.at)));
+    }
+    Ok(View {
+        id,
+        disabled: on(DISABLED),
+        resume_at_next_scheduled_time: on(RESUME),
+        is_done: on(IS_DONE),
+        is_child,
+        timing: crate::Timing {
+            schedule,
+            time_zone,
+            epsilon,
+            timeout,
+            retry_delay,
+        },
+        last_attempted_run,
+        next_run_at,
+        last_scheduled_at,
+        created_at,
+    })
+}
+
 /// Whether a packed job is disabled, and its counters, without decoding
 /// its strings (for totals over every job).
 pub fn decode_counters(bytes: &[u8]) -> Result<(bool, Metadata), DecodeError> {
@@ -519,6 +620,37 @@ mod tests {
                 decode_counters(&bytes),
                 Ok((job.disabled, job.metadata.clone()))
             );
+            let v = view(&bytes).expect("a view");
+            assert_eq!(v.id, encode_id(&job.id).as_slice());
+            assert_eq!(v.timing, job.timing());
+            assert_eq!(
+                (
+                    v.disabled,
+                    v.resume_at_next_scheduled_time,
+                    v.is_done,
+                    v.is_child
+                ),
+                (
+                    job.disabled,
+                    job.resume_at_next_scheduled_time,
+                    job.is_done,
+                    job.is_child()
+                )
+            );
+            assert_eq!(
+                (
+                    v.last_attempted_run,
+                    v.next_run_at,
+                    v.last_scheduled_at,
+                    v.created_at
+                ),
+                (
+                    job.metadata.last_attempted_run,
+                    job.next_run_at,
+                    job.last_scheduled_at,
+                    job.created_at
+                )
+            );
             assert_eq!(id_prefix(&bytes), encode_id(&job.id).as_slice());
         }
     }
@@ -552,6 +684,7 @@ mod tests {
         let bytes = encode(&full());
         for n in 0..bytes.len() {
             assert!(decode(&bytes[..n]).is_err(), "truncated at {n}");
+            assert!(view(&bytes[..n]).is_err(), "truncated at {n}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
@@ -563,6 +696,7 @@ mod tests {
                 b[i] = v;
                 let _ = decode(&b);
                 let _ = decode_counters(&b);
+                let _ = view(&b);
             }
         }
         assert!(

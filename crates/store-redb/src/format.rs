@@ -137,6 +137,33 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
 /// ranges by the first hex digit are even; any other ids are still all
 /// read, only less evenly).
 pub(crate) fn read_all(db: &Database) -> Result<Vec<Job>> {
+    read_all_with(db, decode_job)
+}
+
+/// Every job packed (`kala_job::packed`), checked against its CRC, as
+/// [`read_all`] reads them.
+pub(crate) fn read_all_packed(db: &Database) -> Result<Vec<Box<[u8]>>> {
+    read_all_with(db, unpack_job)
+}
+
+/// A job record's packed bytes, checked (a format 2 record is decoded
+/// and packed).
+fn unpack_job(key: &str, bytes: &[u8]) -> Result<Box<[u8]>> {
+    match bytes {
+        [PACKED, a, b, c, d, packed @ ..] => {
+            if crc32fast::hash(packed) != u32::from_le_bytes([*a, *b, *c, *d]) {
+                return Err(StoreError::Corrupt {
+                    key: key.to_string(),
+                    reason: "checksum mismatch: the stored value was damaged".into(),
+                });
+            }
+            Ok(packed.into())
+        }
+        _ => decode_job(key, bytes).map(|j| kala_job::packed::encode(&j).into_boxed_slice()),
+    }
+}
+
+fn read_all_with<T: Send>(db: &Database, decode: fn(&str, &[u8]) -> Result<T>) -> Result<Vec<T>> {
     let txn = db.begin_read().map_err(backend)?;
     let total = {
         let table = txn.open_table(JOBS).map_err(backend)?;
@@ -146,20 +173,20 @@ pub(crate) fn read_all(db: &Database) -> Result<Vec<Job>> {
         .map_or(1, |n| n.get())
         .clamp(1, 16);
     if threads == 1 || total < 10_000 {
-        return read_range(&txn, None, None, total);
+        return read_range(&txn, None, None, total, decode);
     }
     // Boundaries between ranges: hex digits spread over 0-f.
     const HEX: &[&str] = &[
         "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f",
     ];
     let cuts: Vec<&str> = (1..threads).map(|i| HEX[i * 16 / threads]).collect();
-    let parts: Vec<Result<Vec<Job>>> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|i| {
                 let from = (i > 0).then(|| cuts[i - 1]);
                 let to = cuts.get(i).copied();
                 let txn = &txn;
-                scope.spawn(move || read_range(txn, from, to, total / threads))
+                scope.spawn(move || read_range(txn, from, to, total / threads, decode))
             })
             .collect();
         handles
@@ -177,12 +204,13 @@ pub(crate) fn read_all(db: &Database) -> Result<Vec<Job>> {
 }
 
 /// The jobs with `from <= id < to` (unbounded where `None`).
-fn read_range(
+fn read_range<T>(
     txn: &redb::ReadTransaction,
     from: Option<&str>,
     to: Option<&str>,
     hint: usize,
-) -> Result<Vec<Job>> {
+    decode: fn(&str, &[u8]) -> Result<T>,
+) -> Result<Vec<T>> {
     let table = txn.open_table(JOBS).map_err(backend)?;
     let mut out = Vec::with_capacity(hint);
     let mut add = |entry: std::result::Result<
@@ -190,7 +218,7 @@ fn read_range(
         redb::StorageError,
     >| {
         let (k, v) = entry.map_err(backend)?;
-        out.push(decode_job(k.value(), v.value())?);
+        out.push(decode(k.value(), v.value())?);
         Ok::<(), StoreError>(())
     };
     match (from, to) {

@@ -52,6 +52,7 @@ use tokio::sync::oneshot;
 
 use crate::format::{
     FORMAT, decode_job, encode_job, guarded, migrate_to_framed, migrate_to_packed, read_all,
+    read_all_packed,
 };
 use crate::shared::{Shared, open_database};
 use crate::writer::{Encoded, Msg, Op, Reply, writer_loop};
@@ -282,6 +283,16 @@ impl JobStore for RedbStore {
         let db = self.db()?;
         let path = self.shared.path.clone();
         tokio::task::spawn_blocking(move || guarded(&path, || read_all(&db)))
+            .await
+            .map_err(backend)?
+    }
+
+    /// The records' packed bytes as they are (checked against their CRC):
+    /// no decode, one copy.
+    async fn load_packed(&self) -> Result<Vec<Box<[u8]>>> {
+        let db = self.db()?;
+        let path = self.shared.path.clone();
+        tokio::task::spawn_blocking(move || guarded(&path, || read_all_packed(&db)))
             .await
             .map_err(backend)?
     }

@@ -114,6 +114,17 @@ async fn round_trip_every_field(s: &dyn JobStore) {
         "[{}] load_all returns the job",
         s.name()
     );
+    let packed = s.load_packed().await.expect("load_packed");
+    let unpacked: Vec<Job> = packed
+        .iter()
+        .map(|b| kala_job::packed::decode(b).expect("a packed job"))
+        .collect();
+    assert_eq!(
+        unpacked,
+        vec![job.clone()],
+        "[{}] load_packed returns the job packed",
+        s.name()
+    );
     // Replacing keeps one copy.
     let mut changed = job.clone();
     changed.name = "renamed".into();
@@ -465,6 +476,17 @@ async fn bulk_load(s: &dyn JobStore, n: usize) {
     assert!(
         got == ids,
         "[{}] bulk load returns exactly the stored ids",
+        s.name()
+    );
+    let packed = s.load_packed().await.expect("bulk load_packed");
+    let mut got: Vec<String> = packed
+        .iter()
+        .map(|b| kala_job::packed::decode_id(b).expect("a packed job"))
+        .collect();
+    got.sort_unstable();
+    assert!(
+        got == ids,
+        "[{}] bulk load_packed returns exactly the stored ids",
         s.name()
     );
 }

@@ -180,6 +180,19 @@ pub trait JobStore: Send + Sync + 'static {
     /// Every stored job, in one bulk read.
     async fn load_all(&self) -> Result<Vec<Job>>;
 
+    /// Every stored job in its packed form (`kala_job::packed`), which is
+    /// what the engine keeps in memory: a store that keeps jobs packed
+    /// hands the bytes over without decoding them (the embedded store).
+    /// The default packs [`JobStore::load_all`].
+    async fn load_packed(&self) -> Result<Vec<Box<[u8]>>> {
+        Ok(self
+            .load_all()
+            .await?
+            .iter()
+            .map(|j| kala_job::packed::encode(j).into_boxed_slice())
+            .collect())
+    }
+
     async fn get(&self, id: &str) -> Result<Option<Job>>;
 
     /// Stores `batch` atomically and durably.
