@@ -48,6 +48,34 @@ impl IdKey {
     }
 }
 
+impl IdKey {
+    /// Whether `packed_id` (see `packed::id_prefix`) is this id.
+    fn is(&self, packed_id: &[u8]) -> bool {
+        match (self, packed_id.split_first()) {
+            (IdKey::Uuid(b), Some((0, rest))) => rest == b,
+            (IdKey::Text(s), Some((1, _))) => {
+                packed::decode_id(packed_id).is_ok_and(|id| *id == **s)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A job named by its id, with where it was in memory when the name was
+/// taken (a hint: checked against the id, so a job deleted since is
+/// simply not found).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JobRef {
+    key: IdKey,
+    idx: Idx,
+}
+
+impl JobRef {
+    pub fn key(&self) -> &IdKey {
+        &self.key
+    }
+}
+
 impl Ord for IdKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         match (self, other) {
@@ -301,6 +329,19 @@ impl Jobs {
             .filter_map(|(i, s)| Some((IdKey::from_packed(s.id_bytes())?, i as Idx)))
     }
 
+    /// The job `r` names, if it still exists (a decoded copy).
+    pub fn get_ref(&self, r: &JobRef) -> Option<Job> {
+        match self.at(r.idx) {
+            Some(slot) if r.key.is(slot.id_bytes()) => slot.job(),
+            _ => self.get_at(self.find_key(&r.key)?),
+        }
+    }
+
+    /// Every job as a [`JobRef`], in no particular order.
+    pub fn refs(&self) -> impl Iterator<Item = JobRef> + '_ {
+        self.keys().map(|(key, idx)| JobRef { key, idx })
+    }
+
     /// The job at slab index `idx` (a decoded copy).
     pub fn get_at(&self, idx: Idx) -> Option<Job> {
         self.at(idx)?.job()
@@ -344,6 +385,36 @@ mod tests {
         want.sort();
         assert_eq!(ids, want);
         assert!(jobs.update("missing", |_| ()).is_none());
+    }
+
+    #[test]
+    fn a_ref_to_a_deleted_job_does_not_find_the_job_that_took_its_place() {
+        let mut jobs = Jobs::default();
+        let a = Job::new("a", "true");
+        let mut t = Job::new("t", "true");
+        t.id = "text-id".into();
+        jobs.put(&a);
+        jobs.put(&t);
+        let refs: Vec<JobRef> = jobs.refs().collect();
+        for r in &refs {
+            assert!(jobs.get_ref(r).is_some());
+        }
+        jobs.remove(&a.id);
+        let b = Job::new("b", "true");
+        jobs.put(&b); // takes a's slab entry
+        let found: Vec<String> = refs
+            .iter()
+            .filter_map(|r| jobs.get_ref(r))
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(found, vec![t.id.clone()], "a's ref finds neither a nor b");
+        // A job that moved (removed and put again) is still found by id.
+        jobs.remove("text-id");
+        jobs.put(&t);
+        assert!(
+            refs.iter()
+                .any(|r| jobs.get_ref(r).is_some_and(|j| j.id == "text-id"))
+        );
     }
 
     #[test]

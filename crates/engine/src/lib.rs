@@ -61,7 +61,7 @@ pub use clock::{Clock, FakeClock, SystemClock};
 pub use cluster::{ClusterStatus, NodeStatus};
 pub use config::{EngineConfig, EngineError, Event, MissedRuns, default_node_id};
 pub use facade::Engine;
-pub use jobs::IdKey;
+pub use jobs::{IdKey, JobRef};
 pub use kala_notify;
 pub use metrics::{LATENESS_BUCKETS, Metrics, MetricsSnapshot};
 pub use outbox::NotifySettings;

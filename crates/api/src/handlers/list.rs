@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kala_engine::{Engine, EngineError, IdKey};
+use kala_engine::{Engine, EngineError, JobRef};
 use kala_job::wire::JobOut;
 use kala_job::{Job, RunRecord};
 use serde::{Deserialize, Serialize};
@@ -175,7 +175,7 @@ fn encode_chunk(
 /// at most a few pieces are held. A store error after the first piece
 /// cannot become a status: the answer is cut short (logged), and the
 /// client sees a broken body instead of a wrong list.
-fn stream_all(engine: Engine, ids: Vec<IdKey>, with_stats: bool) -> Response {
+fn stream_all(engine: Engine, ids: Vec<JobRef>, with_stats: bool) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         if tx
