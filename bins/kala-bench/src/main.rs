@@ -101,6 +101,11 @@ enum Cmd {
         /// profiler can be pointed at the same start-up again.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Create the jobs over HTTP on the embedded store (not written to
+        /// its file directly) and also report the RSS per job right after
+        /// creating them, before any restart.
+        #[arg(long)]
+        over_http: bool,
     },
     /// Several instances on one PostgreSQL database: runs/s with 1, 2, 3
     /// instances, transactions per run, duplicates, takeover after
@@ -226,7 +231,18 @@ fn main() -> anyhow::Result<()> {
                 server,
                 server_args,
                 dir,
-            } => bench_restart(jobs, server.clone(), server_args, dir.clone(), cli.repeat).await,
+                over_http,
+            } => {
+                bench_restart(
+                    jobs,
+                    server.clone(),
+                    server_args,
+                    dir.clone(),
+                    *over_http,
+                    cli.repeat,
+                )
+                .await
+            }
             Cmd::Lateness {
                 rate,
                 idle,

@@ -20,11 +20,15 @@ pub async fn bench_restart(
     server: Option<PathBuf>,
     server_args: &[String],
     keep_dir: Option<PathBuf>,
+    over_http: bool,
     repeat: usize,
 ) -> anyhow::Result<Vec<Measure>> {
     let bin = server_binary(server)?;
     if keep_dir.is_some() && (jobs.len() != 1 || !server_args.is_empty()) {
         bail!("--dir takes one --jobs value and the embedded store");
+    }
+    if over_http && (keep_dir.is_some() || !server_args.is_empty()) {
+        bail!("--over-http fills a fresh embedded store: no --dir or --server-arg");
     }
     let mut out = Vec::new();
     let base_rss = {
@@ -38,7 +42,14 @@ pub async fn bench_restart(
         let dir = keep_dir
             .clone()
             .unwrap_or_else(|| temp.path().to_path_buf());
-        if server_args.is_empty() {
+        let mut created_rss = Vec::new();
+        if over_http {
+            let server = start_server(&bin, &dir, server_args)?;
+            fill_http(&server.base, 0, n).await?;
+            let rss = server.rss_kib()?;
+            created_rss.push((rss.saturating_sub(base_rss) as f64 * 1024.0) / n as f64);
+            stop(server)?;
+        } else if server_args.is_empty() {
             std::fs::create_dir_all(&dir)?;
             let store = RedbStore::open_dir(&dir)?;
             let have = store.load_all().await?.len();
@@ -89,6 +100,13 @@ pub async fn bench_restart(
             stop(server)?;
         }
         eprintln!("restart: {n} jobs done");
+        if !created_rss.is_empty() {
+            out.push(measure(
+                format!("RSS per job right after creating {n} over HTTP"),
+                "bytes",
+                created_rss,
+            ));
+        }
         out.push(measure(
             format!("start until {n} jobs scheduled"),
             "s",

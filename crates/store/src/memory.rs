@@ -19,7 +19,8 @@ use crate::{
 
 #[derive(Default)]
 struct Inner {
-    jobs: HashMap<JobId, Job>,
+    /// Packed (`kala_job::packed`): a fraction of a `Job`'s memory.
+    jobs: HashMap<JobId, Box<[u8]>>,
     runs: HashMap<JobId, Vec<RunRecord>>,
     claims: BTreeMap<(JobId, i128), (String, Timestamp)>,
     open: HashMap<String, OpenRun>,
@@ -65,11 +66,23 @@ impl JobStore for MemoryStore {
     }
 
     async fn load_all(&self) -> Result<Vec<Job>> {
+        self.lock()?
+            .jobs
+            .iter()
+            .map(|(id, b)| unpack(id, b))
+            .collect()
+    }
+
+    async fn load_packed(&self) -> Result<Vec<Box<[u8]>>> {
         Ok(self.lock()?.jobs.values().cloned().collect())
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>> {
-        Ok(self.lock()?.jobs.get(id).cloned())
+        self.lock()?
+            .jobs
+            .get(id)
+            .map(|b| unpack(id, b))
+            .transpose()
     }
 
     async fn apply(&self, batch: Batch) -> Result<()> {
@@ -102,11 +115,14 @@ impl JobStore for MemoryStore {
             g.notices.insert(n.id.clone(), n);
         }
         for job in batch.put {
-            g.jobs.insert(job.id.clone(), job);
+            let packed = kala_job::packed::encode(&job).into_boxed_slice();
+            g.jobs.insert(job.id, packed);
         }
         for u in &batch.update {
-            if let Some(job) = g.jobs.get_mut(&u.job_id) {
-                u.change.apply(job);
+            if let Some(b) = g.jobs.get_mut(&u.job_id) {
+                let mut job = unpack(&u.job_id, b)?;
+                u.change.apply(&mut job);
+                *b = kala_job::packed::encode(&job).into_boxed_slice();
             }
         }
         if self.shared {
@@ -319,9 +335,17 @@ impl Coordination for MemoryStore {
 
     async fn get_many(&self, ids: &[JobId]) -> Result<Vec<Job>> {
         let g = self.lock()?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| g.jobs.get(id).cloned())
-            .collect())
+        ids.iter()
+            .filter_map(|id| g.jobs.get(id).map(|b| unpack(id, b)))
+            .collect()
     }
+}
+
+/// A job this store packed. Its own bytes in memory: an error here is a
+/// bug, reported rather than panicked on.
+fn unpack(id: &str, bytes: &[u8]) -> Result<Job> {
+    kala_job::packed::decode(bytes).map_err(|e| StoreError::Corrupt {
+        key: id.to_string(),
+        reason: e.to_string(),
+    })
 }
