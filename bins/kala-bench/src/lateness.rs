@@ -21,15 +21,30 @@ pub async fn bench_lateness(
     seconds: f64,
     kind: &str,
     store_kind: &str,
+    keep_dir: Option<std::path::PathBuf>,
 ) -> anyhow::Result<Vec<Measure>> {
-    let dir = tempfile::tempdir()?;
+    let temp = tempfile::tempdir()?;
+    let dir = keep_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
     let store: Arc<dyn JobStore> = match store_kind {
-        "memory" => Arc::new(MemoryStore::new()),
-        "redb" => Arc::new(RedbStore::open_dir(dir.path())?),
-        other => bail!("--store {other:?}: use redb or memory"),
+        "memory" if keep_dir.is_none() => Arc::new(MemoryStore::new()),
+        "redb" => {
+            std::fs::create_dir_all(&dir)?;
+            Arc::new(RedbStore::open_dir(&dir)?)
+        }
+        other => bail!("--store {other:?}: use redb or memory (memory without --dir)"),
     };
     // Idle jobs go straight to the store; the engine loads them at start.
-    fill(&*store, idle).await?;
+    let have = match keep_dir {
+        Some(_) => store.load_packed().await?.len(),
+        None => 0,
+    };
+    if have != idle {
+        store.delete_all().await?;
+        fill(&*store, idle).await?;
+    }
+    let started = Instant::now();
     let executor = Executor::new()?;
     executor.register("noop", |_job: Job| async { Ok(String::new()) });
     let config = EngineConfig {
@@ -37,7 +52,12 @@ pub async fn bench_lateness(
         ..EngineConfig::default()
     };
     let engine = Engine::start(store, executor, Arc::new(SystemClock), config).await?;
+    eprintln!(
+        "lateness: {idle} idle jobs loaded and scheduled in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     let mut events = engine.subscribe();
+    let mut ticks = Vec::with_capacity(rate);
     // `rate` jobs, each once a second, spread evenly over the second.
     // Jobs are created one durable commit at a time (~2k/s): leave room.
     let start = Timestamp::now() + SignedDuration::from_secs(2 + (rate / 500) as i64);
@@ -53,7 +73,7 @@ pub async fn bench_lateness(
             other => bail!("--kind {other:?}: use inprocess or true"),
         };
         j.schedule = format!("R/{}/PT1S", start + offset);
-        engine.create(j).await?;
+        ticks.push(engine.create(j).await?);
     }
     let measure_from = start + SignedDuration::from_secs(1);
     let wait = measure_from
@@ -78,6 +98,9 @@ pub async fn bench_lateness(
             }
             _ => {}
         }
+    }
+    for id in &ticks {
+        engine.delete(id).await?;
     }
     engine.shutdown(Duration::from_secs(5)).await;
     late.sort_by(f64::total_cmp);

@@ -106,6 +106,9 @@ enum Cmd {
         /// creating them, before any restart.
         #[arg(long)]
         over_http: bool,
+        /// Leave out the full list (at 10M jobs it is ~7 GB of JSON).
+        #[arg(long)]
+        no_list: bool,
     },
     /// Several instances on one PostgreSQL database: runs/s with 1, 2, 3
     /// instances, transactions per run, duplicates, takeover after
@@ -143,6 +146,11 @@ enum Cmd {
         /// `redb` (durable, default) or `memory`.
         #[arg(long, default_value = "redb")]
         store: String,
+        /// Keep the embedded store with the idle jobs in this directory:
+        /// reused when it holds exactly --idle jobs (the ticking jobs are
+        /// deleted at the end), so 10M idle jobs are written once.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// The same measurements against two Kala-compatible servers at the
     /// same number of jobs (each is filled to --jobs first): creates/s
@@ -232,13 +240,14 @@ fn main() -> anyhow::Result<()> {
                 server_args,
                 dir,
                 over_http,
+                no_list,
             } => {
                 bench_restart(
                     jobs,
                     server.clone(),
                     server_args,
                     dir.clone(),
-                    *over_http,
+                    (*over_http, *no_list),
                     cli.repeat,
                 )
                 .await
@@ -249,7 +258,8 @@ fn main() -> anyhow::Result<()> {
                 seconds,
                 kind,
                 store,
-            } => bench_lateness(*rate, *idle, *seconds, kind, store).await,
+                dir,
+            } => bench_lateness(*rate, *idle, *seconds, kind, store, dir.clone()).await,
             Cmd::Compare {
                 urls,
                 jobs,

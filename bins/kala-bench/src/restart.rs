@@ -20,7 +20,7 @@ pub async fn bench_restart(
     server: Option<PathBuf>,
     server_args: &[String],
     keep_dir: Option<PathBuf>,
-    over_http: bool,
+    (over_http, no_list): (bool, bool),
     repeat: usize,
 ) -> anyhow::Result<Vec<Measure>> {
     let bin = server_binary(server)?;
@@ -78,6 +78,10 @@ pub async fn bench_restart(
             times.push(elapsed);
             let rss = server.rss_kib()?;
             per_job.push((rss.saturating_sub(base_rss) as f64 * 1024.0) / n as f64);
+            if no_list {
+                stop(server)?;
+                continue;
+            }
             // The full list, stats included, timed to its last byte; and
             // what it added to the server's resident memory.
             let t = std::time::Instant::now();
@@ -117,6 +121,9 @@ pub async fn bench_restart(
             "bytes",
             per_job,
         ));
+        if no_list {
+            continue;
+        }
         out.push(measure(
             format!("GET all {n} jobs ({list_mb:.0} MB)"),
             "s",

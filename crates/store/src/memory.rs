@@ -78,11 +78,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>> {
-        self.lock()?
-            .jobs
-            .get(id)
-            .map(|b| unpack(id, b))
-            .transpose()
+        self.lock()?.jobs.get(id).map(|b| unpack(id, b)).transpose()
     }
 
     async fn apply(&self, batch: Batch) -> Result<()> {
