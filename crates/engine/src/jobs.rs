@@ -136,7 +136,7 @@ impl Slot {
         packed::decode_id(&self.packed).ok()
     }
 
-    fn set(&mut self, job: &Job) {
+    pub fn set(&mut self, job: &Job) {
         self.packed = packed::encode(job).into_boxed_slice();
     }
 }

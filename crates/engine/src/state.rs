@@ -126,13 +126,30 @@ impl State {
 
     /// Takes `id` out of the queue (its `next_run_at` is left as it was).
     pub fn disarm(&mut self, id: &str) {
-        let Some(idx) = self.jobs.find(id) else {
-            return;
-        };
+        if let Some(idx) = self.jobs.find(id) {
+            self.disarm_at(idx);
+        }
+    }
+
+    /// [`State::disarm`] of the job at slab index `idx`.
+    pub fn disarm_at(&mut self, idx: Idx) {
         if let Some(fire_at) = self.jobs.at_mut(idx).and_then(|s| s.fire_at.take()) {
             self.caught_up.remove(&idx);
             self.queue.remove(&(fire_at, idx));
         }
+    }
+
+    /// Stores `job` (its `next_run_at` already set to `due`'s fire time)
+    /// at slab index `idx`, which the caller has disarmed, and queues
+    /// `due`: the timer's path, one pack and no lookup. Returns whether
+    /// the timer must wake (see [`State::arm`]).
+    pub fn rearm_at(&mut self, idx: Idx, job: &Job, due: Option<Due>) -> bool {
+        let Some(slot) = self.jobs.at_mut(idx) else {
+            return false;
+        };
+        slot.set(job);
+        slot.fire_at = due.map(|d| d.fire_at);
+        due.is_some_and(|due| self.enqueue(idx, due))
     }
 
     /// `id`'s job (a decoded copy).

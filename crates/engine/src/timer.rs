@@ -155,10 +155,9 @@ impl Inner {
                         _ = shutdown.changed() => continue,
                     };
                     let Ok(permit) = permit else { return };
-                    if let Some((job, point)) = self.take_due(idx, at) {
+                    if let Some((job, plan, point)) = self.take_due(idx, at) {
                         let inner = self.clone();
                         tokio::spawn(async move {
-                            let plan = job.plan().unwrap_or_default();
                             inner.run_scheduled(job, &plan, point).await;
                             drop(permit);
                         });
@@ -180,16 +179,17 @@ impl Inner {
     /// a long run does not delay the schedule; see `overlap`).
     /// The entry is named by its slab index and fire time; if the job
     /// there changed meanwhile, the entry is gone and nothing happens.
-    fn take_due(&self, idx: Idx, at: Timestamp) -> Option<(Arc<Job>, Timestamp)> {
+    /// One decode, one plan, one pack: this runs under the state lock for
+    /// every scheduled run.
+    fn take_due(&self, idx: Idx, at: Timestamp) -> Option<(Arc<Job>, Plan, Timestamp)> {
         let mut st = self.lock();
         let due = st.due_at(idx)?;
         if due.fire_at != at {
             return None;
         }
         let mut job = st.jobs.get_at(idx)?;
-        let id = job.id.clone();
-        st.disarm(&id);
-        if self.fence_for(&id).is_err() {
+        st.disarm_at(idx);
+        if self.fence_for(&job.id).is_err() {
             // Another instance owns the job now; its owner arms it.
             return None;
         }
@@ -198,13 +198,13 @@ impl Inner {
         }
         job.scheduled_runs += 1;
         job.last_scheduled_at = Some(due.point);
+        let plan = job.plan().unwrap_or_default();
         let now = self.clock.now();
-        let next = self.due_of_job(&job, now, Overdue::AsIs);
+        let next = next_due(&job, &plan, now, Overdue::AsIs, self.config.missed_runs);
         job.next_run_at = next.map(|d| d.fire_at);
-        st.jobs.put(&job);
-        if st.arm(&id, next) {
+        if st.rearm_at(idx, &job, next) {
             self.wake.notify_one();
         }
-        Some((Arc::new(job), due.point))
+        Some((Arc::new(job), due.point)).map(|(job, point)| (job, plan, point))
     }
 }

@@ -394,9 +394,9 @@ impl Job {
     }
 }
 
-/// A job's timing, parsed once when the job is created or loaded and held
-/// beside it; nothing re-parses these strings per firing or per run. Kept
-/// small (~60 bytes): the engine holds one per job.
+/// A job's timing, parsed from its strings ([`Timing::plan`]) when the
+/// engine needs it: at create and load, and once for each scheduled run
+/// (the engine keeps jobs packed and no plan beside them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// The schedule's arithmetic; `None` for one-off jobs and children.
