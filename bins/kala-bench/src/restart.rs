@@ -52,7 +52,7 @@ pub async fn bench_restart(
         } else if server_args.is_empty() {
             std::fs::create_dir_all(&dir)?;
             let store = RedbStore::open_dir(&dir)?;
-            let have = store.load_all().await?.len();
+            let have = store.load_packed().await?.len();
             if have != n {
                 store.delete_all().await?;
                 fill(&store, n).await?;
