@@ -184,3 +184,37 @@ fn a_format_2_store_is_migrated_to_packed_jobs() {
         .value();
     assert_eq!(format, 3);
 }
+
+/// Enough jobs for the parallel read (one thread per core, by id range):
+/// `load_packed` hands over every record, each the packed job `load_all`
+/// decodes.
+#[test]
+fn load_packed_returns_every_job_packed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = RedbStore::open_dir(dir.path()).unwrap();
+        let jobs: Vec<kala_job::Job> = (0..12_000)
+            .map(|k| kala_job::Job::new(format!("j{k}"), "true"))
+            .collect();
+        s.apply(Batch {
+            put: jobs.clone(),
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+        let mut packed: Vec<kala_job::Job> = s
+            .load_packed()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| kala_job::packed::decode(b).unwrap())
+            .collect();
+        let mut all = s.load_all().await.unwrap();
+        packed.sort_by(|a, b| a.id.cmp(&b.id));
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(packed.len(), 12_000);
+        assert_eq!(packed, all);
+        s.close().await.unwrap();
+    });
+}

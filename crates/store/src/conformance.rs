@@ -478,17 +478,6 @@ async fn bulk_load(s: &dyn JobStore, n: usize) {
         "[{}] bulk load returns exactly the stored ids",
         s.name()
     );
-    let packed = s.load_packed().await.expect("bulk load_packed");
-    let mut got: Vec<String> = packed
-        .iter()
-        .map(|b| kala_job::packed::decode_id(b).expect("a packed job"))
-        .collect();
-    got.sort_unstable();
-    assert!(
-        got == ids,
-        "[{}] bulk load_packed returns exactly the stored ids",
-        s.name()
-    );
 }
 
 async fn reopen<F, Fut>(s: Arc<dyn JobStore>, open: &F)
