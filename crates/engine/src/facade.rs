@@ -46,7 +46,7 @@ pub(crate) fn view_is_pending_once(v: &kala_job::packed::View<'_>) -> bool {
         && !v.is_child
         && !v.disabled
         && !v.is_done
-        && v.last_attempted_run.is_none()
+        && v.metadata.last_attempted_run.is_none()
 }
 
 impl Engine {

@@ -173,14 +173,7 @@ pub fn decode(bytes: &[u8]) -> Result<Job, DecodeError> {
     } else {
         Vec::new()
     };
-    let metadata = Metadata {
-        success_count: r.uint()?,
-        last_success: r.opt_time(on(LAST_SUCCESS))?,
-        error_count: r.uint()?,
-        last_error: r.opt_time(on(LAST_ERROR))?,
-        last_attempted_run: r.opt_time(on(LAST_ATTEMPT))?,
-        number_of_finished_runs: r.uint()?,
-    };
+    let metadata = r.metadata(flags)?;
     let next_run_at = r.opt_time(on(NEXT_RUN))?;
     let scheduled_runs = r.uint()?;
     let last_scheduled_at = r.opt_time(on(LAST_SCHEDULED))?;
@@ -232,7 +225,7 @@ pub struct View<'a> {
     /// It has at least one parent.
     pub is_child: bool,
     pub timing: crate::Timing<'a>,
-    pub last_attempted_run: Option<Timestamp>,
+    pub metadata: Metadata,
     pub next_run_at: Option<Timestamp>,
     pub last_scheduled_at: Option<Timestamp>,
     pub created_at: Timestamp,
@@ -286,12 +279,7 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, DecodeError> {
         let n = r.len()?;
         r.take(n)?;
     }
-    r.uint()?;
-    r.opt_time(on(LAST_SUCCESS))?;
-    r.uint()?;
-    r.opt_time(on(LAST_ERROR))?;
-    let last_attempted_run = r.opt_time(on(LAST_ATTEMPT))?;
-    r.uint()?;
+    let metadata = r.metadata(flags)?;
     let next_run_at = r.opt_time(on(NEXT_RUN))?;
     r.uint()?;
     let last_scheduled_at = r.opt_time(on(LAST_SCHEDULED))?;
@@ -312,7 +300,7 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, DecodeError> {
             timeout,
             retry_delay,
         },
-        last_attempted_run,
+        metadata,
         next_run_at,
         last_scheduled_at,
         created_at,
@@ -322,49 +310,7 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, DecodeError> {
 /// Whether a packed job is disabled, and its counters, without decoding
 /// its strings (for totals over every job).
 pub fn decode_counters(bytes: &[u8]) -> Result<(bool, Metadata), DecodeError> {
-    let mut r = Reader { bytes, at: 0 };
-    let n = r.id_len()?;
-    r.take(n)?;
-    let flags = u16::from_le_bytes([r.byte()?, r.byte()?]);
-    let on = |bit: u16| flags & bit != 0;
-    for _ in 0..3 {
-        r.str()?;
-    }
-    for list in [DEPENDENT, PARENTS] {
-        if on(list) {
-            for _ in 0..r.len()? {
-                let n = r.id_len()?;
-                r.take(n)?;
-            }
-        }
-    }
-    r.str()?;
-    r.str()?;
-    r.uint()?;
-    r.str()?;
-    r.str()?;
-    r.byte()?;
-    if on(REMOTE) {
-        let n = r.len()?;
-        r.take(n)?;
-    }
-    for _ in 0..3 {
-        r.str()?;
-    }
-    r.byte()?;
-    if on(NOTIFY) {
-        let n = r.len()?;
-        r.take(n)?;
-    }
-    let metadata = Metadata {
-        success_count: r.uint()?,
-        last_success: r.opt_time(on(LAST_SUCCESS))?,
-        error_count: r.uint()?,
-        last_error: r.opt_time(on(LAST_ERROR))?,
-        last_attempted_run: r.opt_time(on(LAST_ATTEMPT))?,
-        number_of_finished_runs: r.uint()?,
-    };
-    Ok((on(DISABLED), metadata))
+    view(bytes).map(|v| (v.disabled, v.metadata))
 }
 
 /// The packed form of an id alone, as it starts a packed job: compare it
@@ -555,6 +501,20 @@ impl<'a> Reader<'a> {
         present.then(|| self.time()).transpose()
     }
 
+    /// The counters (Kala's `metadata`); `flags` say which times are
+    /// present.
+    fn metadata(&mut self, flags: u16) -> Result<Metadata, DecodeError> {
+        let on = |bit: u16| flags & bit != 0;
+        Ok(Metadata {
+            success_count: self.uint()?,
+            last_success: self.opt_time(on(LAST_SUCCESS))?,
+            error_count: self.uint()?,
+            last_error: self.opt_time(on(LAST_ERROR))?,
+            last_attempted_run: self.opt_time(on(LAST_ATTEMPT))?,
+            number_of_finished_runs: self.uint()?,
+        })
+    }
+
     fn json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, DecodeError> {
         let n = self.len()?;
         serde_json::from_slice(self.take(n)?).map_err(|e| err(e.to_string()))
@@ -639,13 +599,13 @@ mod tests {
             );
             assert_eq!(
                 (
-                    v.last_attempted_run,
+                    &v.metadata,
                     v.next_run_at,
                     v.last_scheduled_at,
                     v.created_at
                 ),
                 (
-                    job.metadata.last_attempted_run,
+                    &job.metadata,
                     job.next_run_at,
                     job.last_scheduled_at,
                     job.created_at
