@@ -181,10 +181,15 @@ impl Jobs {
 
     /// The slab index of `id`.
     pub fn find(&self, id: &str) -> Option<Idx> {
-        let key = packed::encode_id(id);
-        let h = self.hash(&key);
+        self.find_packed(&packed::encode_id(id))
+    }
+
+    /// The slab index of the job whose packed id is `key`.
+    fn find_packed(&self, key: &[u8]) -> Option<Idx> {
         self.index
-            .find(h, |&i| self.slots[i as usize].id_bytes() == key.as_slice())
+            .find(self.hash(key), |&i| {
+                self.slots[i as usize].id_bytes() == key
+            })
             .copied()
     }
 
@@ -199,12 +204,7 @@ impl Jobs {
             }
             IdKey::Text(s) => packed::encode_id(s),
         };
-        let h = self.hash(&packed);
-        self.index
-            .find(h, |&i| {
-                self.slots[i as usize].id_bytes() == packed.as_slice()
-            })
-            .copied()
+        self.find_packed(&packed)
     }
 
     pub fn contains(&self, id: &str) -> bool {
