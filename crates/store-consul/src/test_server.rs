@@ -72,6 +72,10 @@ impl ConsulUnderTest {
         ConsulUnderTest::launch(Some(data_dir), &[])
     }
 
+    /// Starts an agent on fresh ports; an agent that exits or elects no
+    /// leader is tried again on other ports (a port taken between
+    /// [`free_port`] and the agent's bind, a slow election on a loaded
+    /// machine), up to three times.
     fn launch(data_dir: Option<&std::path::Path>, hcl: &[String]) -> ConsulUnderTest {
         let exe = consul_path().unwrap_or_else(|| {
             panic!(
@@ -79,6 +83,22 @@ impl ConsulUnderTest {
                  package into ~/.cache/kala-consul (.ci/run does)"
             )
         });
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let mut server = ConsulUnderTest::configure(exe.clone(), data_dir, hcl);
+            match server.try_start() {
+                Ok(()) => return server,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("consul did not start in 3 tries:\n{}", failures.join("\n"));
+    }
+
+    fn configure(
+        exe: PathBuf,
+        data_dir: Option<&std::path::Path>,
+        hcl: &[String],
+    ) -> ConsulUnderTest {
         let http_port = free_port();
         let p = |n: u16| n.to_string();
         let mode: Vec<String> = match data_dir {
@@ -116,47 +136,95 @@ impl ConsulUnderTest {
         for h in hcl {
             args.extend(["-hcl".to_string(), h.clone()]);
         }
-        let mut server = ConsulUnderTest {
+        ConsulUnderTest {
             address: format!("127.0.0.1:{http_port}"),
             http_port,
             https_port: None,
             child: None,
             args,
             exe,
-        };
-        server.restart();
-        server
+        }
     }
 
     /// Starts the agent (again) and waits until it has a leader.
     pub fn restart(&mut self) {
+        if let Err(e) = self.try_start() {
+            panic!("{e}");
+        }
+    }
+
+    /// Starts the agent and waits up to 90 s for a leader; on failure the
+    /// agent is stopped and the error carries the end of its log.
+    fn try_start(&mut self) -> Result<(), String> {
+        let log = self.log_path();
+        let (out, err) = match std::fs::File::create(&log)
+            .and_then(|f| f.try_clone().map(|g| (Stdio::from(f), Stdio::from(g))))
+        {
+            Ok(pair) => pair,
+            Err(_) => (Stdio::null(), Stdio::null()),
+        };
         let child = Command::new(&self.exe)
             .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.exe.display()));
+            .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let tail = |why: String| {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let start = text.len().saturating_sub(2000);
+            let start = (start..text.len())
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(text.len());
+            format!(
+                "{why}; the end of its log ({}):\n{}",
+                log.display(),
+                &text[start..]
+            )
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.http_port)) {
-                use std::io::{Read, Write};
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let _ = s.write_all(b"GET /v1/status/leader HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-                let mut out = String::new();
-                let _ = s.read_to_string(&mut out);
-                let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
-                if out.starts_with("HTTP/1.0 200") && body.len() > 2 {
-                    return;
-                }
+            if self.has_leader() {
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "consul did not elect a leader on port {} within 60 s",
-                self.http_port
-            );
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Err(tail(format!(
+                    "consul on port {} exited ({status})",
+                    self.http_port
+                )));
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Err(tail(format!(
+                    "consul did not elect a leader on port {} within 90 s",
+                    self.http_port
+                )));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Where the agent's output goes (removed when it is dropped).
+    fn log_path(&self) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "kala-consul-{}-{}.log",
+            std::process::id(),
+            self.http_port
+        ))
+    }
+
+    fn has_leader(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.http_port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.write_all(b"GET /v1/status/leader HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+        out.starts_with("HTTP/1.0 200") && body.len() > 2
     }
 
     /// SIGKILL (a dev agent keeps nothing; a persistent one keeps its
@@ -172,5 +240,6 @@ impl ConsulUnderTest {
 impl Drop for ConsulUnderTest {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_file(self.log_path());
     }
 }
