@@ -304,6 +304,11 @@ async fn bad_input_gets_a_json_4xx_naming_the_problem_and_stores_nothing() {
         "Allow: {}",
         r.header("allow")
     );
+    assert_eq!(
+        r.json()["error"],
+        "method PUT is not allowed on /api/v1/job",
+        "a JSON body naming the method and the path"
+    );
     assert!(r.json()["error"].as_str().unwrap().contains("PUT"));
     let unknown = "00000000-0000-0000-0000-000000000000";
     for (m, p) in [

@@ -63,6 +63,11 @@ pub async fn serve_connections(
             },
             _ = &mut stop => return graceful,
         };
+        // A response goes out when it is written, not after a delayed ACK
+        // of the one before (Nagle), as axum::serve does too.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
+        }
         let (tls, app, builder, watcher) = (
             tls.clone(),
             app.clone(),

@@ -17,9 +17,8 @@
 //! Owns: the guard middleware. Must not: authenticate (that is `auth`).
 //! docs/SECURITY.md has the model.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
@@ -98,7 +97,9 @@ pub fn cross_site(method: &Method, headers: &HeaderMap) -> Option<ApiError> {
     })
 }
 
-pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+/// The request's refusal, if it names another host or comes from another
+/// site's page; `None` lets it through.
+pub fn check(s: &AppState, req: &Request) -> Option<Response> {
     let host = req
         .headers()
         .get(header::HOST)
@@ -106,18 +107,17 @@ pub async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Respo
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("");
     if !host_allowed(host, &s.config.allowed_hosts) {
-        return ApiError::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            format!(
-                "host: {host:?} is not a name of this server; use its address, localhost, or start it with --allowed-host"
-            ),
-        )
-        .into_response();
+        return Some(
+            ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "host: {host:?} is not a name of this server; use its address, localhost, or start it with --allowed-host"
+                ),
+            )
+            .into_response(),
+        );
     }
-    if let Some(refused) = cross_site(req.method(), req.headers()) {
-        return refused.into_response();
-    }
-    next.run(req).await
+    cross_site(req.method(), req.headers()).map(IntoResponse::into_response)
 }
 
 #[cfg(test)]
