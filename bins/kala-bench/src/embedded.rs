@@ -30,15 +30,9 @@ fn rss() -> anyhow::Result<u64> {
     Ok(pages * 4096)
 }
 
-/// CPU time (user + system) of this process in seconds (`/proc/self/stat`,
-/// clock ticks of 1/100 s).
+/// CPU time (user + system) of this process in seconds.
 fn cpu() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let after = stat.rsplit_once(')').context("stat")?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let utime: f64 = f.get(11).context("utime")?.parse()?;
-    let stime: f64 = f.get(12).context("stime")?.parse()?;
-    Ok((utime + stime) / 100.0)
+    crate::server::cpu_seconds("self")
 }
 
 /// Lateness in ms of each start: its time past the whole second.

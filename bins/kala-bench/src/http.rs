@@ -10,7 +10,7 @@ use anyhow::bail;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::report::{Measure, measure, percentile};
-use crate::server::{server_binary, start_server};
+use crate::server::{cpu_seconds, server_binary, start_server};
 
 pub async fn bench_http(
     url: Option<String>,
@@ -21,6 +21,7 @@ pub async fn bench_http(
     repeat: usize,
 ) -> anyhow::Result<Vec<Measure>> {
     let _server;
+    let mut pid: Option<String> = None;
     let owned = url.is_none();
     let base = match url {
         Some(u) => u.trim_end_matches('/').to_string(),
@@ -28,6 +29,7 @@ pub async fn bench_http(
             let dir = tempfile::tempdir()?;
             let s = start_server(&server_binary(server)?, dir.path(), server_args)?;
             let base = s.base.clone();
+            pid = Some(s.pid().to_string());
             _server = (s, dir);
             base
         }
@@ -44,8 +46,9 @@ pub async fn bench_http(
     let mut some_ids: Vec<String> = Vec::new();
     for &c in conns {
         let mut rps = Vec::new();
-        let (mut p50, mut p99) = (Vec::new(), Vec::new());
+        let (mut p50, mut p99, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeat {
+            let before = server_cpu(pid.as_deref());
             let (n, lat, ids) = load(&kala, &base, c, seconds, |kala, _, k| {
                 let mut job = kala_client::Job::new(format!("bench {k}"), "true");
                 job.schedule = format!(
@@ -59,6 +62,7 @@ pub async fn bench_http(
             rps.push(n as f64 / seconds);
             p50.push(percentile(&lat, 0.5) * 1e3);
             p99.push(percentile(&lat, 0.99) * 1e3);
+            cpu.extend(per_request(before, server_cpu(pid.as_deref()), n));
             if some_ids.len() < 1000 {
                 some_ids.extend(ids.into_iter().take(1000));
             }
@@ -67,6 +71,13 @@ pub async fn bench_http(
         out.push(measure(format!("POST create, {c} conn"), "req/s", rps));
         out.push(measure(format!("POST create p50, {c} conn"), "ms", p50));
         out.push(measure(format!("POST create p99, {c} conn"), "ms", p99));
+        if !cpu.is_empty() {
+            out.push(measure(
+                format!("server CPU per create, {c} conn"),
+                "us",
+                cpu,
+            ));
+        }
     }
     if some_ids.is_empty() {
         bail!("no job was created; is {base} a Kala server?");
@@ -74,17 +85,22 @@ pub async fn bench_http(
     let ids = Arc::new(some_ids);
     for &c in conns {
         let mut rps = Vec::new();
-        let (mut p50, mut p99) = (Vec::new(), Vec::new());
+        let (mut p50, mut p99, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeat {
+            let before = server_cpu(pid.as_deref());
             let (n, lat) = get_jobs(&client, &base, ids.clone(), c, seconds).await;
             rps.push(n as f64 / seconds);
             p50.push(percentile(&lat, 0.5) * 1e3);
             p99.push(percentile(&lat, 0.99) * 1e3);
+            cpu.extend(per_request(before, server_cpu(pid.as_deref()), n));
         }
         eprintln!("http: get at {c} connections done");
         out.push(measure(format!("GET job, {c} conn"), "req/s", rps));
         out.push(measure(format!("GET job p50, {c} conn"), "ms", p50));
         out.push(measure(format!("GET job p99, {c} conn"), "ms", p99));
+        if !cpu.is_empty() {
+            out.push(measure(format!("server CPU per GET, {c} conn"), "us", cpu));
+        }
     }
     // The full list (Kala's `GET /api/v1/job/`, stats included), timed to
     // its last byte.
@@ -115,6 +131,19 @@ pub async fn bench_http(
             .map_err(|e| anyhow::anyhow!("cleaning up: DELETE /api/v1/job/all/: {e}"))?;
     }
     Ok(out)
+}
+
+/// The started server's CPU seconds so far (`None` for a server given by
+/// `--url`: its process is not known).
+fn server_cpu(pid: Option<&str>) -> Option<f64> {
+    pid.and_then(|p| cpu_seconds(p).ok())
+}
+
+/// Server CPU microseconds per request between two readings: what the
+/// server spends on one request, whatever the client on the same cores
+/// costs (req/s on this 2-core machine is shared with the load generator).
+fn per_request(before: Option<f64>, after: Option<f64>, n: usize) -> Option<f64> {
+    Some((after? - before?) / n.max(1) as f64 * 1e6)
 }
 
 /// GETs of the jobs `ids` (in turn) at `c` connections for `seconds`:

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 pub use kala_testkit::ServerProcess;
 
 pub fn server_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -30,4 +30,15 @@ pub fn start_server(bin: &Path, dir: &Path, extra: &[String]) -> anyhow::Result<
 pub fn stop(server: ServerProcess) -> anyhow::Result<()> {
     server.stop()?;
     Ok(())
+}
+
+/// CPU time (user + system) in seconds of process `pid` (a number or
+/// `self`), from `/proc/PID/stat` (clock ticks of 1/100 s).
+pub fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("stat")?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = f.get(11).context("utime")?.parse()?;
+    let stime: f64 = f.get(12).context("stime")?.parse()?;
+    Ok((utime + stime) / 100.0)
 }
