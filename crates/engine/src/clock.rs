@@ -15,7 +15,17 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
     /// Completes at (or soon after) `t`.
     fn sleep_until(&self, t: Timestamp) -> Sleep;
+    /// Completes at `t` as closely as the clock can: what the timer waits
+    /// with before a scheduled run (one sleeper at a time). By default the
+    /// same as [`Clock::sleep_until`].
+    fn sleep_until_precise(&self, t: Timestamp) -> Sleep {
+        self.sleep_until(t)
+    }
 }
+
+/// How long before its instant a precise sleep leaves tokio's timer (whole
+/// milliseconds, rounded up) for a thread's own sleep.
+const PRECISE_TAIL: SignedDuration = SignedDuration::from_micros(1500);
 
 /// The wall clock, with tokio's timer for sleeping.
 #[derive(Debug, Default, Clone, Copy)]
@@ -27,10 +37,33 @@ impl Clock for SystemClock {
     }
 
     fn sleep_until(&self, t: Timestamp) -> Sleep {
-        let wait = t.duration_since(Timestamp::now());
-        let wait = std::time::Duration::try_from(wait).unwrap_or_default();
-        Box::pin(tokio::time::sleep(wait))
+        Box::pin(tokio::time::sleep(until(t)))
     }
+
+    /// tokio's timer ticks in whole milliseconds and rounds a sleep up to
+    /// the next tick: alone, it starts a run 0–1 ms late. This sleeps with
+    /// it until ~1.5 ms before `t`, then the rest on a blocking thread
+    /// (`nanosleep`, late by the kernel's timer slack, ~50 µs): a sleeping
+    /// thread costs no CPU, and only the timer sleeps this way.
+    fn sleep_until_precise(&self, t: Timestamp) -> Sleep {
+        Box::pin(async move {
+            let coarse = until(t.checked_sub(PRECISE_TAIL).unwrap_or(t));
+            if !coarse.is_zero() {
+                tokio::time::sleep(coarse).await;
+            }
+            let rest = until(t);
+            if !rest.is_zero() {
+                // The thread ends its sleep even when this future is
+                // dropped (an earlier job came): at most 1.5 ms.
+                let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+            }
+        })
+    }
+}
+
+/// The time from now until `t` (zero once it has passed).
+fn until(t: Timestamp) -> std::time::Duration {
+    std::time::Duration::try_from(t.duration_since(Timestamp::now())).unwrap_or_default()
 }
 
 /// A clock that only moves when told to.
@@ -95,5 +128,23 @@ impl Clock for FakeClock {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The precise sleep never ends before its instant, whether the
+    /// instant is far (both phases), near (the thread's sleep only) or
+    /// past (at once).
+    #[tokio::test]
+    async fn a_precise_sleep_never_ends_early() {
+        for ahead_us in [20_000, 3_000, 1_000, 200, 0, -5_000] {
+            let t = Timestamp::now() + SignedDuration::from_micros(ahead_us);
+            SystemClock.sleep_until_precise(t).await;
+            let now = Timestamp::now();
+            assert!(now >= t, "woke at {now}, before {t} ({ahead_us} µs ahead)");
+        }
     }
 }

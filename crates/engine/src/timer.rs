@@ -164,7 +164,7 @@ impl Inner {
                     }
                 }
                 Some((at, _)) => {
-                    let sleep = self.clock.sleep_until(at);
+                    let sleep = self.clock.sleep_until_precise(at);
                     tokio::select! {
                         _ = sleep => {}
                         _ = self.wake.notified() => {}
