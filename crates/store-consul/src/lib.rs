@@ -34,6 +34,7 @@
 //! free loopback ports).
 
 mod address;
+mod batch;
 mod client;
 mod cluster;
 mod notices;

@@ -26,6 +26,7 @@
 //! ([`MongoStore`] and its queries).
 
 mod address;
+mod batch;
 mod cluster;
 mod codec;
 mod error;

@@ -36,6 +36,7 @@
 //! and its commands).
 
 mod address;
+mod batch;
 mod cluster;
 mod error;
 mod notices;
