@@ -257,37 +257,24 @@ impl ConsulStore {
                     }
                 }
             }
-            let mut batch = batch.clone();
-            let put_ids: std::collections::HashSet<String> =
-                batch.put.iter().map(|j| j.id.clone()).collect();
-            for u in &batch.update {
-                if let Some(j) = batch.put.iter_mut().rev().find(|j| j.id == u.job_id) {
-                    u.change.apply(j);
-                }
-            }
-            let mut ids: Vec<&str> = batch
-                .update
-                .iter()
-                .map(|u| u.job_id.as_str())
-                .filter(|id| !put_ids.contains(*id))
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            for id in ids {
+            for id in batch.updated_in_place() {
                 let key = self.job_key(id);
                 match self.consul.get(&key).await? {
                     None => ops.push(Op::CheckNotExists(key)),
                     Some(pair) => {
                         let mut job = decode_job(&key, &pair.value)?;
-                        for u in batch.update.iter().filter(|u| u.job_id == id) {
-                            u.change.apply(&mut job);
-                        }
+                        batch.apply_updates(&mut job);
                         ops.push(Op::Cas(key, encode(&job)?, pair.modify_index));
                     }
                 }
             }
-            batch.update.clear();
-            ops.extend(self.ops(&batch).await?);
+            // The rest as an unguarded batch would be, its puts updated.
+            let rest = Batch {
+                put: batch.puts_updated(),
+                update: Vec::new(),
+                ..batch.clone()
+            };
+            ops.extend(self.ops(&rest).await?);
             ops.extend(announce.iter().cloned());
             if chunks(&ops).len() > 1 {
                 return Err(StoreError::Backend(format!(

@@ -9,7 +9,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kala_job::Job;
 use kala_store::{Batch, Result, StoreError, ns_i64};
 use mongodb::ClientSession;
 use mongodb::bson::{Document, doc};
@@ -118,32 +117,16 @@ impl MongoStore {
         }
         // Jobs changed in place: read in the transaction, changed, written
         // back (a concurrent write of the same job is a write conflict).
-        let put_ids: HashSet<&str> = batch.put.iter().map(|j| j.id.as_str()).collect();
-        let mut updated: Vec<&str> = batch
-            .update
-            .iter()
-            .map(|u| u.job_id.as_str())
-            .filter(|id| !put_ids.contains(id))
-            .collect();
-        updated.sort_unstable();
-        updated.dedup();
-        for id in updated {
+        for id in batch.updated_in_place() {
             let Some(d) = exec!(self.jobs.find_one(doc! { "_id": id }), session)? else {
                 continue;
             };
             let mut job = decode_job(d).map_err(custom)?;
-            for u in batch.update.iter().filter(|u| u.job_id == id) {
-                u.change.apply(&mut job);
-            }
+            batch.apply_updates(&mut job);
             let d = job_doc(&job).map_err(custom)?;
             exec!(self.jobs.replace_one(doc! { "_id": id }, d), session)?;
         }
-        let mut puts: Vec<Job> = batch.put.clone();
-        for u in &batch.update {
-            if let Some(j) = puts.iter_mut().rev().find(|j| j.id == u.job_id) {
-                u.change.apply(j);
-            }
-        }
+        let puts = batch.puts_updated();
         // The changes, with the numbers `apply` took from the counter
         // before the transaction (a hot counter inside every transaction
         // made concurrent writers conflict without end).

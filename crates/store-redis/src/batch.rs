@@ -5,7 +5,6 @@
 //! Owns: the batch script and the encoding of a batch into its commands.
 //! Must not: read or scan anything but the jobs a batch changes in place.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use jiff::Timestamp;
@@ -159,13 +158,7 @@ impl RedisStore {
                 cmds.push(cmd(&[b"ZADD", self.done_key.as_bytes(), ms.as_bytes(), id]));
             }
         }
-        let mut puts: Vec<Job> = batch.put.clone();
-        for u in &batch.update {
-            if let Some(j) = puts.iter_mut().rev().find(|j| j.id == u.job_id) {
-                u.change.apply(j);
-            }
-        }
-        for job in &puts {
+        for job in &batch.puts_updated() {
             cmds.push(cmd(&[
                 b"HSET",
                 self.jobs_key.as_bytes(),
@@ -182,9 +175,7 @@ impl RedisStore {
             ]));
             let Some(bytes) = bytes else { continue };
             let mut job: Job = decode(id, bytes)?;
-            for u in batch.update.iter().filter(|u| &u.job_id == id) {
-                u.change.apply(&mut job);
-            }
+            batch.apply_updates(&mut job);
             cmds.push(cmd(&[
                 b"HSET",
                 self.jobs_key.as_bytes(),
@@ -264,15 +255,7 @@ impl RedisStore {
         // guard); a lost race is tried again.
         for _ in 0..20 {
             let mut current: Vec<(String, Option<Vec<u8>>)> = Vec::new();
-            let put_ids: HashSet<&str> = batch.put.iter().map(|j| j.id.as_str()).collect();
-            let mut ids: Vec<&str> = batch
-                .update
-                .iter()
-                .map(|u| u.job_id.as_str())
-                .filter(|id| !put_ids.contains(id))
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
+            let ids = batch.updated_in_place();
             if !ids.is_empty() {
                 let mut conn = self.conn.clone();
                 let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")

@@ -151,6 +151,41 @@ impl Batch {
         ids.dedup();
         ids
     }
+
+    /// The jobs this batch changes in place: updated and not put by it,
+    /// sorted, each once. A store reads each, applies
+    /// [`Batch::apply_updates`] and writes it back.
+    pub fn updated_in_place(&self) -> Vec<&str> {
+        let put: std::collections::HashSet<&str> = self.put.iter().map(|j| j.id.as_str()).collect();
+        let mut ids: Vec<&str> = self
+            .update
+            .iter()
+            .map(|u| u.job_id.as_str())
+            .filter(|id| !put.contains(id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Applies this batch's updates of `job` to it, in their order.
+    pub fn apply_updates(&self, job: &mut Job) {
+        for u in &self.update {
+            if u.job_id == job.id {
+                u.change.apply(job);
+            }
+        }
+    }
+
+    /// The jobs this batch puts, with its updates of them applied (updates
+    /// come after puts).
+    pub fn puts_updated(&self) -> Vec<Job> {
+        let mut puts = self.put.clone();
+        if !self.update.is_empty() {
+            puts.iter_mut().for_each(|j| self.apply_updates(j));
+        }
+        puts
+    }
 }
 
 /// Which run records to drop in [`JobStore::prune_runs`].
@@ -344,4 +379,49 @@ pub mod json {
 pub fn ns_i64(t: Timestamp) -> Result<i64> {
     i64::try_from(t.as_nanosecond())
         .map_err(|_| StoreError::Backend(format!("timestamp {t} is outside 1677-2262")))
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    fn job(id: &str) -> Job {
+        let mut j = Job::new(id, "true");
+        j.id = id.to_string();
+        j
+    }
+
+    fn update(id: &str, change: JobChange) -> JobUpdate {
+        JobUpdate {
+            job_id: id.to_string(),
+            change,
+        }
+    }
+
+    #[test]
+    fn updates_of_put_jobs_change_the_puts_and_the_rest_are_changed_in_place() {
+        let batch = Batch {
+            put: vec![job("b")],
+            update: vec![
+                update("c", JobChange::Disabled(true)),
+                update("b", JobChange::Disabled(true)),
+                update("a", JobChange::AddChild("x".into())),
+                update("c", JobChange::AddChild("y".into())),
+            ],
+            ..Batch::default()
+        };
+        assert_eq!(batch.updated_in_place(), ["a", "c"]);
+        let puts = batch.puts_updated();
+        assert_eq!(puts.len(), 1);
+        assert!(puts[0].disabled, "the put of b carries its update");
+        assert!(!batch.put[0].disabled, "the batch itself is unchanged");
+        let mut c = job("c");
+        batch.apply_updates(&mut c);
+        assert!(c.disabled);
+        assert_eq!(c.dependent_jobs.as_deref(), Some(&["y".to_string()][..]));
+        let before = job("z");
+        let mut other = before.clone();
+        batch.apply_updates(&mut other);
+        assert_eq!(other, before, "updates of other jobs leave it alone");
+    }
 }

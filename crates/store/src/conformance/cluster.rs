@@ -313,6 +313,37 @@ async fn updates(name: &str, s: Arc<dyn JobStore>, c: &dyn Coordination) {
         c.changes(from, 100).await.expect("changes").is_empty(),
         "[{name}] pruned"
     );
+    // A job put and updated in one batch is stored with its updates.
+    let fresh = Job::new("put and updated", "true");
+    s.apply(Batch {
+        put: vec![fresh.clone()],
+        update: vec![
+            JobUpdate {
+                job_id: fresh.id.clone(),
+                change: JobChange::Disabled(true),
+            },
+            JobUpdate {
+                job_id: fresh.id.clone(),
+                change: JobChange::AddChild("child".into()),
+            },
+        ],
+        ..Batch::default()
+    })
+    .await
+    .expect("put and update");
+    let got = s.get(&fresh.id).await.expect("get").expect("exists");
+    assert!(got.disabled, "[{name}] the update of a put job applied");
+    assert_eq!(
+        got.dependent_jobs,
+        Some(vec!["child".to_string()]),
+        "[{name}] both updates of a put job applied"
+    );
+    s.apply(Batch {
+        delete: vec![fresh.id.clone()],
+        ..Batch::default()
+    })
+    .await
+    .expect("delete");
 }
 
 async fn membership(name: &str, c: &dyn Coordination) {
