@@ -1,5 +1,6 @@
 use super::*;
 use crate::wire::{JobOut, job_from_json};
+use jiff::SignedDuration;
 
 fn future() -> String {
     (Timestamp::now() + SignedDuration::from_hours(1)).to_string()
