@@ -25,10 +25,12 @@ pub mod batch;
 mod cluster;
 pub mod dialect;
 mod error;
+mod migrate;
 mod store;
 pub mod syntax;
 
 pub use dialect::{Classify, ConnectOptions, Dialect, ErrorClass, RowsAffected};
 pub use error::map_err;
-pub use store::{SqlStore, migrator};
+pub use migrate::migrator;
+pub use store::SqlStore;
 pub use syntax::Syntax;

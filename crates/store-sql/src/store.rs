@@ -1,7 +1,7 @@
 //! [`SqlStore`]: every query of the SQL backends, written once.
 //!
 //! Owns: the `JobStore` implementation (batches, reads, retention, claims,
-//! migrations) over any [`Dialect`].
+//! running the migrations of `migrate` at connect) over any [`Dialect`].
 //! Must not: contain a database's own syntax; ask the dialect.
 
 use std::marker::PhantomData;
@@ -14,15 +14,15 @@ use kala_store::{
     ALL_JOBS, Batch, Claim, JobChange, JobStore, Notice, OpenRun, Result, Retention, StoreError,
     ns_i64, oldest_first, soonest,
 };
-use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrate;
 use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Row,
-    SqlSafeStr, Type,
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Row, Type,
 };
 
 use crate::batch::{EncodedBatch, retry_transient};
 use crate::dialect::{Dialect, RowsAffected};
 use crate::error::{map_err, retryable};
+use crate::migrate::migrator;
 
 /// Rows per multi-row statement (2–3 bound values each: far below every
 /// database's limit of 65,535 parameters).
@@ -31,44 +31,6 @@ pub(crate) const CHUNK: usize = 2_000;
 /// The run rows of `jobs` beyond the newest `keep` each, as `SELECT seq`.
 const RUNS_BEYOND: &str = "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (PARTITION BY job_id \
      ORDER BY ran_at DESC, seq DESC) AS rn FROM kala_runs";
-
-/// The migrations, compiled into the binary and recorded in
-/// `kala_migrations` (not sqlx's default `_sqlx_migrations`, so kala can
-/// share a database with an application that uses sqlx migrations).
-pub fn migrator<D: Dialect>() -> Migrator {
-    let mut m = Migrator::with_migrations(vec![
-        Migration::new(
-            1,
-            "init".into(),
-            MigrationType::Simple,
-            D::SYNTAX.schema.into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            2,
-            "open runs".into(),
-            MigrationType::Simple,
-            D::SYNTAX.open_runs.into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            3,
-            "cluster".into(),
-            MigrationType::Simple,
-            D::SYNTAX.cluster.into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            4,
-            "notices".into(),
-            MigrationType::Simple,
-            D::SYNTAX.notices.into_sql_str(),
-            false,
-        ),
-    ]);
-    m.dangerous_set_table_name("kala_migrations");
-    m
-}
 
 /// A [`JobStore`] on the database `D` speaks.
 pub struct SqlStore<D: Dialect> {
