@@ -333,6 +333,126 @@ async fn bad_input_gets_a_json_4xx_naming_the_problem_and_stores_nothing() {
     .await;
 }
 
+/// The full list streamed while jobs are created, deleted and run: every
+/// answer, plain or gzip, is whole JSON; it holds every job that existed
+/// for the whole stream and nothing that never existed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streamed_list_holds_while_jobs_change() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = kala_store_redb::RedbStore::open_dir(dir.path()).unwrap();
+        let start = starts_in(24 * 3600, "R", "PT1H");
+        let jobs = (0..1_200)
+            .map(|k| {
+                let mut j = kala_job::Job::new(format!("stable {k}"), "true");
+                j.schedule = start.clone();
+                j
+            })
+            .collect();
+        kala_store::JobStore::apply(
+            &store,
+            kala_store::Batch {
+                put: jobs,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        kala_store::JobStore::close(&store).await.unwrap();
+    }
+    let s = Server::start(dir.path(), &[]);
+    let c = client();
+    let stable: std::collections::BTreeSet<String> =
+        req(&c, "GET", &s.url("/api/v1/job/?stats=false"), None)
+            .await
+            .json()["jobs"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+    assert_eq!(stable.len(), 1_200);
+    // Jobs that run every second, and a churn of creates and deletes.
+    for k in 0..5 {
+        create(
+            &c,
+            &s,
+            json!({"name": format!("runs {k}"), "command": "true", "schedule": starts_in(1, "R", "PT1S")}),
+        )
+        .await;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (c, s_base, stop) = (c.clone(), s.base.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut made = std::collections::BTreeSet::new();
+            let mut k = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = json!({"name": format!("churn {k}"), "command": "true"});
+                let r = req(
+                    &c,
+                    "POST",
+                    &format!("{s_base}/api/v1/job/"),
+                    Some(&body.to_string()),
+                )
+                .await;
+                assert_eq!(r.status, 201, "{}", r.text());
+                let id = r.json()["id"].as_str().unwrap().to_string();
+                if k % 2 == 0 {
+                    let r = req(&c, "DELETE", &format!("{s_base}/api/v1/job/{id}/"), None).await;
+                    assert_eq!(r.status, 204, "{}", r.text());
+                }
+                made.insert(id);
+                k += 1;
+            }
+            made
+        })
+    };
+    let mut lists = Vec::new();
+    for round in 0..6 {
+        let url = s.url(if round % 3 == 2 {
+            "/api/v1/job/?stats=false"
+        } else {
+            "/api/v1/job/"
+        });
+        let r = if round % 2 == 0 {
+            get_gzip(&c, &url).await
+        } else {
+            req(&c, "GET", &url, None).await
+        };
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        let keys: std::collections::BTreeSet<String> =
+            v["jobs"].as_object().unwrap().keys().cloned().collect();
+        assert!(
+            keys.is_superset(&stable),
+            "round {round}: a job that existed throughout is missing"
+        );
+        for (id, job) in v["jobs"].as_object().unwrap() {
+            assert_eq!(job["id"].as_str(), Some(id.as_str()), "round {round}");
+        }
+        lists.push(keys);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made = churn.await.unwrap();
+    assert!(
+        made.len() > 10,
+        "the churn ran during the lists ({})",
+        made.len()
+    );
+    for keys in &lists {
+        let strangers: Vec<_> = keys
+            .iter()
+            .filter(|k| !stable.contains(*k) && !made.contains(*k))
+            .collect();
+        assert!(
+            strangers.len() <= 5,
+            "only the five running jobs are new: {strangers:?}"
+        );
+    }
+    s.stop();
+}
+
 #[tokio::test]
 async fn gzip_when_asked() {
     let dir = tempfile::tempdir().unwrap();
@@ -353,6 +473,35 @@ async fn gzip_when_asked() {
     assert!(text.starts_with("{\"Stats\":{"), "{text}");
     let plain = req(&c, "GET", &s.url("/api/v1/stats/"), None).await;
     assert!(plain.header("content-encoding").is_empty());
+    // A job, its runs, its stats and the list read with gzip are the same
+    // JSON as without.
+    let id = create(
+        &c,
+        &s,
+        json!({"name": "gz", "command": "echo zipped", "schedule": starts_in(3600, "R", "PT1H")}),
+    )
+    .await;
+    assert_eq!(action(&c, &s, "start", &id).await.status, 204);
+    wait_for_successes(&c, &s, &id, 1).await;
+    for path in [
+        "/api/v1/job/".to_string(),
+        "/api/v1/job/?limit=5".into(),
+        format!("/api/v1/job/{id}/"),
+        format!("/api/v1/job/{id}/runs/"),
+        format!("/api/v1/job/stats/{id}/"),
+        "/api/v1/stats/".into(),
+    ] {
+        let z = get_gzip(&c, &s.url(&path)).await;
+        let p = req(&c, "GET", &s.url(&path), None).await;
+        assert_eq!((z.status, p.status), (200, 200), "{path}");
+        let (mut zj, mut pj) = (z.json(), p.json());
+        if path == "/api/v1/stats/" {
+            // Counters move between two reads.
+            zj = zj["Stats"]["jobs"].clone();
+            pj = pj["Stats"]["jobs"].clone();
+        }
+        assert_eq!(zj, pj, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -981,6 +1130,15 @@ async fn the_streamed_list_is_the_paged_list() {
     let paged = req(&c, "GET", &s.url("/api/v1/job/?limit=10000"), None).await;
     let whole = req(&c, "GET", &s.url("/api/v1/job/"), None).await;
     assert_eq!(whole.status, 200);
+    // As every common client asks for it: gzip, whole, the same JSON.
+    let zipped = get_gzip(&c, &s.url("/api/v1/job/")).await;
+    assert_eq!(zipped.status, 200);
+    assert_eq!(zipped.header("content-encoding"), "gzip");
+    assert_eq!(
+        zipped.json(),
+        whole.json(),
+        "the gzip list is the plain list"
+    );
     assert_eq!(
         whole.header("content-type"),
         "application/json;charset=UTF-8"

@@ -100,6 +100,42 @@ pub async fn req(c: &reqwest::Client, method: &str, url: &str, body: Option<&str
     }
 }
 
+/// GET as every common HTTP client does it (Go's net/http, Python
+/// requests, browsers): `Accept-Encoding: gzip`. The body must be gzip,
+/// arrive whole and decode whole; `Resp::body` is the decoded bytes.
+pub async fn get_gzip(c: &reqwest::Client, url: &str) -> Resp {
+    use std::io::Read;
+    let resp = c
+        .get(url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} (gzip): {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let raw = resp
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} (gzip): the body was cut short: {e}"));
+    let body = if headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() == b"gzip")
+    {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .unwrap_or_else(|e| panic!("GET {url} (gzip): not whole gzip: {e}"));
+        out
+    } else {
+        raw.to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
 /// Polls `f` until it returns Some, for at most `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> T
 where

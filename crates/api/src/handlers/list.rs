@@ -221,9 +221,11 @@ fn stream_all(engine: Engine, ids: Vec<JobRef>, with_stats: bool) -> Response {
         }
         let _ = tx.send(Ok(Bytes::from_static(b"}}\n"))).await;
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|piece| (piece, rx))
-    });
+    // `poll_fn` over the receiver, not `unfold`: the compression layer
+    // polls the body once more after it ended, and a receiver answers
+    // `None` again where `unfold` panics (which cut gzip answers short).
+    let mut rx = rx;
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, crate::error::JSON_UTF8)],
