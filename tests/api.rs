@@ -398,7 +398,7 @@ async fn the_streamed_list_holds_while_jobs_change() {
                 .await;
                 assert_eq!(r.status, 201, "{}", r.text());
                 let id = r.json()["id"].as_str().unwrap().to_string();
-                if k % 2 == 0 {
+                if k.is_multiple_of(2) {
                     let r = req(&c, "DELETE", &format!("{s_base}/api/v1/job/{id}/"), None).await;
                     assert_eq!(r.status, 204, "{}", r.text());
                 }
@@ -450,6 +450,47 @@ async fn the_streamed_list_holds_while_jobs_change() {
             "only the five running jobs are new: {strangers:?}"
         );
     }
+    s.stop();
+}
+
+/// A run record names the run (the `KALA_RUN_ID` its command saw) and
+/// the instance (`KALA_NODE`) on kala's runs route; Kala's stats shapes
+/// stay as Kala's.
+#[tokio::test]
+async fn run_records_name_their_run_and_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--node-name", "node-a"]);
+    let c = client();
+    let id = create(
+        &c,
+        &s,
+        json!({"name": "who", "command": "sh -c 'echo \"$KALA_RUN_ID $KALA_NODE\"'", "schedule": starts_in(3600, "R", "PT1H")}),
+    )
+    .await;
+    assert_eq!(action(&c, &s, "start", &id).await.status, 204);
+    wait_for_successes(&c, &s, &id, 1).await;
+    let runs = req(&c, "GET", &s.url(&format!("/api/v1/job/{id}/runs/")), None)
+        .await
+        .json();
+    let run = &runs["runs"][0];
+    let out = run["output"].as_str().unwrap().trim().to_string();
+    let run_id = run["run_id"].as_str().expect("run_id in the record");
+    assert_eq!(out, format!("{run_id} node-a"), "{run}");
+    assert_eq!(run["node"], "node-a");
+    let stats = req(&c, "GET", &s.url(&format!("/api/v1/job/stats/{id}/")), None)
+        .await
+        .json();
+    let stat = stats["job_stats"][0].as_object().unwrap();
+    assert!(
+        !stat.contains_key("run_id") && !stat.contains_key("node"),
+        "{stat:?}"
+    );
+    let job = get_job(&c, &s, &id).await;
+    let stat = job["stats"][0].as_object().unwrap();
+    assert!(
+        !stat.contains_key("run_id") && !stat.contains_key("node"),
+        "{stat:?}"
+    );
     s.stop();
 }
 

@@ -165,6 +165,13 @@ async fn a_failed_run_reaches_its_webhooks_signed_after_retries() {
         assert_eq!(body["run"]["exit_code"], 3);
         assert!(body["run"]["output"].as_str().unwrap().contains("boom"));
         assert!(body["node"].as_str().is_some_and(|n| !n.is_empty()));
+        assert_eq!(body["run"]["node"], body["node"], "the run names its node");
+        assert!(
+            body["run"]["run_id"]
+                .as_str()
+                .is_some_and(|r| r.len() == 36),
+            "the run names its id (KALA_RUN_ID): {body}"
+        );
         assert_eq!(body["id"], n[0]["id"]);
     }
     let metrics = req(&client(), "GET", &format!("{}/metrics", s.base), None)

@@ -101,6 +101,9 @@ try {
   await page.click('#runs tr.run details summary');
   const out = await page.textContent('#runs tr.run pre.out');
   check(out.includes('hello from kala'), 'output tail shown, got ' + out);
+  const runCell = await page.textContent('#runs tr.run td.run-id');
+  const runTitle = await page.getAttribute('#runs tr.run td.run-id div[title]', 'title');
+  check(/KALA_RUN_ID [0-9a-f-]{36}/.test(runTitle || ''), 'the run id is shown, got ' + runTitle + ' in ' + runCell);
   check(await page.$('#durations rect'), 'duration chart drawn');
   await shot('04-job-detail');
 

@@ -103,6 +103,8 @@ pub async fn bench_notify(
             exit_code: Some(1),
             error: Some("exit status 1".into()),
             output: "some output\n".into(),
+            run_id: None,
+            node: None,
         };
         let all: Vec<Notice> = (0..notices)
             .map(|k| Notice {

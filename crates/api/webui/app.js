@@ -608,7 +608,7 @@ async function renderJob(id, rid) {
     h('h2', {}, 'Durations'), chart(runs),
     h('h2', {}, `Run history (${runs.length})`),
     history.length ? h('table', { id: 'runs' },
-      h('thead', {}, h('tr', {}, ['Started', 'Trigger', 'Result', 'Duration', 'Retries', 'Exit', 'Notified', 'Output'].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['Started', 'Trigger', 'Result', 'Duration', 'Retries', 'Exit', 'Notified', 'Output', 'Run'].map((t) => h('th', {}, t)))),
       h('tbody', {}, history.map((r) => h('tr', { class: 'run' },
         h('td', {}, timeCell(r.ran_at)),
         h('td', { class: 'muted' }, r.trigger),
@@ -618,7 +618,9 @@ async function renderJob(id, rid) {
         h('td', { class: 'mono' }, r.exit_code ?? '—'),
         h('td', { class: 'notified' }, r.notifications && r.notifications.length ? r.notifications.map(noticeBadge) : h('span', { class: 'muted' }, '—')),
         h('td', {}, r.error ? h('div', { class: 'error small' }, r.error) : null,
-          r.output ? h('details', {}, h('summary', { class: 'small' }, 'output'), h('pre', { class: 'out' }, r.output)) : h('span', { class: 'muted' }, '—'))))))
+          r.output ? h('details', {}, h('summary', { class: 'small' }, 'output'), h('pre', { class: 'out' }, r.output)) : h('span', { class: 'muted' }, '—')),
+        h('td', { class: 'run-id small' }, r.node ? h('div', { class: 'mono' }, r.node) : null,
+          r.run_id ? h('div', { class: 'mono muted', title: 'KALA_RUN_ID ' + r.run_id }, r.run_id.slice(0, 8)) : null)))))
       : h('div', { class: 'card empty', id: 'no-runs' }, 'No runs yet.'));
 }
 

@@ -88,6 +88,8 @@ pub(crate) fn interrupted(
             exit_code: None,
             error: Some(why),
             output: String::new(),
+            run_id: Some(run.run_id.clone()),
+            node: Some(run.node.clone()),
         });
     }
     out

@@ -27,6 +27,8 @@ impl Inner {
             exit_code: None,
             error: Some(why),
             output: String::new(),
+            run_id: Some(uuid::Uuid::new_v4().to_string()),
+            node: Some(self.config.node_id.clone()),
         };
         let delta = RunDelta {
             point: Some(point),

@@ -284,6 +284,8 @@ impl Inner {
                         exit_code: attempt.exit_code,
                         error: attempt.error.clone(),
                         output: attempt.output.clone(),
+                        run_id: Some(run_id.clone()),
+                        node: Some(self.config.node_id.clone()),
                     };
                     self.notify_retry(&id, &so_far).await;
                     if !delay.is_zero() {
@@ -325,6 +327,8 @@ impl Inner {
                 exit_code: attempt.exit_code,
                 error: attempt.error,
                 output: attempt.output,
+                run_id: Some(run_id.clone()),
+                node: Some(self.config.node_id.clone()),
             };
             let delta = RunDelta {
                 point,

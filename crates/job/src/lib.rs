@@ -394,6 +394,16 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// The tail of the combined output of the last attempt.
     pub output: String,
+    /// The run's id: the `KALA_RUN_ID` its command saw (`Kala-Run-Id` of
+    /// a remote call), the key of its journal entry, and what makes
+    /// writing its record idempotent. A kala extension: absent from
+    /// records written before it existed, and from Kala's stats shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The instance (`--node-name`) that ran it, or that recorded it
+    /// (skipped, interrupted). A kala extension, as `run_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl RunRecord {

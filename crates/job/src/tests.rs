@@ -237,6 +237,9 @@ fn wire_output_is_exactly_kalas_keys_in_order() {
         exit_code: Some(0),
         error: None,
         output: String::new(),
+        // kala's extensions stay out of Kala's stats shape.
+        run_id: Some("a3c2d1e0-0000-4000-8000-000000000001".into()),
+        node: Some("n1".into()),
     };
     let stat = serde_json::to_string(&wire::StatOut::new(&rec)).unwrap();
     assert!(stat.starts_with(r#"{"job_id":"d925fd45-240e-4a1c-4ac0-aeb882d687cf","ran_at":"2026-11-22T15:23:44.516371803Z","number_of_retries":0,"success":true,"execution_duration":1979995}"#), "{stat}");

@@ -97,6 +97,8 @@ pub fn run(job_id: &str, at_ns: i128, outcome: Outcome) -> RunRecord {
         exit_code: Some(3),
         error: Some("exit status 3: oops".into()),
         output: "line 1\nline 2 ünïcode\n".into(),
+        run_id: Some(format!("run-{job_id}-{at_ns}")),
+        node: Some("node ü".into()),
     }
 }
 

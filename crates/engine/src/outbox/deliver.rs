@@ -348,6 +348,8 @@ mod tests {
             exit_code: Some(1),
             error: None,
             output: String::new(),
+            run_id: None,
+            node: None,
         };
         let mut job = job;
         job.notify = vec![NotifyTarget::webhook("http://h", &[NotifyOn::Failure])];

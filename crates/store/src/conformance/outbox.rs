@@ -19,6 +19,8 @@ fn run_of(job: &Job, at: Timestamp) -> RunRecord {
         exit_code: Some(3),
         error: Some("exit status 3".into()),
         output: "bad\n".into(),
+        run_id: None,
+        node: None,
     }
 }
 
