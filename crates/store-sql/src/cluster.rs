@@ -77,7 +77,7 @@ where
         let until = ns_i64(req.now + req.ttl)?;
         let map = map_err::<D>;
         let mut tx = self.pool().begin().await.map_err(map)?;
-        let mut leases = lock_leases::<D>(&mut tx).await.map_err(map)?;
+        let (mut leases, mut locked) = lock_leases::<D>(&mut tx).await.map_err(map)?;
         let missing: Vec<u32> = req
             .take
             .iter()
@@ -96,10 +96,15 @@ where
             });
             q.push(after);
             q.build().execute(&mut *tx).await.map_err(map)?;
-            leases = lock_leases::<D>(&mut tx).await.map_err(map)?;
+            (leases, locked) = lock_leases::<D>(&mut tx).await.map_err(map)?;
         }
         let mut renew = Vec::new();
         for l in leases.iter_mut() {
+            // A row another transaction holds (a fenced batch, another
+            // round) is left as it is this round, as last committed.
+            if !locked.contains(&l.partition) {
+                continue;
+            }
             if req.take.contains(&l.partition) && l.takeable(&req) {
                 if l.owner == req.node {
                     renew.push(l.partition);
@@ -128,7 +133,7 @@ where
                 req.release
                     .iter()
                     .copied()
-                    .filter(|p| !req.take.contains(p))
+                    .filter(|p| !req.take.contains(p) && locked.contains(p))
                     .collect(),
             ),
         ] {
@@ -237,10 +242,15 @@ where
     })
 }
 
-/// Every lease row, locked until the transaction ends.
+/// Every lease row as last committed, and the partitions whose rows this
+/// transaction now holds locked until it ends. A row another transaction
+/// holds is passed over, not waited for: an instance cut off in the
+/// middle of a fenced batch holds its share lock until the server ends
+/// its session (`idle_in_transaction_session_timeout`), and no round of
+/// a healthy instance may wait for that.
 async fn lock_leases<D: Dialect>(
     tx: &mut sqlx::Transaction<'_, D::DB>,
-) -> std::result::Result<Vec<Lease>, sqlx::Error>
+) -> std::result::Result<(Vec<Lease>, std::collections::HashSet<u32>), sqlx::Error>
 where
     for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
@@ -248,11 +258,28 @@ where
     i64: for<'r> Decode<'r, D::DB> + Type<D::DB>,
     usize: ColumnIndex<<D::DB as Database>::Row>,
 {
-    let rows = QueryBuilder::<D::DB>::new(
-        "SELECT part, owner, token, expires_at FROM kala_leases ORDER BY part FOR UPDATE",
-    )
-    .build()
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.iter().map(lease_of::<D>).collect()
+    let mut q = QueryBuilder::<D::DB>::new(
+        "SELECT part, owner, token, expires_at FROM kala_leases ORDER BY part",
+    );
+    q.push(D::SYNTAX.skip_locked);
+    let rows = q.build().fetch_all(&mut **tx).await?;
+    let locked: Vec<Lease> = rows.iter().map(lease_of::<D>).collect::<Result<_, _>>()?;
+    let locked_parts: std::collections::HashSet<u32> = locked.iter().map(|l| l.partition).collect();
+    let mut all = locked;
+    if all.len() < kala_store::PARTITIONS as usize {
+        let rows = QueryBuilder::<D::DB>::new(
+            "SELECT part, owner, token, expires_at FROM kala_leases ORDER BY part",
+        )
+        .build()
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in &rows {
+            let l = lease_of::<D>(r)?;
+            if !locked_parts.contains(&l.partition) {
+                all.push(l);
+            }
+        }
+        all.sort_by_key(|l| l.partition);
+    }
+    Ok((all, locked_parts))
 }

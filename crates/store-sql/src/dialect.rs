@@ -104,10 +104,30 @@ impl ConnectOptions {
     pub async fn pool<D: Dialect>(
         &self,
         options: <<D::DB as Database>::Connection as sqlx::Connection>::Options,
-    ) -> Result<Pool<D::DB>> {
+    ) -> Result<Pool<D::DB>>
+    where
+        for<'c> &'c mut <D::DB as Database>::Connection: sqlx::Executor<'c, Database = D::DB>,
+    {
         sqlx::pool::PoolOptions::<D::DB>::new()
             .max_connections(self.max_connections.max(1))
             .acquire_timeout(self.acquire_timeout)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    for s in D::SYNTAX.session {
+                        match sqlx::raw_sql(sqlx::AssertSqlSafe(s.sql))
+                            .execute(&mut *conn)
+                            .await
+                        {
+                            Ok(_) => {}
+                            Err(e) if s.optional => {
+                                tracing::debug!(setting = s.sql, error = %e, "session setting not available on this server");
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(crate::map_err::<D>)

@@ -33,4 +33,4 @@ pub use dialect::{Classify, ConnectOptions, Dialect, ErrorClass, RowsAffected};
 pub use error::map_err;
 pub use migrate::migrator;
 pub use store::SqlStore;
-pub use syntax::Syntax;
+pub use syntax::{SessionSetting, Syntax};

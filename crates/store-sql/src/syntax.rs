@@ -41,6 +41,24 @@ pub struct Syntax {
     /// Run in a transaction that appended changes, to wake the other
     /// instances at its commit; `None`: they poll.
     pub notify: Option<&'static str>,
+    /// Appended to the lease round's `SELECT … FROM kala_leases` to lock
+    /// the rows no other transaction holds and pass over the others, so a
+    /// round never waits on another instance's transaction.
+    pub skip_locked: &'static str,
+    /// Run on every new connection: what bounds the database work of an
+    /// instance that goes silent (see [`SessionSetting`]).
+    pub session: &'static [SessionSetting],
+}
+
+/// A statement run on every new connection of the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSetting {
+    pub sql: &'static str,
+    /// Not every server of the family has it (MariaDB's variables on
+    /// MySQL): an error is logged at debug level and the connection is
+    /// used all the same. A required setting that fails fails the
+    /// connection.
+    pub optional: bool,
 }
 
 impl Syntax {
@@ -58,6 +76,32 @@ impl Syntax {
         notices: include_str!("../migrations/postgres/0004_notices.sql"),
         upsert_notice: " ON CONFLICT (id) DO UPDATE SET pending = EXCLUDED.pending, next_at = EXCLUDED.next_at, done_at = EXCLUDED.done_at, notice = EXCLUDED.notice",
         notify: Some("SELECT pg_notify('kala_changes', '')"),
+        skip_locked: " FOR UPDATE SKIP LOCKED",
+        // The server also probes the connection (TCP keepalive every 2 s
+        // after 5 s idle, 3 probes): a dead network ends the session and
+        // its locks within ~11 s even outside a transaction.
+        session: &[
+            SessionSetting {
+                sql: "SET idle_in_transaction_session_timeout = '2s'",
+                optional: false,
+            },
+            SessionSetting {
+                sql: "SET lock_timeout = '1s'",
+                optional: false,
+            },
+            SessionSetting {
+                sql: "SET tcp_keepalives_idle = 5",
+                optional: true,
+            },
+            SessionSetting {
+                sql: "SET tcp_keepalives_interval = 2",
+                optional: true,
+            },
+            SessionSetting {
+                sql: "SET tcp_keepalives_count = 3",
+                optional: true,
+            },
+        ],
     };
 
     /// MySQL and MariaDB. MySQL cannot delete from a table that its own
@@ -83,5 +127,20 @@ impl Syntax {
         notices: include_str!("../migrations/mysql/0004_notices.sql"),
         upsert_notice: " ON DUPLICATE KEY UPDATE pending = VALUES(pending), next_at = VALUES(next_at), done_at = VALUES(done_at), notice = VALUES(notice)",
         notify: None,
+        skip_locked: " FOR UPDATE SKIP LOCKED",
+        // MariaDB ends a transaction idle for `idle_transaction_timeout`
+        // seconds (MySQL has no such variable: there, `wait_timeout` and
+        // the lock wait bound it). `innodb_lock_wait_timeout` is 50 s by
+        // default.
+        session: &[
+            SessionSetting {
+                sql: "SET SESSION innodb_lock_wait_timeout = 1",
+                optional: false,
+            },
+            SessionSetting {
+                sql: "SET SESSION idle_transaction_timeout = 2",
+                optional: true,
+            },
+        ],
     };
 }

@@ -6,7 +6,10 @@
 //! (`kala-server listening on http://127.0.0.1:PORT`), SIGTERM or SIGKILL
 //! to stop it, and a kill on drop so that no test leaves a server behind.
 
+pub mod faults;
 pub mod tls;
+
+pub use faults::{Fault, FaultProxy, faketime_env};
 
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -97,6 +100,31 @@ impl ServerProcess {
             .args(["-TERM", &self.child.id().to_string()])
             .status()?;
         Ok(self.child.wait()?.code())
+    }
+
+    /// SIGSTOP: the process stops where it is (a paused VM, a GC pause,
+    /// a swapped-out process); its sockets stay open.
+    pub fn pause(&self) -> io::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONT after [`ServerProcess::pause`].
+    pub fn resume(&self) -> io::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, sig: &str) -> io::Result<()> {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "kill {sig} {}: {status}",
+                self.child.id()
+            )))
+        }
     }
 
     /// SIGKILL, then wait.
