@@ -499,3 +499,50 @@ async fn redis_cluster_under_partition_pause_and_kill() {
 /// every second, and its lateness checks are about the cluster, not
 /// about a machine running several at once.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_cluster_under_partition_pause_and_kill() {
+    use sqlx::Connection;
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let db = unique("kala_faults_");
+    let base = std::env::var("KALA_TEST_MYSQL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let mut conn = sqlx::MySqlConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("MySQL/MariaDB at {base:?} is needed: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    faults_scenario("127.0.0.1:3306", |port| {
+        vec![
+            "--jobdb".into(),
+            "mariadb".into(),
+            "--jobdb-address".into(),
+            format!("mysql://root@127.0.0.1:{port}/{db}"),
+        ]
+    })
+    .await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
+        .execute(&mut conn)
+        .await
+        .expect("drop database");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_cluster_under_partition_pause_and_kill() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = kala_store_consul::test_server::ConsulUnderTest::start();
+    let ns = unique("kala-faults-");
+    faults_scenario(&server.address, |port| {
+        vec![
+            "--jobdb".into(),
+            "consul".into(),
+            "--jobdb-address".into(),
+            format!("127.0.0.1:{port}"),
+            "--jobdb-namespace".into(),
+            ns.clone(),
+        ]
+    })
+    .await;
+}

@@ -21,6 +21,14 @@ pub trait Clock: Send + Sync + 'static {
     fn sleep_until_precise(&self, t: Timestamp) -> Sleep {
         self.sleep_until(t)
     }
+    /// Time since an arbitrary origin that never goes back and is not
+    /// moved by changes of the wall clock (NTP steps, skew): what a lease
+    /// is measured on locally. By default the wall clock's, for clocks
+    /// that have nothing better.
+    fn monotonic(&self) -> std::time::Duration {
+        std::time::Duration::try_from(self.now().duration_since(Timestamp::UNIX_EPOCH))
+            .unwrap_or_default()
+    }
 }
 
 /// How long before its instant a precise sleep leaves tokio's timer (whole
@@ -34,6 +42,11 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp::now()
+    }
+
+    fn monotonic(&self) -> std::time::Duration {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        ORIGIN.get_or_init(std::time::Instant::now).elapsed()
     }
 
     fn sleep_until(&self, t: Timestamp) -> Sleep {

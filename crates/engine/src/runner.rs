@@ -87,6 +87,91 @@ impl Inner {
             .await;
     }
 
+    /// Whether the lease of `id`'s partition holds (see
+    /// [`Inner::lease_proven`]), waiting up to two membership rounds for a
+    /// renewal when it just ran out here: a lease still this instance's
+    /// with the same token was never anyone else's, so the run may start,
+    /// late.
+    async fn reprove_lease(&self, id: &str, token: u64) -> bool {
+        if self.lease_proven(id, token) {
+            return true;
+        }
+        let wait = std::time::Duration::try_from(self.config.heartbeat * 2)
+            .unwrap_or(std::time::Duration::from_secs(2));
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            if self.lease_proven(id, token) {
+                tracing::info!(job = %id, "the lease was renewed after it ran out here; the run starts late");
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A journaled run whose lease could not be proven before its
+    /// process started: nothing is started. If its journal entry is still
+    /// open (no other instance took the partition over thinking this one
+    /// dead, which would have recorded it `interrupted`), it ends with a
+    /// `skipped` record that consumes the point; if the store cannot be
+    /// read, the entry stays for the instance that takes the partition.
+    async fn abandon_run(
+        &self,
+        id: &str,
+        run_id: &str,
+        trigger: Trigger,
+        point: Option<Timestamp>,
+        ran_at: Timestamp,
+    ) {
+        {
+            let mut st = self.lock();
+            st.running_end(id);
+            if trigger == Trigger::Once {
+                st.once_started.remove(id);
+            }
+        }
+        if let Some(c) = &self.cluster {
+            c.dropped().insert(kala_store::partition_of(id));
+        }
+        self.metrics.fenced();
+        let open = match self.store.open_runs().await {
+            Ok(open) => open.iter().any(|o| o.run_id == run_id),
+            Err(e) => {
+                tracing::warn!(job = %id, run = %run_id, error = %e, "not started: the lease could not be proven before the process started; the journal entry stays for whoever takes the partition");
+                return;
+            }
+        };
+        tracing::warn!(job = %id, run = %run_id, still_open = open, "not started: the lease could not be proven before the process started");
+        if !open {
+            return; // recorded `interrupted` by the instance that took over
+        }
+        let why = format!(
+            "not started: {} could not prove the lease of the job's partition right before the process would start (paused or cut off since the run was journaled)",
+            self.config.node_id
+        );
+        let record = RunRecord {
+            job_id: id.to_string(),
+            ran_at,
+            scheduled_at: point,
+            trigger,
+            outcome: Outcome::Skipped,
+            number_of_retries: 0,
+            execution_duration: 0,
+            exit_code: None,
+            error: Some(why),
+            output: String::new(),
+            run_id: Some(run_id.to_string()),
+            node: Some(self.config.node_id.clone()),
+        };
+        self.metrics.count(Outcome::Skipped);
+        let delta = RunDelta {
+            point,
+            ..RunDelta::default()
+        };
+        self.persist_run(id, record, Some(run_id.to_string()), delta)
+            .await;
+    }
+
     /// One attempt on a task of its own, so that a panic anywhere in it (a
     /// handler, a library) ends as a failed attempt, and the run still
     /// records and releases the job's running count.
@@ -177,6 +262,7 @@ impl Inner {
                 _ => None,
             };
             let fenced = fence.is_some();
+            let token = fence.as_ref().map(|f| f.token);
             let journaled = self
                 .store
                 .apply(Batch {
@@ -225,6 +311,15 @@ impl Inner {
                 // not seen at the next start.
                 self.metrics.unjournaled();
                 tracing::warn!(job = %id, error = %e, "cannot journal the run; it runs anyway (a crash during it will not be recorded)");
+            }
+            // The journal proved the lease in the database; the process
+            // starts only if it still holds here, on the monotonic clock,
+            // after whatever happened since (a pause, a slow write).
+            if let Some(token) = token
+                && !self.reprove_lease(&id, token).await
+            {
+                self.abandon_run(&id, &run_id, trigger, point, ran_at).await;
+                return None;
             }
             let _ = self.events.send(Event::RunStarted {
                 job_id: id.clone(),

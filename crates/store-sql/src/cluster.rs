@@ -76,8 +76,12 @@ where
     async fn lease(&self, req: LeaseRequest) -> Result<Vec<Lease>> {
         let until = ns_i64(req.now + req.ttl)?;
         let map = map_err::<D>;
+        // Only the rows this round may change are locked.
+        let mut touch: Vec<u32> = req.take.iter().chain(&req.release).copied().collect();
+        touch.sort_unstable();
+        touch.dedup();
         let mut tx = self.pool().begin().await.map_err(map)?;
-        let (mut leases, mut locked) = lock_leases::<D>(&mut tx).await.map_err(map)?;
+        let (mut leases, mut locked) = lock_leases::<D>(&mut tx, &touch).await.map_err(map)?;
         let missing: Vec<u32> = req
             .take
             .iter()
@@ -96,7 +100,7 @@ where
             });
             q.push(after);
             q.build().execute(&mut *tx).await.map_err(map)?;
-            (leases, locked) = lock_leases::<D>(&mut tx).await.map_err(map)?;
+            (leases, locked) = lock_leases::<D>(&mut tx, &touch).await.map_err(map)?;
         }
         let mut renew = Vec::new();
         for l in leases.iter_mut() {
@@ -242,14 +246,17 @@ where
     })
 }
 
-/// Every lease row as last committed, and the partitions whose rows this
-/// transaction now holds locked until it ends. A row another transaction
-/// holds is passed over, not waited for: an instance cut off in the
-/// middle of a fenced batch holds its share lock until the server ends
-/// its session (`idle_in_transaction_session_timeout`), and no round of
-/// a healthy instance may wait for that.
+/// Every lease row as last committed, and which of the rows of `touch`
+/// (the partitions a round may change) this transaction now holds locked
+/// until it ends. Only those are locked, so a round stalled in the middle
+/// (its instance cut off) holds nothing another instance's fenced batch
+/// needs; and a row another transaction holds is passed over, not waited
+/// for: an instance cut off in the middle of a fenced batch holds its
+/// share lock until the server ends its session, and no round of a
+/// healthy instance may wait for that.
 async fn lock_leases<D: Dialect>(
     tx: &mut sqlx::Transaction<'_, D::DB>,
+    touch: &[u32],
 ) -> std::result::Result<(Vec<Lease>, std::collections::HashSet<u32>), sqlx::Error>
 where
     for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
@@ -258,28 +265,31 @@ where
     i64: for<'r> Decode<'r, D::DB> + Type<D::DB>,
     usize: ColumnIndex<<D::DB as Database>::Row>,
 {
-    let mut q = QueryBuilder::<D::DB>::new(
-        "SELECT part, owner, token, expires_at FROM kala_leases ORDER BY part",
-    );
-    q.push(D::SYNTAX.skip_locked);
-    let rows = q.build().fetch_all(&mut **tx).await?;
-    let locked: Vec<Lease> = rows.iter().map(lease_of::<D>).collect::<Result<_, _>>()?;
+    let mut locked = Vec::new();
+    if !touch.is_empty() {
+        let parts: Vec<String> = touch.iter().map(u32::to_string).collect();
+        let mut q = QueryBuilder::<D::DB>::new(
+            "SELECT part, owner, token, expires_at FROM kala_leases WHERE part IN (",
+        );
+        q.push(parts.join(", ")).push(") ORDER BY part");
+        q.push(D::SYNTAX.skip_locked);
+        let rows = q.build().fetch_all(&mut **tx).await?;
+        locked = rows.iter().map(lease_of::<D>).collect::<Result<_, _>>()?;
+    }
     let locked_parts: std::collections::HashSet<u32> = locked.iter().map(|l| l.partition).collect();
     let mut all = locked;
-    if all.len() < kala_store::PARTITIONS as usize {
-        let rows = QueryBuilder::<D::DB>::new(
-            "SELECT part, owner, token, expires_at FROM kala_leases ORDER BY part",
-        )
-        .build()
-        .fetch_all(&mut **tx)
-        .await?;
-        for r in &rows {
-            let l = lease_of::<D>(r)?;
-            if !locked_parts.contains(&l.partition) {
-                all.push(l);
-            }
+    let rows = QueryBuilder::<D::DB>::new(
+        "SELECT part, owner, token, expires_at FROM kala_leases ORDER BY part",
+    )
+    .build()
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in &rows {
+        let l = lease_of::<D>(r)?;
+        if !locked_parts.contains(&l.partition) {
+            all.push(l);
         }
-        all.sort_by_key(|l| l.partition);
     }
+    all.sort_by_key(|l| l.partition);
     Ok((all, locked_parts))
 }

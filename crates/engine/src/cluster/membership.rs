@@ -27,6 +27,7 @@ impl Inner {
             return true;
         };
         let now = self.clock.now();
+        let mono = self.clock.monotonic();
         let me = self.config.node_id.clone();
         let nodes = match coord.heartbeat(&self.node_info(cluster, now)).await {
             Ok(n) => n,
@@ -78,6 +79,10 @@ impl Inner {
                     Held {
                         token: l.token,
                         expires_at: l.expires_at,
+                        valid_until: (mono
+                            + std::time::Duration::try_from(l.expires_at.duration_since(now))
+                                .unwrap_or_default())
+                        .saturating_sub(super::LEASE_MARGIN),
                     },
                 )
             })
@@ -96,6 +101,7 @@ impl Inner {
             for (p, h) in held.iter_mut() {
                 if let Some(m) = mine.get(p) {
                     h.expires_at = m.expires_at;
+                    h.valid_until = m.valid_until;
                 }
             }
             let new = mine

@@ -25,7 +25,17 @@ use crate::state::Inner;
 pub(crate) struct Held {
     pub token: u64,
     pub expires_at: Timestamp,
+    /// When the lease runs out on this instance's monotonic clock
+    /// ([`crate::Clock::monotonic`]), less [`LEASE_MARGIN`]: measured from
+    /// the start of the round that renewed it, so a pause or a slow round
+    /// can only make it earlier than the database's expiry, never later.
+    pub valid_until: std::time::Duration,
 }
+
+/// How much sooner than its lease an instance stops trusting it before a
+/// process starts: covers the wall clocks of the instances disagreeing
+/// by this much (a taker sees the lease expire on its own clock).
+pub(crate) const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// This instance's view of the cluster.
 pub(crate) struct Cluster {
@@ -186,6 +196,22 @@ impl Inner {
             }
             None => Err(()),
         }
+    }
+
+    /// Right before a process starts: whether this instance still holds
+    /// the partition of `id` under the lease `token` it journaled the run
+    /// with, on its monotonic clock (with [`LEASE_MARGIN`]). A pause
+    /// between the journal entry and the start (SIGSTOP, a VM stalled,
+    /// swap) makes this false, whatever the wall clock says.
+    pub fn lease_proven(&self, id: &str, token: u64) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return true;
+        };
+        let now = self.clock.monotonic();
+        cluster
+            .held()
+            .get(&partition_of(id))
+            .is_some_and(|h| h.token == token && h.valid_until > now)
     }
 
     fn node_info(&self, cluster: &Cluster, now: Timestamp) -> NodeInfo {

@@ -191,3 +191,213 @@ async fn a_one_off_job_waiting_for_a_worker_is_not_started_twice() {
     }
     a.shutdown(Duration::from_secs(1)).await;
 }
+
+/// `a`'s view of the shared store, which can "pause" `a` right after it
+/// journals a run: `a`'s own membership calls wait (the process is
+/// stopped), the clock jumps past the lease, and the journal write
+/// returns only once `b` has taken the partition over.
+struct PausingStore {
+    inner: Arc<MemoryStore>,
+    clock: Arc<FakeClock>,
+    armed: std::sync::atomic::AtomicBool,
+    paused: std::sync::atomic::AtomicBool,
+}
+
+impl PausingStore {
+    async fn while_paused(&self) {
+        while self.paused.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobStore for PausingStore {
+    fn name(&self) -> &'static str {
+        "pausing"
+    }
+    async fn load_all(&self) -> kala_store::Result<Vec<Job>> {
+        self.inner.load_all().await
+    }
+    async fn get(&self, id: &str) -> kala_store::Result<Option<Job>> {
+        self.inner.get(id).await
+    }
+    async fn apply(&self, batch: Batch) -> kala_store::Result<()> {
+        let journal = batch.begin.first().cloned();
+        self.inner.apply(batch).await?;
+        if let Some(open) = journal
+            && self.armed.swap(false, Ordering::SeqCst)
+        {
+            self.paused.store(true, Ordering::SeqCst);
+            self.clock.advance(SignedDuration::from_secs(6));
+            let part = kala_store::partition_of(&open.job_id);
+            let coord = self.inner.coordination().expect("shared");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let leases = coord.leases().await?;
+                let taken = leases.iter().any(|l| l.partition == part && l.owner == "b");
+                let recorded = !self
+                    .inner
+                    .open_runs()
+                    .await?
+                    .iter()
+                    .any(|o| o.run_id == open.run_id);
+                if taken && recorded {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "b did not take the partition over"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            self.paused.store(false, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    async fn runs(&self, job_id: &str, limit: Option<usize>) -> kala_store::Result<Vec<RunRecord>> {
+        self.inner.runs(job_id, limit).await
+    }
+    async fn prune_runs(
+        &self,
+        retention: kala_store::Retention,
+        now: Timestamp,
+    ) -> kala_store::Result<u64> {
+        self.inner.prune_runs(retention, now).await
+    }
+    async fn delete_all(&self) -> kala_store::Result<()> {
+        self.inner.delete_all().await
+    }
+    async fn open_runs(&self) -> kala_store::Result<Vec<kala_store::OpenRun>> {
+        self.inner.open_runs().await
+    }
+    async fn pending_notices(&self, limit: usize) -> kala_store::Result<Vec<kala_store::Notice>> {
+        self.inner.pending_notices(limit).await
+    }
+    async fn notices(&self, job_id: &str) -> kala_store::Result<Vec<kala_store::Notice>> {
+        self.inner.notices(job_id).await
+    }
+    async fn prune_notices(&self, before: Timestamp) -> kala_store::Result<u64> {
+        self.inner.prune_notices(before).await
+    }
+    async fn claim(&self, claim: kala_store::Claim) -> kala_store::Result<bool> {
+        self.inner.claim(claim).await
+    }
+    async fn close(&self) -> kala_store::Result<()> {
+        Ok(())
+    }
+    fn coordination(&self) -> Option<&dyn kala_store::Coordination> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl kala_store::Coordination for PausingStore {
+    async fn heartbeat(
+        &self,
+        node: &kala_store::NodeInfo,
+    ) -> kala_store::Result<Vec<kala_store::NodeInfo>> {
+        self.while_paused().await;
+        self.inner
+            .coordination()
+            .expect("shared")
+            .heartbeat(node)
+            .await
+    }
+    async fn leave(&self, node: &str) -> kala_store::Result<()> {
+        self.inner.coordination().expect("shared").leave(node).await
+    }
+    async fn lease(
+        &self,
+        req: kala_store::LeaseRequest,
+    ) -> kala_store::Result<Vec<kala_store::Lease>> {
+        self.while_paused().await;
+        self.inner.coordination().expect("shared").lease(req).await
+    }
+    async fn leases(&self) -> kala_store::Result<Vec<kala_store::Lease>> {
+        self.while_paused().await;
+        self.inner.coordination().expect("shared").leases().await
+    }
+    async fn changes(&self, after: u64, limit: usize) -> kala_store::Result<Vec<(u64, String)>> {
+        self.inner
+            .coordination()
+            .expect("shared")
+            .changes(after, limit)
+            .await
+    }
+    async fn last_change(&self) -> kala_store::Result<u64> {
+        self.inner
+            .coordination()
+            .expect("shared")
+            .last_change()
+            .await
+    }
+    async fn prune_changes(&self, before: Timestamp) -> kala_store::Result<()> {
+        self.inner
+            .coordination()
+            .expect("shared")
+            .prune_changes(before)
+            .await
+    }
+    async fn get_many(&self, ids: &[String]) -> kala_store::Result<Vec<Job>> {
+        self.inner
+            .coordination()
+            .expect("shared")
+            .get_many(ids)
+            .await
+    }
+}
+
+/// Issue 29, defect 4: an instance paused between a run's journal entry
+/// and its process start, while another took its partition over (and
+/// recorded the run `interrupted`), does not start the process when it
+/// resumes: the lease is proven on its monotonic clock right before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_instance_does_not_start_a_run_after_losing_its_lease() {
+    let inner = Arc::new(MemoryStore::shared());
+    let clock = Arc::new(FakeClock::new(t0()));
+    let ran: Ran = Arc::default();
+    let paused = Arc::new(PausingStore {
+        inner: inner.clone(),
+        clock: clock.clone(),
+        armed: false.into(),
+        paused: false.into(),
+    });
+    let a = instance(paused.clone(), clock.clone(), "a", ran.clone()).await;
+    // a alone holds every partition; its job's first point is at 2 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = a
+        .create(job("paused", "ok", &iso("R0", 2, "PT1H")))
+        .await
+        .unwrap();
+    let store: Arc<dyn JobStore> = inner.clone();
+    paused.armed.store(true, Ordering::SeqCst);
+    tick(&clock, 2).await;
+    // a journaled the point and is paused; b starts and finds a dead.
+    while !paused.paused.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let b = instance(store.clone(), clock.clone(), "b", ran.clone()).await;
+    // The journal write "paused" a until b took over; give a time to
+    // resume, fail the proof and give up.
+    tokio::time::sleep(Duration::from_millis(2800)).await;
+    tick(&clock, 2).await;
+    let executions: Vec<_> = ran
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.1 == "paused")
+        .cloned()
+        .collect();
+    assert!(
+        executions.is_empty(),
+        "the point ran although a lost its lease during the pause: {executions:?}"
+    );
+    let runs = store.runs(&id, None).await.unwrap();
+    assert_eq!(runs.len(), 1, "one record for the point: {runs:?}");
+    assert_eq!(runs[0].outcome, Outcome::Interrupted, "{runs:?}");
+    assert_eq!(runs[0].scheduled_at, Some(at(2)));
+    assert!(store.open_runs().await.unwrap().is_empty());
+    a.shutdown(Duration::from_secs(1)).await;
+    b.shutdown(Duration::from_secs(1)).await;
+}
