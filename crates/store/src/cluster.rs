@@ -47,6 +47,11 @@ pub enum JobChange {
     Ran(RunDelta),
     /// Disabled (`true`) or enabled.
     Disabled(bool),
+    /// The schedule points up to this one are passed over (they fell
+    /// while the job was disabled): `last_scheduled_at` becomes the later
+    /// of the two, so that no instance (the owner, or one taking the
+    /// partition over) runs them; `scheduled_runs` is unchanged.
+    Consumed(Timestamp),
     /// A child was created: appended to `dependent_jobs` if absent.
     AddChild(JobId),
     /// These jobs were deleted: removed from `dependent_jobs` and
@@ -106,6 +111,7 @@ impl JobChange {
                 }
             }
             JobChange::Disabled(d) => job.disabled = *d,
+            JobChange::Consumed(t) => later(&mut job.last_scheduled_at, Some(*t)),
             JobChange::Notify(targets) => job.notify.clone_from(targets),
             JobChange::AddChild(c) => {
                 let kids = job.dependent_jobs.get_or_insert_with(Vec::new);

@@ -401,3 +401,54 @@ async fn a_paused_instance_does_not_start_a_run_after_losing_its_lease() {
     a.shutdown(Duration::from_secs(1)).await;
     b.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Issue 29, defect 5: the points that fell while a job was disabled are
+/// not run by the instance that takes its partition over after the
+/// enable (the owner was gone when the job was enabled elsewhere): one
+/// catch-up run, as Kala does at enable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_after_an_enable_does_not_run_the_disabled_points() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::shared());
+    let clock = Arc::new(FakeClock::new(t0()));
+    let ran: Ran = Arc::default();
+    let a = instance(store.clone(), clock.clone(), "a", ran.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = a
+        .create(job("j", "ok", &iso("R", 2, "PT1S")))
+        .await
+        .unwrap();
+    tick(&clock, 5).await;
+    a.disable(&id).await.unwrap();
+    tick(&clock, 6).await;
+    // a stops without handing over; b enables the job at 11 s.
+    a.inner.shutdown.send_replace(true);
+    a.inner.wake.notify_one();
+    let b = instance(store.clone(), clock.clone(), "b", ran.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.enable(&id).await.unwrap();
+    tick(&clock, 8).await;
+    let points: Vec<Timestamp> = store
+        .runs(&id, None)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.scheduled_at)
+        .collect();
+    let disabled: Vec<_> = points
+        .iter()
+        .filter(|p| **p >= at(6) && **p <= at(10))
+        .collect();
+    assert!(
+        disabled.is_empty(),
+        "points that fell while the job was disabled ran after the takeover: {disabled:?} (all: {points:?})"
+    );
+    assert!(
+        points.contains(&at(11)),
+        "the catch-up point runs: {points:?}"
+    );
+    assert!(
+        points.iter().any(|p| *p >= at(14)),
+        "and the schedule goes on: {points:?}"
+    );
+    b.shutdown(Duration::from_secs(1)).await;
+}

@@ -252,6 +252,40 @@ async fn updates(name: &str, s: Arc<dyn JobStore>, c: &dyn Coordination) {
     .expect("definition updates");
     let got = s.get(&job.id).await.expect("get").expect("exists");
     assert!(got.disabled, "[{name}] Disabled applied");
+    // An enable passes over the points that fell while disabled, in the
+    // stored job (an instance taking the partition over reads it there);
+    // an older point never moves `last_scheduled_at` back.
+    let last = got.last_scheduled_at.expect("a point ran");
+    let runs_before = got.scheduled_runs;
+    let passed = last + jiff::SignedDuration::from_secs(3600);
+    for (t, want) in [(passed, passed), (last, passed)] {
+        s.apply(Batch {
+            update: vec![
+                JobUpdate {
+                    job_id: job.id.clone(),
+                    change: JobChange::Disabled(false),
+                },
+                JobUpdate {
+                    job_id: job.id.clone(),
+                    change: JobChange::Consumed(t),
+                },
+            ],
+            ..Batch::default()
+        })
+        .await
+        .expect("enable");
+        let got = s.get(&job.id).await.expect("get").expect("exists");
+        assert!(!got.disabled, "[{name}] enabled");
+        assert_eq!(
+            got.last_scheduled_at,
+            Some(want),
+            "[{name}] Consumed applied"
+        );
+        assert_eq!(
+            got.scheduled_runs, runs_before,
+            "[{name}] scheduled_runs kept"
+        );
+    }
     assert_eq!(
         got.dependent_jobs,
         Some(vec![other.id.clone()]),
