@@ -25,6 +25,7 @@ async fn restart_keeps_jobs_and_history(args: &[&str]) {
     let every = create_every_second(&c, &s).await;
     let once = create(&c, &s, json!({"name": "once", "command": "true"})).await;
     wait_for_successes(&c, &s, &every, 2).await;
+    read_your_writes(&c, &s, &every).await;
     eventually(10, || async {
         (get_job(&c, &s, &once).await["is_done"] == true).then_some(())
     })
@@ -58,6 +59,31 @@ async fn restart_keeps_jobs_and_history(args: &[&str]) {
     let all = req(&c, "DELETE", &s.url("/api/v1/job/all/"), None).await;
     assert_eq!(all.status, 204, "{}", all.text());
     assert_eq!(s.stop(), Some(0));
+}
+
+/// Read-your-writes: each disable and enable, once answered, is what the
+/// next GET of the same instance shows (with stats, read from the store,
+/// and without, from memory), while the job runs every second and the
+/// instance's change follower reads its own changes back.
+async fn read_your_writes(c: &reqwest::Client, s: &Server, id: &str) {
+    for round in 0..25 {
+        for (what, disabled) in [("disable", true), ("enable", false)] {
+            let r = action(c, s, what, id).await;
+            assert_eq!(r.status, 204, "{what}: {}", r.text());
+            for path in [
+                format!("/api/v1/job/{id}/"),
+                format!("/api/v1/job/{id}/?stats=false"),
+            ] {
+                let r = req(c, "GET", &s.url(&path), None).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                assert_eq!(
+                    r.json()["job"]["disabled"],
+                    disabled,
+                    "round {round}: GET {path} right after the {what} answered"
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -311,6 +311,46 @@ async fn three_instances(backend: &[String]) {
     .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let three = r.json()["id"].as_str().expect("id").to_string();
+    // Read-your-writes across instances: a disable through one instance
+    // and an enable through another right after it answered, then a GET
+    // through the third (and the one that enabled) shows it enabled.
+    let body = json!({"name": "flip", "command": "true", "schedule": starts_in(3600, "R", "PT1H")});
+    let r = req(
+        &c,
+        "POST",
+        &format!("{}/api/v1/job/", srv(&servers, 0)),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let flip = r.json()["id"].as_str().expect("id").to_string();
+    for round in 0..10 {
+        let (a, b, g) = (round % 3, (round + 1) % 3, (round + 2) % 3);
+        for (what, on, disabled) in [("disable", a, true), ("enable", b, false)] {
+            let r = req(
+                &c,
+                "POST",
+                &format!("{}/api/v1/job/{what}/{flip}/", srv(&servers, on)),
+                None,
+            )
+            .await;
+            assert_eq!(r.status, 204, "{what} through n{on}: {}", r.text());
+            for i in [on, g] {
+                let r = req(
+                    &c,
+                    "GET",
+                    &format!("{}/api/v1/job/{flip}/", srv(&servers, i)),
+                    None,
+                )
+                .await;
+                assert_eq!(
+                    r.json()["job"]["disabled"],
+                    disabled,
+                    "round {round}: GET through n{i} right after the {what} through n{on} answered"
+                );
+            }
+        }
+    }
     // Disable one job through n2 and delete one through n0.
     let r = req(
         &c,

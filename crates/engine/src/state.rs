@@ -285,6 +285,15 @@ impl Inner {
         guards
     }
 
+    /// Every stripe, in order (a reload of every job).
+    pub async fn lock_all_stripes(&self) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut guards = Vec::with_capacity(self.stripes.len());
+        for s in &self.stripes {
+            guards.push(s.lock().await);
+        }
+        guards
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }

@@ -120,7 +120,19 @@ impl Inner {
     ) -> Result<(), kala_store::StoreError> {
         ids.sort_unstable();
         ids.dedup();
-        let fresh: Vec<Job> = if ids.iter().any(|id| id == ALL_JOBS) {
+        // The jobs' stripes are held from the read to the install, as a
+        // write of this instance holds them from its store write to its
+        // memory: a change read before a local write is never installed
+        // after it (an enable answered, then undone in memory by the
+        // follower's older read of the disable).
+        let all = ids.iter().any(|id| id == ALL_JOBS);
+        let stripes = if all {
+            self.lock_all_stripes().await
+        } else {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            self.lock_stripes(&refs).await
+        };
+        let fresh: Vec<Job> = if all {
             let all = self.store.load_all().await?;
             let keep: HashSet<&str> = all.iter().map(|j| j.id.as_str()).collect();
             let gone: Vec<String> = {
@@ -176,6 +188,7 @@ impl Inner {
                 }
             }
         }
+        drop(stripes);
         for id in once {
             self.clone().spawn_once(id);
         }

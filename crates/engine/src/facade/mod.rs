@@ -242,7 +242,12 @@ impl Engine {
             .lock()
             .job(id)
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
-        if job.disabled == disabled {
+        // Alone, memory is the store's state. In a cluster it may not yet
+        // have heard of another instance's change (the follower is a few
+        // milliseconds behind): the change is written whatever memory
+        // says (it is idempotent), so an enable right after a disable
+        // through another instance is never lost.
+        if job.disabled == disabled && inner.cluster.is_none() {
             return Ok(());
         }
         job.disabled = disabled;

@@ -452,3 +452,40 @@ async fn a_takeover_after_an_enable_does_not_run_the_disabled_points() {
     );
     b.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Issue 29, defect 6: read-your-writes across instances. An enable
+/// through `b` right after a disable through `a` answered is written,
+/// although `b`'s memory has not heard of the disable yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enable_right_after_another_instances_disable_is_not_lost() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::shared());
+    let clock = Arc::new(FakeClock::new(t0()));
+    let ran: Ran = Arc::default();
+    let a = instance(store.clone(), clock.clone(), "a", ran.clone()).await;
+    let b = instance(store.clone(), clock.clone(), "b", ran.clone()).await;
+    let id = a
+        .create(job("flip", "ok", &iso("R", 3600, "PT1H")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(b.get(&id).is_some(), "b knows the job");
+    for round in 0..5 {
+        a.disable(&id).await.unwrap();
+        b.enable(&id).await.unwrap();
+        let stored = store.get(&id).await.unwrap().unwrap();
+        assert!(
+            !stored.disabled,
+            "round {round}: the enable through b was lost"
+        );
+        b.disable(&id).await.unwrap();
+        a.enable(&id).await.unwrap();
+        let stored = store.get(&id).await.unwrap().unwrap();
+        assert!(
+            !stored.disabled,
+            "round {round}: the enable through a was lost"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    a.shutdown(Duration::from_secs(1)).await;
+    b.shutdown(Duration::from_secs(1)).await;
+}
