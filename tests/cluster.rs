@@ -324,6 +324,18 @@ async fn three_instances(backend: &[String]) {
     .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let flip = r.json()["id"].as_str().expect("id").to_string();
+    // Known everywhere first (a change reaches the other instances in
+    // ~10 ms with PostgreSQL's NOTIFY, within the 0.5 s poll elsewhere).
+    for i in 0..3 {
+        eventually(5, || {
+            let (c, url) = (
+                c.clone(),
+                format!("{}/api/v1/job/{flip}/", srv(&servers, i)),
+            );
+            async move { (req(&c, "GET", &url, None).await.status == 200).then_some(()) }
+        })
+        .await;
+    }
     for round in 0..10 {
         let (a, b, g) = (round % 3, (round + 1) % 3, (round + 2) % 3);
         for (what, on, disabled) in [("disable", a, true), ("enable", b, false)] {

@@ -10,7 +10,9 @@
 //! - no point and no one-off runs twice;
 //! - every point has a run or a record (`skipped`, `interrupted`);
 //! - nothing runs after its delete or disable answered;
-//! - every run's id is in a record of that job, with its node;
+//! - every run's id is in a record of that job, with its node and its
+//!   real outcome (written late when its instance was cut off);
+//! - counters equal the records;
 //! - runs of jobs whose partitions are on healthy instances are not held
 //!   up while another instance is cut off or paused (lateness p99 ≤ 1 s,
 //!   max ≤ 5 s);
@@ -436,22 +438,39 @@ async fn faults_scenario(upstream: &str, flags: impl Fn(u16) -> Vec<String>) {
             .iter()
             .filter_map(|r| Some((r.run_id.as_deref()?, r)))
             .collect();
-        for e in mine.values() {
-            let Some(r) = by_run.get(e.run_id.as_str()) else {
-                // A record lost while its instance was cut off is the
-                // late-records work of issue 29 (not yet in place): the
-                // taker's `interrupted` record stands for it.
-                assert!(
-                    recorded.contains(&e.point),
-                    "job {id}: run {} (point {}) on {} has no record at all",
-                    e.run_id,
-                    e.point,
-                    e.node
-                );
-                continue;
-            };
+        for e in runs.iter().filter(|e| &e.job == id) {
+            let r = by_run.get(e.run_id.as_str()).unwrap_or_else(|| {
+                panic!(
+                    "job {id}: run {} (point {}) on {} has no record",
+                    e.run_id, e.point, e.node
+                )
+            });
             assert_eq!(r.node.as_deref(), Some(e.node.as_str()), "{r:?}");
+            // A run whose instance was killed before it could record it
+            // is `interrupted`; any other keeps its real outcome, written
+            // late if its instance was cut off when it ended.
+            assert!(
+                r.outcome == kala_job::Outcome::Succeeded
+                    || (r.outcome == kala_job::Outcome::Interrupted && e.node == "n2"),
+                "job {id}: run {} on {} recorded {:?}: {r:?}",
+                e.run_id,
+                e.node,
+                r.outcome
+            );
         }
+        // Counters equal the records.
+        let job = api.get(id).await.expect("get").job;
+        let count = |o: kala_job::Outcome| records.iter().filter(|r| r.outcome == o).count() as u64;
+        assert_eq!(
+            job.metadata.success_count,
+            count(kala_job::Outcome::Succeeded),
+            "job {id}: success_count vs records {records:?}"
+        );
+        assert_eq!(
+            job.metadata.error_count,
+            count(kala_job::Outcome::Failed) + count(kala_job::Outcome::Interrupted),
+            "job {id}: error_count vs records {records:?}"
+        );
     }
     for n in nodes.iter_mut() {
         if let Some(s) = n.server.take() {

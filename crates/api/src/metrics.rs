@@ -47,6 +47,13 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
         "gauge",
     );
     let _ = writeln!(out, "kala_runs_running {}", engine.running_count());
+    header(
+        &mut out,
+        "kala_run_records_pending",
+        "Run records waiting in memory to be written: the store refused them when their runs ended (written when it answers again).",
+        "gauge",
+    );
+    let _ = writeln!(out, "kala_run_records_pending {}", engine.late_records());
     if let Some(held) = engine.partitions_held() {
         header(
             &mut out,
@@ -103,10 +110,21 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
     header(
         &mut out,
         "kala_run_records_dropped_total",
-        "Run records the store refused to write (their runs happened; the records are lost).",
+        "Run records lost for good: more waited to be written than memory keeps (10,000), or their job was gone when they could be.",
         "counter",
     );
     let _ = writeln!(out, "kala_run_records_dropped_total {}", m.runs_dropped);
+    header(
+        &mut out,
+        "kala_run_records_written_late_total",
+        "Run records written after their runs ended, once the store answered again.",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "kala_run_records_written_late_total {}",
+        m.records_written_late
+    );
     for (name, help, v) in [
         (
             "kala_runs_fenced_total",

@@ -33,6 +33,16 @@ pub(crate) struct Interrupted {
     pub deltas: Vec<(String, RunDelta)>,
 }
 
+/// The counters an `interrupted` record adds to its job (a failure that
+/// finished): what a late record of the same run takes back.
+pub(crate) fn interrupted_delta() -> RunDelta {
+    RunDelta {
+        errors: 1,
+        finished: 1,
+        ..RunDelta::default()
+    }
+}
+
 /// Records and job deltas for runs found open. `orphans`: the processes
 /// killed per run id (`None`: not checked on this platform, or not this
 /// machine's runs: another instance's).
@@ -70,10 +80,8 @@ pub(crate) fn interrupted(
             RunDelta {
                 point: run.scheduled_at,
                 attempted_at: Some(run.started_at),
-                errors: 1,
-                finished: 1,
                 last_error: Some(now),
-                ..RunDelta::default()
+                ..interrupted_delta()
             },
         ));
         out.records.push(RunRecord {

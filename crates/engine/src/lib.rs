@@ -46,6 +46,7 @@ mod config;
 mod facade;
 mod jobs;
 mod journal;
+mod late;
 mod maintenance;
 mod metrics;
 mod outbox;

@@ -21,6 +21,7 @@ pub struct Metrics {
     store_errors: AtomicU64,
     invalid_jobs: AtomicU64,
     runs_dropped: AtomicU64,
+    late_written: AtomicU64,
     fenced: AtomicU64,
     takeovers: AtomicU64,
     handovers: AtomicU64,
@@ -52,8 +53,12 @@ pub struct MetricsSnapshot {
     /// Stored jobs whose timing did not parse at start-up (kept, never
     /// scheduled).
     pub invalid_jobs: u64,
-    /// Run records that could not be stored (the store refused the write).
+    /// Run records lost for good: more than the late queue holds waited,
+    /// or the job was gone when the record could be written.
     pub runs_dropped: u64,
+    /// Run records written late (the store refused them when their runs
+    /// ended).
+    pub records_written_late: u64,
     /// Runs not started because this instance could not prove it holds
     /// the lease of the job's partition (cluster).
     pub runs_fenced: u64,
@@ -104,6 +109,10 @@ impl Metrics {
 
     pub fn store_error(&self) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn late_written(&self) {
+        self.late_written.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn run_dropped(&self) {
@@ -175,6 +184,7 @@ impl Metrics {
             store_errors: self.store_errors.load(Ordering::Relaxed),
             invalid_jobs: self.invalid_jobs.load(Ordering::Relaxed),
             runs_dropped: self.runs_dropped.load(Ordering::Relaxed),
+            records_written_late: self.late_written.load(Ordering::Relaxed),
             runs_fenced: self.fenced.load(Ordering::Relaxed),
             partitions_taken: self.takeovers.load(Ordering::Relaxed),
             partitions_released: self.handovers.load(Ordering::Relaxed),

@@ -89,6 +89,13 @@ impl Inner {
             self.clock.now(),
         );
         let wake = !notices.is_empty();
+        let late = crate::late::LateRecord {
+            job_id: id.to_string(),
+            record: record.clone(),
+            run_id: end.first().cloned(),
+            delta: delta.clone(),
+            notices: notices.clone(),
+        };
         let batch = if self.cluster.is_some() {
             Batch {
                 update: vec![JobUpdate {
@@ -113,8 +120,8 @@ impl Inner {
         };
         if let Err(e) = self.store.apply(batch).await {
             self.metrics.store_error();
-            self.metrics.run_dropped();
-            tracing::error!(job = %id, error = %e, "cannot store the run: its record is lost; the job's counters stay in memory and are stored with its next write");
+            tracing::warn!(job = %id, run = ?late.run_id, error = %e, "cannot store the run now: its record waits in memory and is written when the store answers");
+            self.keep_late(late);
         }
         if wake {
             self.outbox.wake.notify_one();

@@ -93,6 +93,10 @@ impl Engine {
         if let Ok(mut t) = engine.inner.timer.lock() {
             *t = Some(handle);
         }
+        {
+            let inner = engine.inner.clone();
+            tokio::spawn(async move { inner.late_loop().await });
+        }
         if engine.inner.config.notify.deliver.is_some() {
             let inner = engine.inner.clone();
             tokio::spawn(async move { inner.outbox_loop().await });

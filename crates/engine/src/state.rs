@@ -211,6 +211,8 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     /// The notification deliverer's memory.
     pub outbox: crate::outbox::Outbox,
+    /// Run records waiting to be written (the store refused them).
+    pub late: crate::late::Late,
     /// Set when this engine is one instance of a cluster (the store
     /// offers coordination and `config.cluster`): which partitions it
     /// holds. `None`: it runs every job.
@@ -251,6 +253,7 @@ impl Inner {
             cluster_tasks: Mutex::new(Vec::new()),
             metrics: Metrics::default(),
             outbox: crate::outbox::Outbox::default(),
+            late: crate::late::Late::default(),
         }
     }
 

@@ -132,7 +132,15 @@ impl Syntax {
         // seconds (MySQL has no such variable: there, `wait_timeout` and
         // the lock wait bound it). `innodb_lock_wait_timeout` is 50 s by
         // default.
+        // READ COMMITTED, as PostgreSQL: InnoDB's default REPEATABLE READ
+        // takes gap locks (a journal entry's delete, the trim of old run
+        // records), and an instance cut off in the middle of such a
+        // transaction would hold every other instance's inserts there.
         session: &[
+            SessionSetting {
+                sql: "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                optional: false,
+            },
             SessionSetting {
                 sql: "SET SESSION innodb_lock_wait_timeout = 1",
                 optional: false,

@@ -52,6 +52,10 @@ pub enum JobChange {
     /// of the two, so that no instance (the owner, or one taking the
     /// partition over) runs them; `scheduled_runs` is unchanged.
     Consumed(Timestamp),
+    /// A recorded run's counters are taken back (saturating): its record
+    /// is superseded by a later one of the same run (see
+    /// [`crate::settle_runs`]). Times and the schedule point stay.
+    Superseded(RunDelta),
     /// A child was created: appended to `dependent_jobs` if absent.
     AddChild(JobId),
     /// These jobs were deleted: removed from `dependent_jobs` and
@@ -112,6 +116,12 @@ impl JobChange {
             }
             JobChange::Disabled(d) => job.disabled = *d,
             JobChange::Consumed(t) => later(&mut job.last_scheduled_at, Some(*t)),
+            JobChange::Superseded(d) => {
+                let m = &mut job.metadata;
+                m.success_count = m.success_count.saturating_sub(d.successes);
+                m.error_count = m.error_count.saturating_sub(d.errors);
+                m.number_of_finished_runs = m.number_of_finished_runs.saturating_sub(d.finished);
+            }
             JobChange::Notify(targets) => job.notify.clone_from(targets),
             JobChange::AddChild(c) => {
                 let kids = job.dependent_jobs.get_or_insert_with(Vec::new);
@@ -133,7 +143,7 @@ impl JobChange {
     /// Whether other instances must hear of it (a definition change); run
     /// deltas are not announced (counters are read from the database).
     pub fn is_definition(&self) -> bool {
-        !matches!(self, JobChange::Ran(_))
+        !matches!(self, JobChange::Ran(_) | JobChange::Superseded(_))
     }
 }
 

@@ -282,6 +282,25 @@ pub trait JobStore: Send + Sync + 'static {
     }
 }
 
+/// Leaves out the `interrupted` records superseded by the real outcome
+/// of the same run (same `run_id`), written later by the instance that
+/// ran it once it could reach the store again: the store keeps both, and
+/// readers see the run once, as it really ended.
+pub fn settle_runs(runs: &mut Vec<RunRecord>) {
+    let real: std::collections::HashSet<String> = runs
+        .iter()
+        .filter(|r| r.outcome != kala_job::Outcome::Interrupted)
+        .filter_map(|r| r.run_id.clone())
+        .collect();
+    if real.is_empty() {
+        return;
+    }
+    runs.retain(|r| {
+        r.outcome != kala_job::Outcome::Interrupted
+            || r.run_id.as_ref().is_none_or(|id| !real.contains(id))
+    });
+}
+
 /// Keeps the newest `keep` of `runs` (sorted oldest first).
 pub fn trim_oldest<T>(runs: &mut Vec<T>, keep: usize) -> usize {
     let extra = runs.len().saturating_sub(keep);

@@ -99,7 +99,8 @@ async fn history(
 ) -> Result<BTreeMap<String, Vec<RunRecord>>, EngineError> {
     let mut stats = BTreeMap::new();
     for j in jobs.iter().filter(|j| has_history(j)) {
-        let runs = engine.store().runs(&j.id, None).await?;
+        let mut runs = engine.store().runs(&j.id, None).await?;
+        kala_store::settle_runs(&mut runs);
         stats.insert(j.id.clone(), kala_runs(runs));
     }
     Ok(stats)

@@ -77,7 +77,9 @@ impl Engine {
         if !self.inner.lock().jobs.contains(id) {
             return Err(EngineError::NotFound(id.to_string()));
         }
-        Ok(self.inner.store.runs(id, limit).await?)
+        let mut runs = self.inner.store.runs(id, limit).await?;
+        kala_store::settle_runs(&mut runs);
+        Ok(runs)
     }
 
     /// Kala's app-level stats. `next_run_at` is the earliest pending run of
@@ -113,6 +115,12 @@ impl Engine {
     /// Runs executing now.
     pub fn running_count(&self) -> usize {
         self.inner.config.max_concurrent_runs.max(1) - self.inner.workers.available_permits()
+    }
+
+    /// Run records waiting in memory to be written (the store refused
+    /// them when their runs ended; see `late`).
+    pub fn late_records(&self) -> usize {
+        self.inner.late.len()
     }
 
     /// The cluster as this instance sees it; `None` when it is alone.

@@ -201,12 +201,32 @@ struct PausingStore {
     clock: Arc<FakeClock>,
     armed: std::sync::atomic::AtomicBool,
     paused: std::sync::atomic::AtomicBool,
+    /// Cut off from the database: every call fails.
+    cut: std::sync::atomic::AtomicBool,
 }
 
 impl PausingStore {
-    async fn while_paused(&self) {
+    fn new(inner: Arc<MemoryStore>, clock: Arc<FakeClock>) -> PausingStore {
+        PausingStore {
+            inner,
+            clock,
+            armed: false.into(),
+            paused: false.into(),
+            cut: false.into(),
+        }
+    }
+
+    async fn while_paused(&self) -> kala_store::Result<()> {
         while self.paused.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.reachable()
+    }
+
+    fn reachable(&self) -> kala_store::Result<()> {
+        match self.cut.load(Ordering::SeqCst) {
+            true => Err(kala_store::StoreError::Unavailable("cut off".into())),
+            false => Ok(()),
         }
     }
 }
@@ -223,6 +243,7 @@ impl JobStore for PausingStore {
         self.inner.get(id).await
     }
     async fn apply(&self, batch: Batch) -> kala_store::Result<()> {
+        self.reachable()?;
         let journal = batch.begin.first().cloned();
         self.inner.apply(batch).await?;
         if let Some(open) = journal
@@ -256,6 +277,7 @@ impl JobStore for PausingStore {
         Ok(())
     }
     async fn runs(&self, job_id: &str, limit: Option<usize>) -> kala_store::Result<Vec<RunRecord>> {
+        self.reachable()?;
         self.inner.runs(job_id, limit).await
     }
     async fn prune_runs(
@@ -269,6 +291,7 @@ impl JobStore for PausingStore {
         self.inner.delete_all().await
     }
     async fn open_runs(&self) -> kala_store::Result<Vec<kala_store::OpenRun>> {
+        self.reachable()?;
         self.inner.open_runs().await
     }
     async fn pending_notices(&self, limit: usize) -> kala_store::Result<Vec<kala_store::Notice>> {
@@ -297,7 +320,7 @@ impl kala_store::Coordination for PausingStore {
         &self,
         node: &kala_store::NodeInfo,
     ) -> kala_store::Result<Vec<kala_store::NodeInfo>> {
-        self.while_paused().await;
+        self.while_paused().await?;
         self.inner
             .coordination()
             .expect("shared")
@@ -311,11 +334,11 @@ impl kala_store::Coordination for PausingStore {
         &self,
         req: kala_store::LeaseRequest,
     ) -> kala_store::Result<Vec<kala_store::Lease>> {
-        self.while_paused().await;
+        self.while_paused().await?;
         self.inner.coordination().expect("shared").lease(req).await
     }
     async fn leases(&self) -> kala_store::Result<Vec<kala_store::Lease>> {
-        self.while_paused().await;
+        self.while_paused().await?;
         self.inner.coordination().expect("shared").leases().await
     }
     async fn changes(&self, after: u64, limit: usize) -> kala_store::Result<Vec<(u64, String)>> {
@@ -357,12 +380,7 @@ async fn a_paused_instance_does_not_start_a_run_after_losing_its_lease() {
     let inner = Arc::new(MemoryStore::shared());
     let clock = Arc::new(FakeClock::new(t0()));
     let ran: Ran = Arc::default();
-    let paused = Arc::new(PausingStore {
-        inner: inner.clone(),
-        clock: clock.clone(),
-        armed: false.into(),
-        paused: false.into(),
-    });
+    let paused = Arc::new(PausingStore::new(inner.clone(), clock.clone()));
     let a = instance(paused.clone(), clock.clone(), "a", ran.clone()).await;
     // a alone holds every partition; its job's first point is at 2 s.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -486,6 +504,91 @@ async fn an_enable_right_after_another_instances_disable_is_not_lost() {
         );
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
+    a.shutdown(Duration::from_secs(1)).await;
+    b.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Issue 29, defect 3: a run that succeeds on an instance cut off from
+/// the database is not lost. Its record waits in memory; meanwhile the
+/// instance that took the partition over records the run `interrupted`;
+/// once the database answers again, the real record supersedes it and
+/// the counters follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_ended_while_cut_off_is_recorded_late_and_supersedes_interrupted() {
+    let inner = Arc::new(MemoryStore::shared());
+    let clock = Arc::new(FakeClock::new(t0()));
+    let ran: Ran = Arc::default();
+    let gate = Arc::new(Notify::new());
+    let a_store = Arc::new(PausingStore::new(inner.clone(), clock.clone()));
+    let a = instance_with(
+        a_store.clone(),
+        clock.clone(),
+        "a",
+        ran.clone(),
+        16,
+        gate.clone(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = a
+        .create(job("long", "block", &iso("R0", 2, "PT1H")))
+        .await
+        .unwrap();
+    tick(&clock, 2).await;
+    // The run is going on a; a is cut off; b starts and, a's lease run
+    // out, takes the partition over and records the run interrupted.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        inner.open_runs().await.unwrap().len(),
+        1,
+        "the run is journaled"
+    );
+    a_store.cut.store(true, Ordering::SeqCst);
+    let store: Arc<dyn JobStore> = inner.clone();
+    let b = instance(store.clone(), clock.clone(), "b", ran.clone()).await;
+    tick(&clock, 6).await;
+    let runs = store.runs(&id, None).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        runs[0].outcome,
+        Outcome::Interrupted,
+        "b recorded it: {runs:?}"
+    );
+    // The run ends on a (successfully), while a is still cut off.
+    gate.notify_one();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.late_records(), 1, "the record waits in memory");
+    // a reaches the database again: the late record is written.
+    a_store.cut.store(false, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while a.late_records() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the late record was not written"
+        );
+        tick(&clock, 1).await;
+    }
+    let mut runs = store.runs(&id, None).await.unwrap();
+    kala_store::settle_runs(&mut runs);
+    assert_eq!(runs.len(), 1, "the run is seen once: {runs:?}");
+    assert_eq!(
+        runs[0].outcome,
+        Outcome::Succeeded,
+        "as it really ended: {runs:?}"
+    );
+    assert_eq!(runs[0].node.as_deref(), Some("a"));
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            job.metadata.success_count,
+            job.metadata.error_count,
+            job.metadata.number_of_finished_runs
+        ),
+        (1, 0, 1),
+        "the counters follow the real outcome"
+    );
+    assert!(store.open_runs().await.unwrap().is_empty());
+    assert_eq!(a.metrics().snapshot().records_written_late, 1);
     a.shutdown(Duration::from_secs(1)).await;
     b.shutdown(Duration::from_secs(1)).await;
 }
