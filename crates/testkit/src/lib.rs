@@ -7,6 +7,7 @@
 //! to stop it, and a kill on drop so that no test leaves a server behind.
 
 pub mod faults;
+pub mod oracle;
 pub mod tls;
 
 pub use faults::{Fault, FaultProxy, faketime_env};
