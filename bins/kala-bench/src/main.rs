@@ -14,6 +14,7 @@
 //! One module per benchmark; `server` starts kala-server through
 //! kala-testkit (the integration tests' helper), `report` summarises.
 
+mod chaos;
 mod cluster;
 mod compare;
 mod embedded;
@@ -31,6 +32,7 @@ use clap::{Parser, Subcommand};
 use jiff::Timestamp;
 use serde_json::json;
 
+use chaos::{ChaosArgs, bench_chaos};
 use cluster::{ClusterArgs, bench_cluster};
 use compare::bench_compare;
 use embedded::bench_embedded;
@@ -113,6 +115,37 @@ enum Cmd {
     /// Several instances on one PostgreSQL database: runs/s with 1, 2, 3
     /// instances, transactions per run, duplicates, takeover after
     /// SIGKILL, time until a change is visible through another instance.
+    /// The fault suite's long version: N instances on one database under
+    /// SIGKILL, SIGSTOP pauses, partitions from the database and clock
+    /// skew, judged by the jobs' own side effects.
+    Chaos {
+        #[arg(long)]
+        server: Option<PathBuf>,
+        /// postgres, redis, mariadb or consul.
+        #[arg(long, default_value = "postgres")]
+        backend: String,
+        /// The database's host:port (default: the local server of the
+        /// backend; required for consul).
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        #[arg(long, default_value_t = 5.0)]
+        minutes: f64,
+        /// Fault kinds, drawn in turn.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "kill,pause,partition,skew"
+        )]
+        faults: Vec<String>,
+        /// Jobs running every second.
+        #[arg(long, default_value_t = 30)]
+        jobs: usize,
+        /// Seed of the fault draw (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     Cluster {
         #[arg(long)]
         server: Option<PathBuf>,
@@ -279,6 +312,28 @@ fn main() -> anyhow::Result<()> {
                 seconds,
                 concurrency,
             } => bench_notify(*notices, *rate, *seconds, *concurrency).await,
+            Cmd::Chaos {
+                server,
+                backend,
+                address,
+                instances,
+                minutes,
+                faults,
+                jobs,
+                seed,
+            } => {
+                bench_chaos(&ChaosArgs {
+                    server: server.clone(),
+                    backend: backend.clone(),
+                    address: address.clone(),
+                    instances: *instances,
+                    minutes: *minutes,
+                    faults: faults.clone(),
+                    jobs: *jobs,
+                    seed: *seed,
+                })
+                .await
+            }
             Cmd::Cluster {
                 server,
                 pg_url,

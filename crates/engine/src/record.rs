@@ -34,7 +34,7 @@ impl Inner {
             point: Some(point),
             ..RunDelta::default()
         };
-        self.persist_run(id, record, None, delta).await;
+        self.persist_run(id, record, None, delta, None).await;
     }
 
     /// Stores a run record together with what it changes in its job (one
@@ -44,12 +44,18 @@ impl Inner {
     /// delta the database applies to the stored job, so runs of one job
     /// on several instances all count. A job deleted meanwhile is not
     /// written back; its journal entry still ends.
+    ///
+    /// `mark` ([`Inner::liveness_mark`] when the run was journaled): if
+    /// this instance went silent since, the record is handed to the late
+    /// writer, which checks whether another instance recorded the run
+    /// `interrupted` meanwhile, instead of being written beside that.
     pub async fn persist_run(
         &self,
         id: &str,
         record: RunRecord,
         run_id: Option<String>,
         delta: RunDelta,
+        mark: Option<u64>,
     ) {
         let _stripe = self.lock_stripes(&[id]).await;
         let end: Vec<String> = run_id.into_iter().collect();
@@ -118,7 +124,10 @@ impl Inner {
             end,
             ..batch
         };
-        if let Err(e) = self.store.apply(batch).await {
+        if run_id_of(&late).is_some() && mark.is_some_and(|m| self.silent_since(m)) {
+            tracing::warn!(job = %id, run = ?late.run_id, "this instance went silent during the run (paused or cut off): its record is written by the late writer, which checks for an interrupted record of it first");
+            self.keep_late(late);
+        } else if let Err(e) = self.store.apply(batch).await {
             self.metrics.store_error();
             tracing::warn!(job = %id, run = ?late.run_id, error = %e, "cannot store the run now: its record waits in memory and is written when the store answers");
             self.keep_late(late);
@@ -136,4 +145,8 @@ impl Inner {
         }
         let _ = self.events.send(Event::RunFinished(record));
     }
+}
+
+fn run_id_of(late: &crate::late::LateRecord) -> Option<&str> {
+    late.run_id.as_deref()
 }

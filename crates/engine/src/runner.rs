@@ -168,7 +168,7 @@ impl Inner {
             point,
             ..RunDelta::default()
         };
-        self.persist_run(id, record, Some(run_id.to_string()), delta)
+        self.persist_run(id, record, Some(run_id.to_string()), delta, None)
             .await;
     }
 
@@ -263,6 +263,7 @@ impl Inner {
             };
             let fenced = fence.is_some();
             let token = fence.as_ref().map(|f| f.token);
+            let mark = self.liveness_mark();
             let journaled = self
                 .store
                 .apply(Batch {
@@ -435,7 +436,7 @@ impl Inner {
                 last_error: last_error_at,
                 ..RunDelta::default()
             };
-            self.persist_run(&id, record.clone(), Some(run_id), delta)
+            self.persist_run(&id, record.clone(), Some(run_id), delta, mark)
                 .await;
             let mut chain = chain;
             chain.push(id.clone());

@@ -103,7 +103,9 @@ impl Verdict {
     }
 }
 
-/// What the oracle is given besides the executions.
+/// What the oracle is given besides the executions. A stop's window
+/// (its `from` to its `until`) also excuses the job's points in it from
+/// having a trace.
 pub struct Facts<'a> {
     pub jobs: &'a [JobState],
     /// One-off jobs: each runs exactly once.
@@ -212,8 +214,20 @@ pub fn judge(runs: &[Execution], f: &Facts<'_>) -> Verdict {
         let Some(first) = points.iter().chain(recorded_s.iter()).min().copied() else {
             continue;
         };
+        // Points that fell while the job was stopped (a disable until its
+        // enable, whose catch-up runs only the latest) are not expected,
+        // nor one due in the second before the stop answered.
+        let stopped = |p: i64| {
+            f.stops.iter().any(|(id, from, until)| {
+                id == &j.id && (p as f64) >= from - 1.0 && (p as f64) <= *until
+            })
+        };
         let mut p = first;
         while (p as f64) < j.check_points_until {
+            if stopped(p) {
+                p += 1;
+                continue;
+            }
             v.points_checked += 1;
             if !points.contains(&p) && !recorded_s.contains(&p) {
                 v.untraced.push((j.id.clone(), format!("{p}")));

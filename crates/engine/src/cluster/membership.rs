@@ -30,7 +30,10 @@ impl Inner {
         let mono = self.clock.monotonic();
         let me = self.config.node_id.clone();
         let nodes = match coord.heartbeat(&self.node_info(cluster, now)).await {
-            Ok(n) => n,
+            Ok(n) => {
+                self.heard_at(mono);
+                n
+            }
             Err(e) => {
                 self.metrics.lease_error();
                 tracing::warn!(error = %e, "cluster heartbeat failed; runs stop when the leases run out");

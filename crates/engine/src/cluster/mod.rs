@@ -50,6 +50,13 @@ pub(crate) struct Cluster {
     /// refused its journal entry) for want of a valid lease: armed again
     /// at the next round that holds them.
     pub dropped: Mutex<HashSet<u32>>,
+    /// Grows each time this instance went silent for longer than a lease
+    /// (no heartbeat reached the database): the others may have believed
+    /// it dead meanwhile and recorded its runs `interrupted`.
+    pub silences: std::sync::atomic::AtomicU64,
+    /// When the last heartbeat reached the database (monotonic clock, at
+    /// the start of its round).
+    pub heard: Mutex<Option<std::time::Duration>>,
 }
 
 impl Cluster {
@@ -60,6 +67,15 @@ impl Cluster {
             nodes: Mutex::new(Vec::new()),
             leaving: std::sync::atomic::AtomicBool::new(false),
             dropped: Mutex::new(HashSet::new()),
+            silences: std::sync::atomic::AtomicU64::new(0),
+            heard: Mutex::new(None),
+        }
+    }
+
+    fn heard(&self) -> std::sync::MutexGuard<'_, Option<std::time::Duration>> {
+        match self.heard.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
         }
     }
 
@@ -212,6 +228,46 @@ impl Inner {
             .held()
             .get(&partition_of(id))
             .is_some_and(|h| h.token == token && h.valid_until > now)
+    }
+
+    /// A heartbeat of the round that started at `mono` reached the
+    /// database: a silence longer than a lease since the last one counts.
+    pub(crate) fn heard_at(&self, mono: std::time::Duration) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let ttl = std::time::Duration::try_from(self.config.lease_ttl).unwrap_or_default();
+        let mut heard = cluster.heard();
+        if heard.is_some_and(|h| mono.saturating_sub(h) > ttl) {
+            cluster
+                .silences
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        *heard = Some(mono);
+    }
+
+    /// Where this instance stands when a run is journaled: compared by
+    /// [`Inner::silent_since`] when the run is recorded. `None` alone.
+    pub(crate) fn liveness_mark(&self) -> Option<u64> {
+        self.cluster
+            .as_ref()
+            .map(|c| c.silences.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Whether this instance went silent (paused, cut off) for longer
+    /// than a lease since `mark`, or is silent now: then another instance
+    /// may have recorded the run `interrupted`, and its record goes the
+    /// late writer's careful way.
+    pub(crate) fn silent_since(&self, mark: u64) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return false;
+        };
+        if cluster.silences.load(std::sync::atomic::Ordering::SeqCst) != mark {
+            return true;
+        }
+        let ttl = std::time::Duration::try_from(self.config.lease_ttl).unwrap_or_default();
+        let now = self.clock.monotonic();
+        cluster.heard().is_none_or(|h| now.saturating_sub(h) > ttl)
     }
 
     fn node_info(&self, cluster: &Cluster, now: Timestamp) -> NodeInfo {
