@@ -401,12 +401,14 @@ async fn faults_scenario(upstream: &str, flags: impl Fn(u16) -> Vec<String>) {
 async fn postgres_cluster_under_partition_pause_and_kill() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let schema = unique("kala_faults_");
-    faults_scenario("127.0.0.1:5432", |port| {
+    let url = postgres_url();
+    let (upstream, user, db) = parts(&url);
+    faults_scenario(&upstream, |port| {
         vec![
             "--jobdb".into(),
             "postgres".into(),
             "--jobdb-address".into(),
-            format!("postgres://postgres@127.0.0.1:{port}/test"),
+            format!("postgres://{user}127.0.0.1:{port}/{db}"),
             "--jobdb-namespace".into(),
             schema.clone(),
         ]
@@ -419,7 +421,8 @@ async fn postgres_cluster_under_partition_pause_and_kill() {
 async fn redis_cluster_under_partition_pause_and_kill() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let ns = unique("kala-faults-");
-    faults_scenario("127.0.0.1:6379", |port| {
+    let upstream = std::env::var("KALA_TEST_REDIS").unwrap_or_else(|_| "127.0.0.1:6379".into());
+    faults_scenario(&upstream, |port| {
         vec![
             "--jobdb".into(),
             "redis".into(),
@@ -451,12 +454,13 @@ async fn mariadb_cluster_under_partition_pause_and_kill() {
         .execute(&mut conn)
         .await
         .expect("create database");
-    faults_scenario("127.0.0.1:3306", |port| {
+    let (upstream, user, _) = parts(&base);
+    faults_scenario(&upstream, |port| {
         vec![
             "--jobdb".into(),
             "mariadb".into(),
             "--jobdb-address".into(),
-            format!("mysql://root@127.0.0.1:{port}/{db}"),
+            format!("mysql://{user}127.0.0.1:{port}/{db}"),
         ]
     })
     .await;
@@ -482,4 +486,18 @@ async fn consul_cluster_under_partition_pause_and_kill() {
         ]
     })
     .await;
+}
+
+/// `scheme://[user@]host:port/db` → (`host:port`, `user@` or empty, `db`):
+/// the proxy stands between the instances and `host:port`.
+fn parts(url: &str) -> (String, String, String) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (auth, rest) = rest.rsplit_once('@').map_or(("", rest), |(a, r)| (a, r));
+    let (hostport, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let user = if auth.is_empty() {
+        String::new()
+    } else {
+        format!("{auth}@")
+    };
+    (hostport.to_string(), user, db.to_string())
 }

@@ -66,6 +66,7 @@ pub async fn bench_restart(
         let mut times = Vec::new();
         let mut per_job = Vec::new();
         let (mut list_times, mut list_rss, mut list_mb) = (Vec::new(), Vec::new(), 0.0);
+        let (mut gzip_times, mut gzip_mb) = (Vec::new(), 0.0);
         for _ in 0..repeat {
             // The server prints its listening line only after every job is
             // loaded and scheduled.
@@ -92,7 +93,35 @@ pub async fn bench_restart(
             let body = r.bytes().await?;
             list_times.push(t.elapsed().as_secs_f64());
             list_mb = body.len() as f64 / 1e6;
+            let plain_len = body.len();
             drop(body);
+            // The same list as every common client asks for it (gzip): to
+            // its last byte, and whole (gzip's trailer holds the length of
+            // what it compressed, mod 2^32).
+            let t = std::time::Instant::now();
+            let r = reqwest::Client::new()
+                .get(format!("{}/api/v1/job/", server.base))
+                .header("Accept-Encoding", "gzip")
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("GET /api/v1/job/ (gzip): HTTP {}", r.status());
+            }
+            let zipped = r.bytes().await?;
+            gzip_times.push(t.elapsed().as_secs_f64());
+            let isize = zipped
+                .len()
+                .checked_sub(4)
+                .and_then(|at| zipped.get(at..))
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_le_bytes);
+            if isize != Some(plain_len as u32) {
+                bail!(
+                    "GET /api/v1/job/ (gzip): not whole ({} bytes, trailer {isize:?}, plain {plain_len})",
+                    zipped.len()
+                );
+            }
+            gzip_mb = zipped.len() as f64 / 1e6;
             list_rss.push(server.rss_kib()?.saturating_sub(rss) as f64 / 1024.0);
             stop(server)?;
         }
@@ -128,6 +157,11 @@ pub async fn bench_restart(
             format!("GET all {n} jobs ({list_mb:.0} MB)"),
             "s",
             list_times,
+        ));
+        out.push(measure(
+            format!("GET all {n} jobs, gzip ({gzip_mb:.1} MB)"),
+            "s",
+            gzip_times,
         ));
         out.push(measure(
             format!("RSS growth from that GET at {n}"),
