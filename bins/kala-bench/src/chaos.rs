@@ -414,7 +414,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
         *counts.entry(kind.clone()).or_default() += 1;
         eprintln!("chaos: {kind} of {name} done ({:.0} s)", now_s() - from);
         // Recover before the next fault.
-        tokio::time::sleep(rng.secs(4, 8)).await;
+        tokio::time::sleep(rng.secs(3, 6)).await;
     }
 
     // Stop every job, let late records settle, read everything back.
