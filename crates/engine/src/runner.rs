@@ -110,11 +110,10 @@ impl Inner {
     }
 
     /// A journaled run whose lease could not be proven before its
-    /// process started: nothing is started. If its journal entry is still
-    /// open (no other instance took the partition over thinking this one
-    /// dead, which would have recorded it `interrupted`), it ends with a
-    /// `skipped` record that consumes the point; if the store cannot be
-    /// read, the entry stays for the instance that takes the partition.
+    /// process started: nothing is started, and the run is recorded
+    /// `skipped` ("not started") through the late writer, which checks
+    /// whether the instance that took the partition over recorded it
+    /// `interrupted` meanwhile.
     async fn abandon_run(
         &self,
         id: &str,
@@ -134,17 +133,7 @@ impl Inner {
             c.dropped().insert(kala_store::partition_of(id));
         }
         self.metrics.fenced();
-        let open = match self.store.open_runs().await {
-            Ok(open) => open.iter().any(|o| o.run_id == run_id),
-            Err(e) => {
-                tracing::warn!(job = %id, run = %run_id, error = %e, "not started: the lease could not be proven before the process started; the journal entry stays for whoever takes the partition");
-                return;
-            }
-        };
-        tracing::warn!(job = %id, run = %run_id, still_open = open, "not started: the lease could not be proven before the process started");
-        if !open {
-            return; // recorded `interrupted` by the instance that took over
-        }
+        tracing::warn!(job = %id, run = %run_id, "not started: the lease could not be proven before the process started");
         let why = format!(
             "not started: {} could not prove the lease of the job's partition right before the process would start (paused or cut off since the run was journaled)",
             self.config.node_id
@@ -164,12 +153,20 @@ impl Inner {
             node: Some(self.config.node_id.clone()),
         };
         self.metrics.count(Outcome::Skipped);
-        let delta = RunDelta {
-            point,
-            ..RunDelta::default()
-        };
-        self.persist_run(id, record, Some(run_id.to_string()), delta, None)
-            .await;
+        // The late writer's way: the journal entry ends with this record
+        // if it is still open; if the instance that took the partition
+        // over recorded the run `interrupted`, this record supersedes it
+        // (the run did not happen: no failure counted).
+        self.keep_late(crate::late::LateRecord {
+            job_id: id.to_string(),
+            record,
+            run_id: Some(run_id.to_string()),
+            delta: RunDelta {
+                point,
+                ..RunDelta::default()
+            },
+            notices: Vec::new(),
+        });
     }
 
     /// One attempt on a task of its own, so that a panic anywhere in it (a

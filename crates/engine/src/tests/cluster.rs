@@ -411,10 +411,37 @@ async fn a_paused_instance_does_not_start_a_run_after_losing_its_lease() {
         executions.is_empty(),
         "the point ran although a lost its lease during the pause: {executions:?}"
     );
-    let runs = store.runs(&id, None).await.unwrap();
+    // a records the run "not started" (through the late writer, which
+    // finds b's `interrupted` record of it and supersedes it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while a.late_records() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a did not record the run"
+        );
+        tick(&clock, 1).await;
+    }
+    let mut runs = store.runs(&id, None).await.unwrap();
+    kala_store::settle_runs(&mut runs);
     assert_eq!(runs.len(), 1, "one record for the point: {runs:?}");
-    assert_eq!(runs[0].outcome, Outcome::Interrupted, "{runs:?}");
+    assert_eq!(runs[0].outcome, Outcome::Skipped, "{runs:?}");
+    assert!(
+        runs[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("not started")),
+        "{runs:?}"
+    );
     assert_eq!(runs[0].scheduled_at, Some(at(2)));
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            job.metadata.error_count,
+            job.metadata.number_of_finished_runs
+        ),
+        (0, 0),
+        "a run that never started counts as nothing"
+    );
     assert!(store.open_runs().await.unwrap().is_empty());
     a.shutdown(Duration::from_secs(1)).await;
     b.shutdown(Duration::from_secs(1)).await;
