@@ -78,7 +78,13 @@ impl Chaos {
     fn start(&mut self, i: usize, env: &[(String, String)]) -> anyhow::Result<()> {
         let n = &mut self.nodes[i];
         let mut args = (self.flags)(n.proxy.port());
-        args.extend(["--node-name".into(), n.name.clone()]);
+        // Every record kept: the oracle holds each run against its own.
+        args.extend([
+            "--node-name".into(),
+            n.name.clone(),
+            "--keep-runs".into(),
+            "0".into(),
+        ]);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         n.server = Some(ServerProcess::start_with_env(
             &self.bin,
