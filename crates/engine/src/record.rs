@@ -124,7 +124,7 @@ impl Inner {
             end,
             ..batch
         };
-        if run_id_of(&late).is_some() && mark.is_some_and(|m| self.silent_since(m)) {
+        if late.run_id.is_some() && mark.is_some_and(|m| self.silent_since(m)) {
             tracing::warn!(job = %id, run = ?late.run_id, "this instance went silent during the run (paused or cut off): its record is written by the late writer, which checks for an interrupted record of it first");
             self.keep_late(late);
         } else if let Err(e) = self.store.apply(batch).await {
@@ -145,8 +145,4 @@ impl Inner {
         }
         let _ = self.events.send(Event::RunFinished(record));
     }
-}
-
-fn run_id_of(late: &crate::late::LateRecord) -> Option<&str> {
-    late.run_id.as_deref()
 }

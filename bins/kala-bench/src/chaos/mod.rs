@@ -26,7 +26,13 @@ use kala_testkit::{Fault, FaultProxy, ServerProcess, faketime_env};
 use serde_json::json;
 
 use crate::report::{Measure, measure, percentile};
+use backend::Backend;
+
+mod backend;
+mod ops;
+
 use crate::server::server_binary;
+use ops::{Rng, ops};
 
 pub struct ChaosArgs {
     pub server: Option<PathBuf>,
@@ -39,24 +45,6 @@ pub struct ChaosArgs {
     pub seed: Option<u64>,
 }
 
-/// xorshift64*: enough to draw faults, reproducible with `--seed`.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn secs(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo * 1000 + self.next() % ((hi - lo) * 1000 + 1))
-    }
-}
-
 struct Instance {
     name: String,
     dir: tempfile::TempDir,
@@ -64,12 +52,9 @@ struct Instance {
     server: Option<ServerProcess>,
 }
 
-/// An instance's `--jobdb…` flags from its proxy's port.
-type Flags = Box<dyn Fn(u16) -> Vec<String>>;
-
 struct Chaos {
     bin: PathBuf,
-    flags: Flags,
+    backend: Backend,
     nodes: Vec<Instance>,
     http: reqwest::Client,
 }
@@ -77,7 +62,7 @@ struct Chaos {
 impl Chaos {
     fn start(&mut self, i: usize, env: &[(String, String)]) -> anyhow::Result<()> {
         let n = &mut self.nodes[i];
-        let mut args = (self.flags)(n.proxy.port());
+        let mut args = self.backend.flags(n.proxy.port());
         // Every record kept: the oracle holds each run against its own.
         args.extend([
             "--node-name".into(),
@@ -177,89 +162,14 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
     let tmp = tempfile::tempdir()?;
     let log = tmp.path().join("runs.log");
     let ns = format!("kala_chaos_{}", uuid_like());
-    let (upstream, flags, cleanup): (String, Flags, Cleanup) = match a.backend.as_str() {
-        "postgres" => {
-            let up = a.address.clone().unwrap_or_else(|| "127.0.0.1:5432".into());
-            let schema = ns.clone();
-            (
-                up,
-                Box::new(move |port| {
-                    vec![
-                        "--jobdb".into(),
-                        "postgres".into(),
-                        "--jobdb-address".into(),
-                        format!("postgres://postgres@127.0.0.1:{port}/test"),
-                        "--jobdb-namespace".into(),
-                        schema.clone(),
-                    ]
-                }),
-                Cleanup::PgSchema(ns.clone()),
-            )
-        }
-        "redis" => {
-            let up = a.address.clone().unwrap_or_else(|| "127.0.0.1:6379".into());
-            let prefix = ns.clone();
-            (
-                up,
-                Box::new(move |port| {
-                    vec![
-                        "--jobdb".into(),
-                        "redis".into(),
-                        "--jobdb-address".into(),
-                        format!("127.0.0.1:{port}"),
-                        "--jobdb-namespace".into(),
-                        prefix.clone(),
-                    ]
-                }),
-                Cleanup::None,
-            )
-        }
-        "mariadb" | "mysql" => {
-            let up = a.address.clone().unwrap_or_else(|| "127.0.0.1:3306".into());
-            create_mysql_db(&up, &ns).await?;
-            let db = ns.clone();
-            (
-                up,
-                Box::new(move |port| {
-                    vec![
-                        "--jobdb".into(),
-                        "mariadb".into(),
-                        "--jobdb-address".into(),
-                        format!("mysql://root@127.0.0.1:{port}/{db}"),
-                    ]
-                }),
-                Cleanup::MysqlDb(ns.clone()),
-            )
-        }
-        "consul" => {
-            let up = a
-                .address
-                .clone()
-                .context("--address HOST:PORT of a running Consul agent is needed for consul")?;
-            let prefix = ns.clone();
-            (
-                up,
-                Box::new(move |port| {
-                    vec![
-                        "--jobdb".into(),
-                        "consul".into(),
-                        "--jobdb-address".into(),
-                        format!("127.0.0.1:{port}"),
-                        "--jobdb-namespace".into(),
-                        prefix.clone(),
-                    ]
-                }),
-                Cleanup::None,
-            )
-        }
-        other => bail!("--backend {other}: postgres, redis, mariadb or consul"),
-    };
+    let backend = Backend::prepare(&a.backend, a.address.clone(), &ns).await?;
+    let upstream = backend.upstream.clone();
     let mut rng = Rng(a
         .seed
         .unwrap_or_else(|| jiff::Timestamp::now().subsec_nanosecond().unsigned_abs() as u64 | 1));
     let mut c = Chaos {
         bin,
-        flags,
+        backend,
         nodes: Vec::new(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -501,7 +411,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
             let _ = s.stop();
         }
     }
-    cleanup.run(&upstream).await;
+    c.backend.cleanup().await;
     if !verdict.passed() {
         eprintln!("chaos: the oracle found faults: {verdict:#?}");
     }
@@ -562,119 +472,6 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
         ));
     }
     Ok(out)
-}
-
-/// Operations through healthy instances while faults come and go: a
-/// one-off job; a job disabled through one instance and enabled through
-/// another a moment later; now and then a job deleted and replaced.
-#[allow(clippy::too_many_arguments)]
-async fn ops(
-    c: &mut Chaos,
-    rng: &mut Rng,
-    victim: usize,
-    command: &str,
-    every: &mut Vec<String>,
-    one_offs: &mut Vec<String>,
-    stops: &mut Vec<(String, f64, f64)>,
-    deleted: &mut BTreeSet<String>,
-) {
-    let Ok((_, base)) = c.healthy(rng, Some(victim)) else {
-        return;
-    };
-    if let Ok(v) = c
-        .post(
-            &format!("{base}/api/v1/job/"),
-            Some(json!({"name": "one-off", "command": command})),
-        )
-        .await
-        && let Some(id) = v["id"].as_str()
-    {
-        one_offs.push(id.to_string());
-    }
-    let live: Vec<&String> = every.iter().filter(|id| !deleted.contains(*id)).collect();
-    if live.is_empty() {
-        return;
-    }
-    let id = live[rng.below(live.len())].clone();
-    if c.post(&format!("{base}/api/v1/job/disable/{id}/"), None)
-        .await
-        .is_ok()
-    {
-        let from = now_s();
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let other = c
-            .healthy(rng, Some(victim))
-            .map(|(_, b)| b)
-            .unwrap_or(base.clone());
-        let _ = c
-            .post(&format!("{other}/api/v1/job/enable/{id}/"), None)
-            .await;
-        // The enable's catch-up run may start as soon as it is sent.
-        stops.push((id.clone(), from, now_s() - 0.05));
-    }
-    if rng.below(6) == 0 {
-        let gone = live[rng.below(live.len())].clone();
-        if let Ok(r) = c
-            .http
-            .delete(format!("{base}/api/v1/job/{gone}/"))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            stops.push((gone.clone(), now_s(), f64::INFINITY));
-            deleted.insert(gone);
-            let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
-            let body = json!({"name": "replacement", "command": command, "schedule": format!("R/{start}/PT1S")});
-            if let Ok(v) = c.post(&format!("{base}/api/v1/job/"), Some(body)).await
-                && let Some(id) = v["id"].as_str()
-            {
-                every.push(id.to_string());
-            }
-        }
-    }
-}
-
-enum Cleanup {
-    None,
-    PgSchema(String),
-    MysqlDb(String),
-}
-
-impl Cleanup {
-    async fn run(&self, upstream: &str) {
-        use sqlx::Connection;
-        match self {
-            Cleanup::None => {}
-            Cleanup::PgSchema(s) => {
-                if let Ok(mut conn) =
-                    sqlx::PgConnection::connect(&format!("postgres://postgres@{upstream}/test"))
-                        .await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {s} CASCADE")))
-                        .execute(&mut conn)
-                        .await;
-                }
-            }
-            Cleanup::MysqlDb(db) => {
-                if let Ok(mut conn) =
-                    sqlx::MySqlConnection::connect(&format!("mysql://root@{upstream}/test")).await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
-                        .execute(&mut conn)
-                        .await;
-                }
-            }
-        }
-    }
-}
-
-async fn create_mysql_db(upstream: &str, db: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let mut conn = sqlx::MySqlConnection::connect(&format!("mysql://root@{upstream}/test")).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut conn)
-        .await?;
-    Ok(())
 }
 
 fn uuid_like() -> String {
