@@ -8,10 +8,18 @@
 
 use jiff::Timestamp;
 use kala_job::{NotifyOn, Outcome, RunRecord, Trigger};
-use kala_store::{Batch, JobChange, JobUpdate, RunDelta};
+use kala_store::{Batch, Fence, JobChange, JobUpdate, RunDelta};
 
 use crate::config::Event;
 use crate::state::Inner;
+
+/// What a journaled run's record is written under: the instance's
+/// silence count ([`Inner::liveness_mark`]) and the lease (fence) it was
+/// journaled with.
+pub(crate) struct Proof {
+    pub mark: Option<u64>,
+    pub fence: Option<Fence>,
+}
 
 impl Inner {
     pub async fn record_skip(&self, id: &str, point: Timestamp, why: String) {
@@ -45,18 +53,22 @@ impl Inner {
     /// on several instances all count. A job deleted meanwhile is not
     /// written back; its journal entry still ends.
     ///
-    /// `mark` ([`Inner::liveness_mark`] when the run was journaled): if
-    /// this instance went silent since, the record is handed to the late
-    /// writer, which checks whether another instance recorded the run
-    /// `interrupted` meanwhile, instead of being written beside that.
+    /// `proof` (how the run was journaled): if this instance went silent
+    /// since, the record is handed to the late writer, which checks
+    /// whether another instance recorded the run `interrupted`
+    /// meanwhile, instead of being written beside that. The record is
+    /// also written under the journal's lease: a write that waited on a
+    /// stalled link until the partition changed hands is refused
+    /// (`Fenced`) and goes the late writer's way too.
     pub async fn persist_run(
         &self,
         id: &str,
         record: RunRecord,
         run_id: Option<String>,
         delta: RunDelta,
-        mark: Option<u64>,
+        proof: Option<Proof>,
     ) {
+        let (mark, fence) = proof.map_or((None, None), |p| (p.mark, p.fence));
         let _stripe = self.lock_stripes(&[id]).await;
         let end: Vec<String> = run_id.into_iter().collect();
         // Memory consumed the point when the timer fired (take_due).
@@ -122,13 +134,18 @@ impl Inner {
             runs: vec![record.clone()],
             keep_runs: self.config.keep_runs,
             end,
+            fence,
             ..batch
         };
         if late.run_id.is_some() && mark.is_some_and(|m| self.silent_since(m)) {
             tracing::warn!(job = %id, run = ?late.run_id, "this instance went silent during the run (paused or cut off): its record is written by the late writer, which checks for an interrupted record of it first");
             self.keep_late(late);
         } else if let Err(e) = self.store.apply(batch).await {
-            self.metrics.store_error();
+            if matches!(e, kala_store::StoreError::Fenced(_)) {
+                self.metrics.fenced();
+            } else {
+                self.metrics.store_error();
+            }
             tracing::warn!(job = %id, run = ?late.run_id, error = %e, "cannot store the run now: its record waits in memory and is written when the store answers");
             self.keep_late(late);
         }

@@ -46,6 +46,18 @@ impl Inner {
     /// run when another instance claimed the point.
     pub async fn run_scheduled(self: Arc<Self>, job: Arc<Job>, plan: &Plan, point: Timestamp) {
         let now = self.clock.now();
+        if job.disabled {
+            // A point owed from before the job's disable (see
+            // `timer::next_due`): the disable has answered, so it is not
+            // run, but it is not passed over in silence either.
+            self.record_skip(
+                &job.id,
+                point,
+                format!("skipped: the job was disabled before its point {point} could run (its instance was paused, cut off or being replaced)"),
+            )
+            .await;
+            return;
+        }
         let late = now.duration_since(point);
         self.metrics.observe_lateness(late);
         if let Some(eps) = plan.epsilon()
@@ -260,7 +272,10 @@ impl Inner {
             };
             let fenced = fence.is_some();
             let token = fence.as_ref().map(|f| f.token);
-            let mark = self.liveness_mark();
+            let proof = crate::record::Proof {
+                mark: self.liveness_mark(),
+                fence: fence.clone(),
+            };
             let journaled = self
                 .store
                 .apply(Batch {
@@ -433,7 +448,7 @@ impl Inner {
                 last_error: last_error_at,
                 ..RunDelta::default()
             };
-            self.persist_run(&id, record.clone(), Some(run_id), delta, mark)
+            self.persist_run(&id, record.clone(), Some(run_id), delta, Some(proof))
                 .await;
             let mut chain = chain;
             chain.push(id.clone());

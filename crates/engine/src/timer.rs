@@ -44,6 +44,8 @@ pub(crate) struct SchedState {
     pub resume_at_next_scheduled_time: bool,
     pub last_scheduled_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// [`Job::disabled_stretch`].
+    pub stretch: Option<(Timestamp, Option<Timestamp>)>,
 }
 
 impl From<&Job> for SchedState {
@@ -54,6 +56,7 @@ impl From<&Job> for SchedState {
             resume_at_next_scheduled_time: job.resume_at_next_scheduled_time,
             last_scheduled_at: job.last_scheduled_at,
             created_at: job.created_at,
+            stretch: job.disabled_stretch(),
         }
     }
 }
@@ -66,12 +69,26 @@ impl From<&kala_job::packed::View<'_>> for SchedState {
             resume_at_next_scheduled_time: v.resume_at_next_scheduled_time,
             last_scheduled_at: v.last_scheduled_at,
             created_at: v.created_at,
+            stretch: kala_job::stretch(v.disabled, v.disabled_at, v.enabled_at, v.created_at),
         }
     }
 }
 
 /// A job's next scheduled run, from its state and plan. `None`: it has no
 /// schedule (one-off, child), is disabled, or its schedule is over.
+///
+/// Its last disabled stretch (see [`Job::disabled_stretch`]) decides
+/// about the points it holds back:
+/// * a point before the disable fell while the job was enabled but was
+///   not run (its instance was paused, cut off, or the partition was
+///   being taken over): it is owed a trace. Still disabled, the job gets
+///   it as a due point the runner records `skipped` (never run: the
+///   disable answered); enabled again, it is run like a taken-over point
+///   (within [`TAKEOVER_WINDOW`]);
+/// * points from the disable to the enable get Kala's one catch-up run
+///   (the latest of them), or none with `resume_at_next_scheduled_time`
+///   or missed runs skipped;
+/// * later points are as usual.
 pub(crate) fn next_due(
     job: impl Into<SchedState>,
     plan: &Plan,
@@ -80,11 +97,11 @@ pub(crate) fn next_due(
     missed: MissedRuns,
 ) -> Option<Due> {
     let job: SchedState = job.into();
-    if job.disabled || job.is_child {
+    if job.is_child {
         return None;
     }
     let schedule = plan.cadence.as_ref()?;
-    let candidate = match (job.last_scheduled_at, schedule.start()) {
+    let mut candidate = match (job.last_scheduled_at, schedule.start()) {
         (Some(last), _) => schedule.next_after(last),
         (None, Some(start)) => Some(start),
         (None, None) => schedule.next_after(job.created_at),
@@ -93,6 +110,32 @@ pub(crate) fn next_due(
         fire_at: t,
         point: t,
     };
+    let owed = |c: Timestamp, from: Timestamp| c < from && now.duration_since(c) <= TAKEOVER_WINDOW;
+    match job.stretch {
+        Some((from, None)) => {
+            // Disabled: only a point owed from before the disable.
+            return owed(candidate, from).then(|| at(candidate));
+        }
+        Some((from, Some(until))) if candidate >= from && candidate <= until => {
+            if job.resume_at_next_scheduled_time || missed == MissedRuns::Skip {
+                candidate = schedule.next_after(until.max(candidate))?;
+            } else {
+                let point = schedule
+                    .latest_at_or_before(until)
+                    .unwrap_or(candidate)
+                    .max(candidate);
+                return Some(Due {
+                    fire_at: point.max(now),
+                    point,
+                });
+            }
+        }
+        Some((from, Some(_))) if owed(candidate, from) => return Some(at(candidate)),
+        _ => {}
+    }
+    if job.disabled {
+        return None;
+    }
     if candidate >= now
         || overdue == Overdue::AsIs
         || (overdue == Overdue::Takeover && now.duration_since(candidate) <= TAKEOVER_WINDOW)
@@ -193,9 +236,8 @@ impl Inner {
             // Another instance owns the job now; its owner arms it.
             return None;
         }
-        if job.disabled {
-            return None;
-        }
+        // A disabled job is due only for a point owed from before its
+        // disable: the runner records it skipped.
         job.scheduled_runs += 1;
         job.last_scheduled_at = Some(due.point);
         let plan = job.plan().unwrap_or_default();
@@ -206,5 +248,74 @@ impl Inner {
             self.wake.notify_one();
         }
         Some((Arc::new(job), due.point)).map(|(job, point)| (job, plan, point))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).expect("time")
+    }
+
+    /// A job due every second from `t(0)`, its points consumed up to
+    /// `last`, with a disabled stretch.
+    fn state(last: i64, stretch: (i64, Option<i64>)) -> (SchedState, Plan) {
+        let mut job = Job::new("j", "true");
+        job.schedule = format!("R/{}/PT1S", t(0));
+        job.created_at = t(-10);
+        job.last_scheduled_at = Some(t(last));
+        job.disabled = stretch.1.is_none();
+        job.disabled_at = Some(t(stretch.0));
+        job.enabled_at = stretch.1.map(t);
+        let plan = job.plan().expect("plan");
+        (SchedState::from(&job), plan)
+    }
+
+    fn due(last: i64, stretch: (i64, Option<i64>), now: i64, o: Overdue) -> Option<(i64, i64)> {
+        let (s, plan) = state(last, stretch);
+        next_due(s, &plan, t(now), o, MissedRuns::CatchUpOnce).map(|d| {
+            (
+                d.fire_at.as_second() - t(0).as_second(),
+                d.point.as_second() - t(0).as_second(),
+            )
+        })
+    }
+
+    #[test]
+    fn a_disabled_job_is_due_only_for_the_points_owed_from_before_its_disable() {
+        // Points 5 and 6 fell before the disable at 6.5 (at 6 s, whole
+        // seconds here: disabled at 7) and were not run.
+        assert_eq!(due(4, (7, None), 9, Overdue::AsIs), Some((5, 5)));
+        assert_eq!(due(6, (7, None), 9, Overdue::CatchUp), None);
+        // Older than the takeover window: passed over as before.
+        assert_eq!(due(4, (100, None), 100, Overdue::Takeover), None);
+    }
+
+    #[test]
+    fn an_enabled_job_runs_its_owed_points_then_one_catch_up_for_its_disabled_stretch() {
+        for o in [Overdue::AsIs, Overdue::CatchUp, Overdue::Takeover] {
+            // Owed point 5 first, whatever the mode.
+            assert_eq!(due(4, (7, Some(12)), 13, o), Some((5, 5)), "{o:?}");
+            // Then 7..=12 fell while disabled: one catch-up, for 12, now.
+            assert_eq!(due(6, (7, Some(12)), 13, o), Some((13, 12)), "{o:?}");
+            // Then the schedule goes on.
+            assert_eq!(
+                due(12, (7, Some(12)), 13, o).map(|d| d.1),
+                Some(13),
+                "{o:?}"
+            );
+        }
+        // Enabled before the next point fell: nothing to catch up.
+        assert_eq!(due(6, (6, Some(6)), 6, Overdue::CatchUp), Some((7, 7)));
+    }
+
+    #[test]
+    fn resume_at_next_scheduled_time_passes_the_stretch_over() {
+        let (mut s, plan) = state(6, (7, Some(12)));
+        s.resume_at_next_scheduled_time = true;
+        let d = next_due(s, &plan, t(12), Overdue::CatchUp, MissedRuns::CatchUpOnce).expect("due");
+        assert_eq!((d.fire_at, d.point), (t(13), t(13)));
     }
 }

@@ -176,6 +176,17 @@ pub struct Job {
     /// The schedule point the last scheduled run was for.
     #[serde(default)]
     pub last_scheduled_at: Option<Timestamp>,
+    /// When the job was last disabled (the first disable of a stretch);
+    /// `None` if never (a job created disabled counts from `created_at`).
+    /// Points before it fell while the job was enabled: each gets a run
+    /// or a record; points from it to `enabled_at` get Kala's one
+    /// catch-up run. See [`Job::disabled_stretch`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<Timestamp>,
+    /// When the job was enabled after `disabled_at`; `None` while it is
+    /// disabled (or was never disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled_at: Option<Timestamp>,
     pub created_at: Timestamp,
 }
 
@@ -225,8 +236,42 @@ impl Job {
             is_done: false,
             scheduled_runs: 0,
             last_scheduled_at: None,
+            disabled_at: None,
+            enabled_at: None,
             created_at: Timestamp::now(),
         }
+    }
+
+    /// Disables (`true`) or enables the job at `at`, keeping its last
+    /// disabled stretch (see [`Job::disabled_stretch`]). Disabling a
+    /// disabled job, or enabling an enabled one, changes nothing.
+    pub fn set_disabled(&mut self, disabled: bool, at: Timestamp) {
+        match (self.disabled, disabled) {
+            (false, true) => {
+                self.disabled_at = Some(at);
+                self.enabled_at = None;
+            }
+            (true, false) => {
+                let from = self.disabled_at.unwrap_or(self.created_at);
+                self.disabled_at = Some(from);
+                // Instances' clocks differ a little: never before it began.
+                self.enabled_at = Some(at.max(from));
+            }
+            _ => {}
+        }
+        self.disabled = disabled;
+    }
+
+    /// The job's last disabled stretch: from when it was disabled to when
+    /// it was enabled again (`None` while it is still disabled). A job
+    /// created disabled counts from its creation. `None`: never disabled.
+    pub fn disabled_stretch(&self) -> Option<(Timestamp, Option<Timestamp>)> {
+        stretch(
+            self.disabled,
+            self.disabled_at,
+            self.enabled_at,
+            self.created_at,
+        )
     }
 
     /// A child of other jobs: it runs after each successful parent run.
@@ -414,3 +459,19 @@ impl RunRecord {
 
 #[cfg(test)]
 mod tests;
+
+/// [`Job::disabled_stretch`] from the fields it reads (shared with the
+/// packed form's view).
+pub fn stretch(
+    disabled: bool,
+    disabled_at: Option<Timestamp>,
+    enabled_at: Option<Timestamp>,
+    created_at: Timestamp,
+) -> Option<(Timestamp, Option<Timestamp>)> {
+    let from = disabled_at.unwrap_or(created_at);
+    if disabled {
+        Some((from, None))
+    } else {
+        enabled_at.map(|e| (from, Some(e)))
+    }
+}

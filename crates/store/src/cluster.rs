@@ -45,13 +45,13 @@ pub struct JobUpdate {
 pub enum JobChange {
     /// A run, skip or interruption was recorded.
     Ran(RunDelta),
-    /// Disabled (`true`) or enabled.
-    Disabled(bool),
-    /// The schedule points up to this one are passed over (they fell
-    /// while the job was disabled): `last_scheduled_at` becomes the later
-    /// of the two, so that no instance (the owner, or one taking the
-    /// partition over) runs them; `scheduled_runs` is unchanged.
-    Consumed(Timestamp),
+    /// Disabled (`true`) or enabled, at `at` (the deciding instance's
+    /// clock): the stored job keeps its disabled stretch
+    /// ([`kala_job::Job::set_disabled`]), from which every instance (the
+    /// owner, or one taking the partition over) knows which points fell
+    /// while the job was disabled (one catch-up run at the enable) and
+    /// which before (each owed a run or a record).
+    Disabled { disabled: bool, at: Timestamp },
     /// A recorded run's counters are taken back (saturating): its record
     /// is superseded by a later one of the same run (see
     /// [`crate::settle_runs`]). Times and the schedule point stay.
@@ -114,8 +114,7 @@ impl JobChange {
                     job.is_done = done;
                 }
             }
-            JobChange::Disabled(d) => job.disabled = *d,
-            JobChange::Consumed(t) => later(&mut job.last_scheduled_at, Some(*t)),
+            JobChange::Disabled { disabled, at } => job.set_disabled(*disabled, *at),
             JobChange::Superseded(d) => {
                 let m = &mut job.metadata;
                 m.success_count = m.success_count.saturating_sub(d.successes);

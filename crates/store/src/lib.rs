@@ -422,8 +422,20 @@ mod batch_tests {
         let batch = Batch {
             put: vec![job("b")],
             update: vec![
-                update("c", JobChange::Disabled(true)),
-                update("b", JobChange::Disabled(true)),
+                update(
+                    "c",
+                    JobChange::Disabled {
+                        disabled: true,
+                        at: jiff::Timestamp::UNIX_EPOCH,
+                    },
+                ),
+                update(
+                    "b",
+                    JobChange::Disabled {
+                        disabled: true,
+                        at: jiff::Timestamp::UNIX_EPOCH,
+                    },
+                ),
                 update("a", JobChange::AddChild("x".into())),
                 update("c", JobChange::AddChild("y".into())),
             ],

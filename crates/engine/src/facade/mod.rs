@@ -250,27 +250,19 @@ impl Engine {
         if job.disabled == disabled && inner.cluster.is_none() {
             return Ok(());
         }
-        job.disabled = disabled;
         let now = inner.clock.now();
-        // Enabled: the points that fell while it was disabled are passed
-        // over in the stored job too (Kala: one catch-up run at enable),
-        // so that an instance taking its partition over does not run them.
-        let mut changes = vec![JobChange::Disabled(disabled)];
-        if !disabled && let Some(t) = passed_over(&job, now, inner.config.missed_runs) {
-            changes.push(JobChange::Consumed(t));
-        }
-        for c in &changes {
-            c.apply(&mut job);
-        }
+        // The stored job keeps the disabled stretch: every instance (the
+        // owner, or one taking its partition over) then knows which
+        // points fell while it was disabled (Kala: one catch-up run at
+        // the enable) and which before (each owed a run or a record).
+        let change = JobChange::Disabled { disabled, at: now };
+        change.apply(&mut job);
         let batch = if inner.cluster.is_some() {
             Batch {
-                update: changes
-                    .iter()
-                    .map(|change| JobUpdate {
-                        job_id: id.to_string(),
-                        change: change.clone(),
-                    })
-                    .collect(),
+                update: vec![JobUpdate {
+                    job_id: id.to_string(),
+                    change: change.clone(),
+                }],
                 ..Batch::default()
             }
         } else {
@@ -280,18 +272,13 @@ impl Engine {
         let run_once = {
             let mut st = inner.lock();
             let Some(once) = st.update(id, |cur| {
-                for c in &changes {
-                    c.apply(cur);
-                }
+                change.apply(cur);
                 !disabled && job_is_pending_once(cur)
             }) else {
                 return Err(EngineError::NotFound(id.to_string()));
             };
-            if disabled {
-                st.disarm(id);
-            } else {
-                inner.rearm(&mut st, id, now, Overdue::CatchUp);
-            }
+            // Disabled, it is due only for a point owed from before.
+            inner.rearm(&mut st, id, now, Overdue::CatchUp);
             once
         };
         if run_once {
@@ -397,30 +384,4 @@ impl Engine {
             inner.run_pipeline(id, trigger, None, Vec::new()).await;
         });
     }
-}
-
-/// The schedule points of `job` that its enabling at `now` passes over:
-/// every point before the latest one at or before `now`, which is the
-/// catch-up run (or that one too, when missed runs are skipped). `None`
-/// when nothing new is passed over.
-fn passed_over(
-    job: &kala_job::Job,
-    now: jiff::Timestamp,
-    missed: crate::MissedRuns,
-) -> Option<jiff::Timestamp> {
-    let plan = job.plan().ok()?;
-    let cadence = plan.cadence.as_ref()?;
-    let latest = cadence.latest_at_or_before(now)?;
-    let upto = if job.resume_at_next_scheduled_time || missed == crate::MissedRuns::Skip {
-        latest
-    } else {
-        cadence.latest_at_or_before(
-            latest
-                .checked_sub(jiff::SignedDuration::from_nanos(1))
-                .ok()?,
-        )?
-    };
-    job.last_scheduled_at
-        .is_none_or(|last| last < upto)
-        .then_some(upto)
 }

@@ -498,6 +498,72 @@ async fn a_takeover_after_an_enable_does_not_run_the_disabled_points() {
     b.shutdown(Duration::from_secs(1)).await;
 }
 
+/// Issue 29, points without a trace: a job's owner goes silent; two
+/// points fall; the job is disabled through another instance before
+/// anyone has taken the partition over. Those two points fell while the
+/// job was enabled: the instance that takes over records them `skipped`
+/// (the disable has answered, so they must not run) instead of passing
+/// them over in silence; after the enable only the catch-up point of the
+/// disabled stretch runs, and the schedule goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_owed_from_before_a_disable_are_recorded_not_lost() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::shared());
+    let clock = Arc::new(FakeClock::new(t0()));
+    let ran: Ran = Arc::default();
+    let a = instance(store.clone(), clock.clone(), "a", ran.clone()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = a
+        .create(job("j", "ok", &iso("R", 2, "PT1S")))
+        .await
+        .unwrap();
+    tick(&clock, 4).await;
+    // a goes silent (no hand-over): its lease runs out 3 s after its
+    // last round.
+    a.inner.shutdown.send_replace(true);
+    a.inner.wake.notify_one();
+    let b = instance(store.clone(), clock.clone(), "b", ran.clone()).await;
+    tick(&clock, 2).await;
+    clock.advance(SignedDuration::from_millis(500));
+    b.disable(&id).await.unwrap();
+    tick(&clock, 6).await;
+    b.enable(&id).await.unwrap();
+    tick(&clock, 4).await;
+    let records = store.runs(&id, None).await.unwrap();
+    let outcome = |p: Timestamp| {
+        records
+            .iter()
+            .filter(|r| r.scheduled_at == Some(p))
+            .map(|r| r.outcome)
+            .collect::<Vec<_>>()
+    };
+    for p in 2..=4 {
+        assert_eq!(outcome(at(p)), [Outcome::Succeeded], "point {p}");
+    }
+    for p in 5..=6 {
+        assert_eq!(
+            outcome(at(p)),
+            [Outcome::Skipped],
+            "point {p} fell before the disable while its owner was silent: recorded, not run, not lost"
+        );
+    }
+    let enabled = b.get(&id).unwrap().disabled_stretch();
+    let Some((_, Some(until))) = enabled else {
+        panic!("a stretch that ended: {enabled:?}");
+    };
+    let catch_up = at(until.as_second() - t0().as_second());
+    for p in 7..(until.as_second() - t0().as_second()) {
+        assert!(outcome(at(p)).is_empty(), "point {p} fell while disabled");
+    }
+    assert_eq!(outcome(catch_up), [Outcome::Succeeded], "the catch-up");
+    assert!(
+        records
+            .iter()
+            .any(|r| r.scheduled_at.is_some_and(|p| p > catch_up)),
+        "and the schedule goes on"
+    );
+    b.shutdown(Duration::from_secs(1)).await;
+}
+
 /// Issue 29, defect 6: read-your-writes across instances. An enable
 /// through `b` right after a disable through `a` answered is written,
 /// although `b`'s memory has not heard of the disable yet.

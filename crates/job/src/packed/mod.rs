@@ -13,7 +13,7 @@
 //! retry_delay, overlap: u8, [notify: JSON], success_count,
 //! [last_success], error_count, [last_error], [last_attempted_run],
 //! number_of_finished_runs, [next_run_at], scheduled_runs,
-//! [last_scheduled_at], created_at
+//! [last_scheduled_at], created_at, [disabled_at], [enabled_at]
 //! ```
 //!
 //! `[x]`: present only when its flag is set. The id comes first so that
@@ -53,7 +53,9 @@ const LAST_ERROR: u16 = 1 << 8;
 const LAST_ATTEMPT: u16 = 1 << 9;
 const NEXT_RUN: u16 = 1 << 10;
 const LAST_SCHEDULED: u16 = 1 << 11;
-const KNOWN: u16 = (1 << 12) - 1;
+const DISABLED_AT: u16 = 1 << 12;
+const ENABLED_AT: u16 = 1 << 13;
+const KNOWN: u16 = (1 << 14) - 1;
 
 const ID_UUID: u8 = 0;
 const ID_TEXT: u8 = 1;
@@ -82,6 +84,8 @@ pub fn encode_into(job: &Job, out: &mut Vec<u8>) {
         (m.last_attempted_run.is_some(), LAST_ATTEMPT),
         (job.next_run_at.is_some(), NEXT_RUN),
         (job.last_scheduled_at.is_some(), LAST_SCHEDULED),
+        (job.disabled_at.is_some(), DISABLED_AT),
+        (job.enabled_at.is_some(), ENABLED_AT),
     ]
     .iter()
     .filter(|(on, _)| *on)
@@ -133,6 +137,8 @@ pub fn encode_into(job: &Job, out: &mut Vec<u8>) {
     put_uint(out, job.scheduled_runs);
     put_opt_time(out, job.last_scheduled_at);
     put_time(out, job.created_at);
+    put_opt_time(out, job.disabled_at);
+    put_opt_time(out, job.enabled_at);
 }
 
 /// The job in `bytes` (all of them).
@@ -183,6 +189,8 @@ pub fn decode(bytes: &[u8]) -> Result<Job, DecodeError> {
     let scheduled_runs = r.uint()?;
     let last_scheduled_at = r.opt_time(on(LAST_SCHEDULED))?;
     let created_at = r.time()?;
+    let disabled_at = r.opt_time(on(DISABLED_AT))?;
+    let enabled_at = r.opt_time(on(ENABLED_AT))?;
     if r.at != bytes.len() {
         return Err(err(format!("{} bytes after the job", bytes.len() - r.at)));
     }
@@ -212,6 +220,8 @@ pub fn decode(bytes: &[u8]) -> Result<Job, DecodeError> {
         is_done: on(IS_DONE),
         scheduled_runs,
         last_scheduled_at,
+        disabled_at,
+        enabled_at,
         created_at,
     })
 }
@@ -233,6 +243,8 @@ pub struct View<'a> {
     pub metadata: Metadata,
     pub next_run_at: Option<Timestamp>,
     pub last_scheduled_at: Option<Timestamp>,
+    pub disabled_at: Option<Timestamp>,
+    pub enabled_at: Option<Timestamp>,
     pub created_at: Timestamp,
 }
 
@@ -289,6 +301,8 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, DecodeError> {
     r.uint()?;
     let last_scheduled_at = r.opt_time(on(LAST_SCHEDULED))?;
     let created_at = r.time()?;
+    let disabled_at = r.opt_time(on(DISABLED_AT))?;
+    let enabled_at = r.opt_time(on(ENABLED_AT))?;
     if r.at != bytes.len() {
         return Err(err(format!("{} bytes after the job", bytes.len() - r.at)));
     }
@@ -308,6 +322,8 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, DecodeError> {
         metadata,
         next_run_at,
         last_scheduled_at,
+        disabled_at,
+        enabled_at,
         created_at,
     })
 }

@@ -44,6 +44,8 @@ fn full() -> Job {
     j.is_done = true;
     j.scheduled_runs = 3;
     j.last_scheduled_at = Some(Timestamp::UNIX_EPOCH);
+    j.disabled_at = Some(Timestamp::new(1_800_000_000, 5).expect("time"));
+    j.enabled_at = Some(Timestamp::new(1_800_000_009, 0).expect("time"));
     j
 }
 
@@ -79,13 +81,17 @@ fn every_field_survives_a_round_trip() {
                 &v.metadata,
                 v.next_run_at,
                 v.last_scheduled_at,
-                v.created_at
+                v.created_at,
+                v.disabled_at,
+                v.enabled_at
             ),
             (
                 &job.metadata,
                 job.next_run_at,
                 job.last_scheduled_at,
-                job.created_at
+                job.created_at,
+                job.disabled_at,
+                job.enabled_at
             )
         );
         assert_eq!(id_prefix(&bytes), encode_id(&job.id).as_slice());

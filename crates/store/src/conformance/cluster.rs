@@ -163,6 +163,50 @@ async fn fencing(name: &str, s: &dyn JobStore, c: &dyn Coordination) {
         ),
         "[{name}] a lease that changed hands fences its old holder"
     );
+    // The record of a run journaled under the old lease (its write waited
+    // on a stalled link while the partition changed hands) is refused
+    // whole: no record, no counters, its journal entry still open.
+    let mut record = super::outbox::run_of(&job, at(12));
+    record.run_id = Some("f-ok".into());
+    let refused = s
+        .apply(Batch {
+            runs: vec![record],
+            end: vec!["f-ok".into()],
+            update: vec![JobUpdate {
+                job_id: job.id.clone(),
+                change: JobChange::Ran(RunDelta {
+                    successes: 1,
+                    finished: 1,
+                    ..RunDelta::default()
+                }),
+            }],
+            fence: Some(Fence {
+                partition: 7,
+                node: A.into(),
+                token,
+                now: at(11),
+            }),
+            ..Batch::default()
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced(_))),
+        "[{name}] a run's record under a lease that changed hands is refused, got {refused:?}"
+    );
+    assert!(
+        s.runs(&job.id, None).await.expect("runs").is_empty(),
+        "[{name}] the refused record is not written"
+    );
+    let kept = s.get(&job.id).await.expect("get").expect("exists");
+    assert_eq!(kept.metadata.success_count, 0, "[{name}] nor its counters");
+    assert!(
+        s.open_runs()
+            .await
+            .expect("open")
+            .iter()
+            .any(|r| r.run_id == "f-ok"),
+        "[{name}] and its journal entry stays open"
+    );
     s.apply(Batch {
         end: vec!["f-ok".into()],
         delete: vec![job.id.clone()],
@@ -231,11 +275,15 @@ async fn updates(name: &str, s: Arc<dyn JobStore>, c: &dyn Coordination) {
         "[{name}] run deltas are not announced: {deltas_only:?}"
     );
     // Definition changes are announced; an update of a missing job is skipped.
+    let disable = |disabled: bool, t: i64| JobChange::Disabled {
+        disabled,
+        at: at(t),
+    };
     s.apply(Batch {
         update: vec![
             JobUpdate {
                 job_id: job.id.clone(),
-                change: JobChange::Disabled(true),
+                change: disable(true, 200),
             },
             JobUpdate {
                 job_id: job.id.clone(),
@@ -243,7 +291,7 @@ async fn updates(name: &str, s: Arc<dyn JobStore>, c: &dyn Coordination) {
             },
             JobUpdate {
                 job_id: "no-such-job".into(),
-                change: JobChange::Disabled(true),
+                change: disable(true, 200),
             },
         ],
         ..Batch::default()
@@ -252,38 +300,50 @@ async fn updates(name: &str, s: Arc<dyn JobStore>, c: &dyn Coordination) {
     .expect("definition updates");
     let got = s.get(&job.id).await.expect("get").expect("exists");
     assert!(got.disabled, "[{name}] Disabled applied");
-    // An enable passes over the points that fell while disabled, in the
-    // stored job (an instance taking the partition over reads it there);
-    // an older point never moves `last_scheduled_at` back.
-    let last = got.last_scheduled_at.expect("a point ran");
+    assert_eq!(
+        got.disabled_stretch(),
+        Some((at(200), None)),
+        "[{name}] the stretch begins at the disable"
+    );
+    // A second disable keeps the stretch's beginning; the enable ends it
+    // (an instance taking the partition over reads it there), never
+    // before it began; `last_scheduled_at` and `scheduled_runs` stay.
+    let last = got.last_scheduled_at;
     let runs_before = got.scheduled_runs;
-    let passed = last + jiff::SignedDuration::from_secs(3600);
-    for (t, want) in [(passed, passed), (last, passed)] {
+    for (changes, want) in [
+        (vec![disable(true, 250)], Some((at(200), None))),
+        (
+            vec![disable(false, 300), disable(false, 400)],
+            Some((at(200), Some(at(300)))),
+        ),
+        (
+            vec![disable(true, 500), disable(false, 450)],
+            Some((at(500), Some(at(500)))),
+        ),
+    ] {
         s.apply(Batch {
-            update: vec![
-                JobUpdate {
+            update: changes
+                .into_iter()
+                .map(|change| JobUpdate {
                     job_id: job.id.clone(),
-                    change: JobChange::Disabled(false),
-                },
-                JobUpdate {
-                    job_id: job.id.clone(),
-                    change: JobChange::Consumed(t),
-                },
-            ],
+                    change,
+                })
+                .collect(),
             ..Batch::default()
         })
         .await
-        .expect("enable");
+        .expect("disable and enable");
         let got = s.get(&job.id).await.expect("get").expect("exists");
-        assert!(!got.disabled, "[{name}] enabled");
         assert_eq!(
-            got.last_scheduled_at,
-            Some(want),
-            "[{name}] Consumed applied"
+            got.disabled_stretch(),
+            want,
+            "[{name}] the disabled stretch"
         );
+        assert_eq!(got.disabled, want.is_some_and(|(_, e)| e.is_none()));
         assert_eq!(
-            got.scheduled_runs, runs_before,
-            "[{name}] scheduled_runs kept"
+            (got.last_scheduled_at, got.scheduled_runs),
+            (last, runs_before),
+            "[{name}] the points consumed are kept"
         );
     }
     assert_eq!(
@@ -354,7 +414,10 @@ async fn updates(name: &str, s: Arc<dyn JobStore>, c: &dyn Coordination) {
         update: vec![
             JobUpdate {
                 job_id: fresh.id.clone(),
-                change: JobChange::Disabled(true),
+                change: JobChange::Disabled {
+                    disabled: true,
+                    at: at(0),
+                },
             },
             JobUpdate {
                 job_id: fresh.id.clone(),

@@ -7,7 +7,7 @@ use kala_job::{Job, NotifyOn, NotifyTarget, Outcome, RunRecord, Trigger};
 
 use crate::{Batch, JobStore, Notice, NoticeState};
 
-fn run_of(job: &Job, at: Timestamp) -> RunRecord {
+pub(super) fn run_of(job: &Job, at: Timestamp) -> RunRecord {
     RunRecord {
         job_id: job.id.clone(),
         ran_at: at,
