@@ -57,9 +57,15 @@ struct Chaos {
     backend: Backend,
     nodes: Vec<Instance>,
     http: reqwest::Client,
+    /// What happened when (unix s), for explaining a failed verdict.
+    events: Vec<(f64, String)>,
 }
 
 impl Chaos {
+    fn event(&mut self, what: String) {
+        self.events.push((now_s(), what));
+    }
+
     fn start(&mut self, i: usize, env: &[(String, String)]) -> anyhow::Result<()> {
         let n = &mut self.nodes[i];
         let mut args = self.backend.flags(n.proxy.port());
@@ -77,6 +83,12 @@ impl Chaos {
             &args,
             &env,
         )?);
+        let what = format!(
+            "{} started at {}",
+            self.nodes[i].name,
+            self.base(i).unwrap_or_default()
+        );
+        self.event(what);
         Ok(())
     }
 
@@ -145,6 +157,48 @@ impl Chaos {
     }
 }
 
+/// Around each point without a trace: what happened (faults, operations),
+/// the job's partition, and its runs and records nearby.
+fn explain(
+    verdict: &oracle::Verdict,
+    runs: &[Execution],
+    jobs: &[oracle::JobState],
+    events: &[(f64, String)],
+) {
+    for (id, p) in &verdict.untraced {
+        let Ok(p) = p.parse::<f64>() else { continue };
+        eprintln!(
+            "chaos: untraced {id} point {p} (partition {}):",
+            kala_store::partition_of(id)
+        );
+        for (t, what) in events.iter().filter(|(t, _)| (t - p).abs() <= 20.0) {
+            eprintln!("  {:+7.2} s  {what}", t - p);
+        }
+        for r in runs.iter().filter(|r| r.job == *id) {
+            if let Some(q) = oracle::point_secs(&r.point)
+                && (q - p).abs() <= 5.0
+            {
+                eprintln!(
+                    "  ran {} on {} at {:+.2} s ({})",
+                    r.point,
+                    r.node,
+                    r.at - p,
+                    r.run_id
+                );
+            }
+        }
+        for j in jobs.iter().filter(|j| j.id == *id) {
+            for r in &j.records {
+                if let Some(q) = r.point.as_deref().and_then(oracle::point_secs)
+                    && (q - p).abs() <= 5.0
+                {
+                    eprintln!("  record {:?} {} on {:?}", r.point, r.outcome, r.node);
+                }
+            }
+        }
+    }
+}
+
 fn now_s() -> f64 {
     jiff::Timestamp::now().as_nanosecond() as f64 / 1e9
 }
@@ -174,6 +228,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()?,
+        events: Vec::new(),
     };
     for i in 0..a.instances {
         c.nodes.push(Instance {
@@ -226,6 +281,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
         let (_, seen_by) = c.healthy(&mut rng, Some(victim))?;
         let owners = c.owners(&seen_by).await;
         let from = now_s();
+        c.event(format!("{kind} of {name} begins (owners {owners:?})"));
         match kind.as_str() {
             "kill" => {
                 if let Some(s) = c.nodes[victim].server.take() {
@@ -327,6 +383,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
             }
             other => bail!("--faults: unknown kind {other} (kill, pause, partition, skew)"),
         }
+        c.event(format!("{kind} of {name} ends"));
         *counts.entry(kind.clone()).or_default() += 1;
         eprintln!("chaos: {kind} of {name} done ({:.0} s)", now_s() - from);
         // Recover before the next fault.
@@ -414,6 +471,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
     c.backend.cleanup().await;
     if !verdict.passed() {
         eprintln!("chaos: the oracle found faults: {verdict:#?}");
+        explain(&verdict, &runs, &jobs, &c.events);
     }
     let one = |name: &str, unit: &'static str, v: f64| measure(name, unit, vec![v]);
     let mut out = vec![

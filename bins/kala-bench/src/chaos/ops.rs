@@ -58,19 +58,23 @@ pub(super) async fn ops(
         return;
     }
     let id = live[rng.below(live.len())].clone();
+    c.event(format!("disable {id} sent to {base}"));
     if c.post(&format!("{base}/api/v1/job/disable/{id}/"), None)
         .await
         .is_ok()
     {
         let from = now_s();
+        c.event(format!("disable {id} answered"));
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let other = c
             .healthy(rng, Some(victim))
             .map(|(_, b)| b)
             .unwrap_or(base.clone());
+        c.event(format!("enable {id} sent to {other}"));
         let _ = c
             .post(&format!("{other}/api/v1/job/enable/{id}/"), None)
             .await;
+        c.event(format!("enable {id} answered"));
         // The enable's catch-up run may start as soon as it is sent.
         stops.push((id.clone(), from, now_s() - 0.05));
     }
@@ -83,6 +87,7 @@ pub(super) async fn ops(
             .await
             && r.status().is_success()
         {
+            c.event(format!("deleted {gone}"));
             stops.push((gone.clone(), now_s(), f64::INFINITY));
             deleted.insert(gone);
             let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
