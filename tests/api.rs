@@ -803,7 +803,7 @@ async fn tls_serves_https() {
         ],
     );
     assert!(s.base.starts_with("https://"), "{}", s.base);
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let c = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()

@@ -190,6 +190,41 @@ fn unknown_jobdb_is_refused_also_without_persistence() {
 }
 
 #[test]
+fn no_persist_with_another_store_is_refused() {
+    let (code, _, err) = run(&["serve", "--jobdb", "redis", "--no-persist", "--port", "0"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--no-persist keeps every job in memory only, so it cannot be combined with --jobdb=redis"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_subcommand_has_its_own_help_line() {
+    let (code, out, err) = run(&["--help"]);
+    assert_eq!(code, 0, "{err}");
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {out}"))
+            .to_string()
+    };
+    assert!(
+        line("config").contains("Print the effective configuration"),
+        "{out}"
+    );
+    assert!(line("import").contains("Copy every job"), "{out}");
+    for name in ["serve", "run", "check", "completions", "man", "token"] {
+        if out.contains(&format!("  {name} ")) {
+            assert!(
+                line(name).split_whitespace().count() > 2,
+                "{name} has no help: {out}"
+            );
+        }
+    }
+}
+
+#[test]
 fn completions_and_man_page_come_from_the_cli() {
     for shell in ["bash", "zsh", "fish"] {
         let (code, out, err) = run(&["completions", shell]);

@@ -56,16 +56,16 @@ enum Command {
     /// Print kala-server's manual page (roff), made from this command
     /// line's own definition.
     Man,
-    /// Copy every job of a running Kala (or kala) into this server's store
-    /// (the store flags of `serve`), keeping ids, parents before children.
-    /// Stop the server first; ids that exist are skipped. `--auth-token`
-    /// is the source's token here.
     /// Print the effective configuration of `serve` (flags, `KALA_*`
     /// variables, the config file, defaults) as TOML, secrets masked.
     Config {
         #[command(flatten)]
         serve: Box<Serve>,
     },
+    /// Copy every job of a running Kala (or kala) into this server's store
+    /// (the store flags of `serve`), keeping ids, parents before children.
+    /// Stop the server first; ids that exist are skipped. `--auth-token`
+    /// is the source's token here.
     Import {
         /// The source server, e.g. http://old-kala:8000.
         #[arg(long)]

@@ -19,6 +19,12 @@ pub async fn open_store(args: &Serve) -> anyhow::Result<Arc<dyn JobStore>> {
             JOBDBS.join(", ")
         );
     }
+    if args.no_persist && args.jobdb != "boltdb" {
+        bail!(
+            "--no-persist keeps every job in memory only, so it cannot be combined with --jobdb={}: drop one of the two",
+            args.jobdb
+        );
+    }
     if args.no_persist {
         tracing::warn!(
             "--no-persist: jobs are kept in memory only and are lost when the server stops"

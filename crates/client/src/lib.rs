@@ -160,8 +160,8 @@ impl ClientBuilder {
     }
 
     pub fn build(self) -> Result<Client, Error> {
-        // reqwest is built without a default TLS provider; install ring once.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest is built without a default TLS provider; install aws-lc-rs once (rustls's own default).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let base = self.base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::Config(format!(

@@ -81,6 +81,10 @@ pub mod store {
     /// MongoDB (feature `mongo`).
     #[cfg(feature = "mongo")]
     pub use kala_store_mongo as mongo;
+
+    /// Consul's KV store (feature `consul`).
+    #[cfg(feature = "consul")]
+    pub use kala_store_consul as consul;
 }
 
 /// The parts, for what the re-exports above leave out.

@@ -22,7 +22,7 @@ impl Mailer {
     /// `smtps://…` (TLS from the start).
     pub fn new(url: &str, from: &str, timeout: Duration) -> Result<Mailer, ConfigError> {
         // lettre's rustls needs the process's crypto provider too.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| ConfigError::Smtp(format!("{}: {e}", redact(url))))?
             .timeout(Some(timeout))

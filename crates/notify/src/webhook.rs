@@ -55,8 +55,8 @@ fn hex(bytes: &[u8]) -> String {
 
 impl Webhooks {
     pub fn new(secret: Option<&str>, timeout: Duration) -> Result<Webhooks, ConfigError> {
-        // reqwest is built without a default TLS provider; install ring once.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest is built without a default TLS provider; install aws-lc-rs once (rustls's own default).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("kala/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)

@@ -125,7 +125,7 @@ fn unavailable(e: reqwest::Error) -> StoreError {
 
 impl Consul {
     pub async fn new(o: &ConsulOptions) -> Result<Consul> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let ep = o.endpoint()?;
         let mut b = reqwest::Client::builder()
             .timeout(o.timeout)

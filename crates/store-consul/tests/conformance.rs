@@ -8,7 +8,7 @@ use kala_store_consul::test_server::ConsulUnderTest;
 use kala_store_consul::{ConsulOptions, ConsulStore};
 
 fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::new()
 }
 
