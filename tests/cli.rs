@@ -199,6 +199,51 @@ fn no_persist_with_another_store_is_refused() {
     );
 }
 
+/// An unreachable database: the error names the address tried and the
+/// cause, for every backend (a closed port: connection refused).
+#[test]
+fn an_unreachable_database_is_named_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (jobdb, address, names) in [
+        ("postgres", "127.0.0.1:1/test", "127.0.0.1:1/test"),
+        ("mysql", "tcp(127.0.0.1:1)/test", "127.0.0.1:1/test"),
+        ("redis", "127.0.0.1:1", "127.0.0.1:1"),
+        ("mongo", "127.0.0.1:1", "127.0.0.1:1"),
+        ("consul", "127.0.0.1:1", "127.0.0.1:1"),
+    ] {
+        let (code, _, err) = run(&[
+            "serve",
+            "--jobdb",
+            jobdb,
+            "--jobdb-address",
+            address,
+            "--port",
+            "0",
+            "--bolt-path",
+            d,
+        ]);
+        assert_ne!(code, 0, "{jobdb}");
+        assert!(
+            err.contains(names) && err.contains("Connection refused"),
+            "{jobdb}: the address and the cause: {err}"
+        );
+    }
+    let (code, _, err) = run(&[
+        "serve",
+        "--jobdb",
+        "postgres",
+        "--jobdb-address",
+        "nosuchhost.invalid:5432/test",
+        "--port",
+        "0",
+        "--bolt-path",
+        d,
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("nosuchhost.invalid:5432"), "{err}");
+}
+
 #[test]
 fn every_subcommand_has_its_own_help_line() {
     let (code, out, err) = run(&["--help"]);

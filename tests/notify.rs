@@ -392,6 +392,17 @@ async fn email_reaches_a_real_smtp_server_and_bursts_become_a_summary() {
     ] {
         assert!(mail.contains(want), "the email has {want:?}:\n{mail}");
     }
+    // RFC 5322's Message-ID, made from the notification's id (the same on
+    // every retry of it).
+    let notice_id = n[0]["id"].as_str().expect("notification id").to_string();
+    let message_id = mail
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+        .unwrap_or_else(|| panic!("no Message-ID:\n{mail}"));
+    assert!(
+        message_id.contains(&format!("<kala.{notice_id}@example.com>")),
+        "{message_id} (notification {notice_id})"
+    );
     // A job failing every second: two emails in the window, then one
     // summary of the rest when it ends.
     let every = json!({

@@ -38,6 +38,7 @@ impl Mailer {
     pub async fn send(&self, notice: &Notice) -> Result<(), DeliveryError> {
         self.send_text(
             &notice.target.email,
+            &notice.id,
             text::subject(notice),
             text::body(notice),
         )
@@ -49,12 +50,17 @@ impl Mailer {
             return Ok(());
         };
         let (subject, body) = text::summary(notices);
-        self.send_text(&first.target.email, subject, body).await
+        let id = format!("{}-summary-{}", first.id, notices.len());
+        self.send_text(&first.target.email, &id, subject, body)
+            .await
     }
 
+    /// `notice_id` makes the `Message-ID` (RFC 5322): the same on every
+    /// retry of one notification, so replies thread and filters dedup.
     async fn send_text(
         &self,
         to: &str,
+        notice_id: &str,
         subject: String,
         body: String,
     ) -> Result<(), DeliveryError> {
@@ -65,6 +71,7 @@ impl Mailer {
             .from(self.from.clone())
             .to(to)
             .subject(subject)
+            .message_id(Some(message_id(notice_id, self.from.email.domain())))
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| DeliveryError::permanent(format!("building the message: {e}")))?;
@@ -77,6 +84,22 @@ impl Mailer {
             }
         })
     }
+}
+
+/// `<notice-id@domain>`, with anything a msg-id may not hold in the id
+/// replaced by `_`.
+fn message_id(notice_id: &str, domain: &str) -> String {
+    let id: String = notice_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-._".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("<kala.{id}@{domain}>")
 }
 
 /// `url` with its password replaced, for messages.

@@ -68,7 +68,9 @@ impl CronSchedule {
             .parse(&expr)
             .map_err(|e| ScheduleError::Cron {
                 input: text.to_string(),
-                reason: e.to_string(),
+                // croner says "Number out of bounds" without naming the
+                // field; name it and its range when a number is the cause.
+                reason: out_of_range(&expr).unwrap_or_else(|| e.to_string()),
             })?;
         let schedule = CronSchedule {
             expr,
@@ -159,4 +161,42 @@ impl fmt::Display for CronSchedule {
         }
         f.write_str(&self.expr)
     }
+}
+
+/// The first number of a 5- or 6-field expression outside its field's
+/// range: "minute 61 is out of range 0–59". Names (`MON`, `JAN`) and
+/// modifiers (`L`, `W`, `#`, `?`) are left to croner.
+fn out_of_range(expr: &str) -> Option<String> {
+    const FIVE: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 0, 7),
+    ];
+    let fields: Vec<&str> = expr.split(' ').collect();
+    let names: Vec<(&str, u32, u32)> = match fields.len() {
+        5 => FIVE.to_vec(),
+        6 => std::iter::once(("second", 0, 59)).chain(FIVE).collect(),
+        _ => return None,
+    };
+    for (field, (name, lo, hi)) in fields.iter().zip(names) {
+        for item in field.split(',') {
+            let (range, step) = match item.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (item, None),
+            };
+            if let Some(step) = step.and_then(|s| s.parse::<u64>().ok())
+                && step == 0
+            {
+                return Some(format!("the {name} field's step /0 must be at least 1"));
+            }
+            for n in range.split('-').filter_map(|v| v.parse::<u64>().ok()) {
+                if n < u64::from(lo) || n > u64::from(hi) {
+                    return Some(format!("{name} {n} is out of range {lo}–{hi}"));
+                }
+            }
+        }
+    }
+    None
 }

@@ -119,8 +119,20 @@ pub(crate) struct Consul {
     basic: Option<(String, String)>,
 }
 
+/// reqwest's error with its causes ("error sending request for url (…)"
+/// alone does not say the connection was refused).
 fn unavailable(e: reqwest::Error) -> StoreError {
-    StoreError::Unavailable(format!("consul: {e}"))
+    let mut msg = format!("consul: {e}");
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    StoreError::Unavailable(msg)
 }
 
 impl Consul {

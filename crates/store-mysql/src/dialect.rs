@@ -19,7 +19,13 @@ impl Dialect for MySqlDialect {
 
     async fn connect(options: &MySqlOptions) -> Result<MySqlPool> {
         let connect = options.connect_options()?;
-        options.connect.pool::<MySqlDialect>(connect).await
+        let target = format!(
+            "{}:{}/{}",
+            connect.get_host(),
+            connect.get_port(),
+            connect.get_database().unwrap_or_default()
+        );
+        options.connect.pool::<MySqlDialect>(connect, &target).await
     }
 
     const SYNTAX: Syntax = Syntax::MYSQL;

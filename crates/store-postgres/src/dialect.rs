@@ -50,7 +50,13 @@ impl Dialect for PgDialect {
             }
             conn.close().await.map_err(map)?;
         }
-        options.connect.pool::<PgDialect>(connect).await
+        let target = format!(
+            "{}:{}/{}",
+            connect.get_host(),
+            connect.get_port(),
+            connect.get_database().unwrap_or_default()
+        );
+        options.connect.pool::<PgDialect>(connect, &target).await
     }
 
     /// `LISTEN kala_changes` on a connection of its own: every commit

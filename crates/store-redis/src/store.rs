@@ -84,9 +84,16 @@ impl RedisStore {
             .set_response_timeout(Some(options.response_timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
+        let target = client.get_connection_info().addr().to_string();
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| match map_err(e) {
+                StoreError::Unavailable(m) => {
+                    StoreError::Unavailable(format!("redis at {target}: {m}"))
+                }
+                StoreError::Backend(m) => StoreError::Backend(format!("redis at {target}: {m}")),
+                other => other,
+            })?;
         let p = if options.prefix.is_empty() {
             "kala"
         } else {

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use kala_store::Result;
+use kala_store::{Result, StoreError};
 use sqlx::{Database, Pool};
 
 use crate::syntax::Syntax;
@@ -100,14 +100,45 @@ impl Default for ConnectOptions {
 }
 
 impl ConnectOptions {
-    /// A pool on `options` (the backend's own connect options).
+    /// A pool on `options` (the backend's own connect options); `target`
+    /// names the server in errors (host, port and database, no password).
+    ///
+    /// One connection is opened first, on its own: a pool that cannot
+    /// connect only says it timed out, while this says why (refused, no
+    /// such host, authentication, no such database) and where.
     pub async fn pool<D: Dialect>(
         &self,
         options: <<D::DB as Database>::Connection as sqlx::Connection>::Options,
+        target: &str,
     ) -> Result<Pool<D::DB>>
     where
         for<'c> &'c mut <D::DB as Database>::Connection: sqlx::Executor<'c, Database = D::DB>,
     {
+        let name = D::SYNTAX.name;
+        let at = |m: String| m.replacen(&format!("{name}: "), &format!("{name} at {target}: "), 1);
+        let first = tokio::time::timeout(
+            self.acquire_timeout,
+            <<D::DB as Database>::Connection as sqlx::Connection>::connect_with(&options),
+        )
+        .await;
+        match first {
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "{name} at {target}: no answer within {:?} (nothing listening behind a firewall, or a stalled network)",
+                    self.acquire_timeout
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(match crate::map_err::<D>(e) {
+                    StoreError::Unavailable(m) => StoreError::Unavailable(at(m)),
+                    StoreError::Backend(m) => StoreError::Backend(at(m)),
+                    other => other,
+                });
+            }
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+        }
         sqlx::pool::PoolOptions::<D::DB>::new()
             .max_connections(self.max_connections.max(1))
             .acquire_timeout(self.acquire_timeout)
