@@ -34,6 +34,7 @@ mod guard;
 mod handlers;
 mod metrics;
 mod openapi;
+mod schema;
 mod webui;
 
 pub use openapi::{ApiDoc, document as openapi_document};

@@ -1,11 +1,14 @@
 //! Configuration, errors and events: the engine's vocabulary towards its
 //! callers.
 //!
-//! Owns: [`EngineConfig`], [`MissedRuns`], [`EngineError`], [`Event`].
+//! Owns: [`EngineConfig`], [`MissedRuns`], [`NotifySettings`], [`EngineError`], [`Event`].
 //! Must not: hold state or do I/O; everything here is plain data.
 
+use std::sync::Arc;
+
 use jiff::{SignedDuration, Timestamp};
-use kala_job::{JobError, JobId, RunRecord, Trigger};
+use kala_job::{JobError, JobId, NotifyTarget, RunRecord, Trigger};
+use kala_notify::Deliver;
 use kala_store::StoreError;
 
 /// What to do with a repeating job whose run fell due while the engine was
@@ -66,7 +69,7 @@ pub struct EngineConfig {
     /// The change follower polls this often even without a notification.
     pub change_poll: std::time::Duration,
     /// Notifications of runs (targets, delivery, retries, rate limit).
-    pub notify: crate::outbox::NotifySettings,
+    pub notify: NotifySettings,
 }
 
 impl Default for EngineConfig {
@@ -87,7 +90,7 @@ impl Default for EngineConfig {
             lease_ttl: SignedDuration::from_secs(3),
             heartbeat: SignedDuration::from_secs(1),
             change_poll: std::time::Duration::from_millis(500),
-            notify: crate::outbox::NotifySettings::default(),
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -126,4 +129,61 @@ pub enum Event {
     },
     /// Sent after the record is stored.
     RunFinished(RunRecord),
+}
+
+/// How notifications are made and delivered.
+#[derive(Clone)]
+pub struct NotifySettings {
+    /// What delivers them; `None`: jobs cannot have `notify` targets and
+    /// no notice is made.
+    pub deliver: Option<Arc<dyn Deliver>>,
+    /// Targets of every job (the server's `--notify-webhook`,
+    /// `--notify-email`), beside each job's own.
+    pub defaults: Vec<NotifyTarget>,
+    /// Attempts before a notice is dropped.
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt; doubled after each next
+    /// one, up to `max_backoff`.
+    pub first_backoff: SignedDuration,
+    pub max_backoff: SignedDuration,
+    /// Emails per job and address per `email_window`; the events beyond
+    /// it are sent as one summary when the window ends.
+    pub email_burst: u32,
+    pub email_window: SignedDuration,
+    /// How long delivered and dropped notices are kept (they show in the
+    /// run history).
+    pub keep_done: SignedDuration,
+    /// How often the outbox is read when nothing wakes the deliverer.
+    pub poll: SignedDuration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            deliver: None,
+            defaults: Vec::new(),
+            max_attempts: 8,
+            first_backoff: SignedDuration::from_secs(1),
+            max_backoff: SignedDuration::from_mins(5),
+            email_burst: 5,
+            email_window: SignedDuration::from_mins(10),
+            keep_done: SignedDuration::from_hours(24 * 7),
+            poll: SignedDuration::from_secs(1),
+            concurrency: 16,
+        }
+    }
+}
+
+impl std::fmt::Debug for NotifySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifySettings")
+            .field("deliver", &self.deliver.as_ref().map(|_| "…"))
+            .field("defaults", &self.defaults)
+            .field("max_attempts", &self.max_attempts)
+            .field("email_burst", &self.email_burst)
+            .field("email_window", &self.email_window)
+            .finish_non_exhaustive()
+    }
 }

@@ -60,12 +60,12 @@ mod timer;
 pub use builder::EngineBuilder;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use cluster::{ClusterStatus, NodeStatus};
+pub use config::NotifySettings;
 pub use config::{EngineConfig, EngineError, Event, MissedRuns, default_node_id};
 pub use facade::Engine;
 pub use jobs::{IdKey, JobRef};
 pub use kala_notify;
 pub use metrics::{LATENESS_BUCKETS, Metrics, MetricsSnapshot};
-pub use outbox::NotifySettings;
 
 #[cfg(test)]
 mod tests;

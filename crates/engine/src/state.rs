@@ -210,13 +210,13 @@ pub(crate) struct Inner {
     pub cluster_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub metrics: Metrics,
     /// The notification deliverer's memory.
-    pub outbox: crate::outbox::Outbox,
+    pub outbox: crate::outbox::memory::Outbox,
     /// Run records waiting to be written (the store refused them).
-    pub late: crate::late::Late,
+    pub late: crate::late::queue::Late,
     /// Set when this engine is one instance of a cluster (the store
     /// offers coordination and `config.cluster`): which partitions it
     /// holds. `None`: it runs every job.
-    pub cluster: Option<crate::cluster::Cluster>,
+    pub cluster: Option<crate::cluster::model::Cluster>,
 }
 
 fn stripe_of(id: &str) -> usize {
@@ -235,7 +235,7 @@ impl Inner {
         let (events, _) = broadcast::channel(4096);
         let (shutdown, _) = watch::channel(false);
         let cluster = (config.cluster && store.coordination().is_some())
-            .then(|| crate::cluster::Cluster::new(clock.now()));
+            .then(|| crate::cluster::model::Cluster::new(clock.now()));
         Inner {
             cluster,
             store,
@@ -252,8 +252,8 @@ impl Inner {
             timer: Mutex::new(None),
             cluster_tasks: Mutex::new(Vec::new()),
             metrics: Metrics::default(),
-            outbox: crate::outbox::Outbox::default(),
-            late: crate::late::Late::default(),
+            outbox: crate::outbox::memory::Outbox::default(),
+            late: crate::late::queue::Late::default(),
         }
     }
 

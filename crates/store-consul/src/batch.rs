@@ -12,7 +12,8 @@ use kala_store::{Batch, Result, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Op, VALUE_MAX_BYTES, chunks};
-use crate::store::{ConsulStore, decode, decode_job, encode, lease_of, padded_ns};
+use crate::codec::{decode, decode_job, encode, lease_of, padded_ns};
+use crate::store::ConsulStore;
 
 /// Staged chunk values, at most (well under Consul's value limit).
 const STAGE_CHUNK_BYTES: usize = 200 * 1024;

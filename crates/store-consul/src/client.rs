@@ -399,6 +399,40 @@ pub(crate) fn chunks(ops: &[Op]) -> Vec<&[Op]> {
     out
 }
 
+impl Consul {
+    /// A task that waits on `prefix` with blocking queries and wakes the
+    /// follower whenever its index moves (and after an error, once Consul
+    /// answers again).
+    pub(crate) fn watch(&self, prefix: String) -> std::sync::Arc<tokio::sync::Notify> {
+        let consul = self.clone();
+        let signal = std::sync::Arc::new(tokio::sync::Notify::new());
+        let wake = signal.clone();
+        tokio::spawn(async move {
+            let mut index = 0u64;
+            loop {
+                match consul
+                    .wait_change(&prefix, index, Duration::from_secs(10))
+                    .await
+                {
+                    Ok(now) => {
+                        if now != index {
+                            wake.notify_one();
+                        }
+                        // An index that goes back (a snapshot restore) starts
+                        // over rather than blocking on a future index.
+                        index = if now < index { 0 } else { now };
+                    }
+                    Err(_) => {
+                        wake.notify_one();
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        signal
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

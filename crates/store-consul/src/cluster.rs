@@ -5,11 +5,11 @@
 //! index — Consul's Raft index, in commit order — is the sequence
 //! number) watched with a blocking query.
 //!
-//! Owns: the cluster reads and writes, the watcher task. Must not: decide
+//! Owns: the cluster reads and writes (the watcher task is the
+//! client's `Consul::watch`). Must not: decide
 //! who owns what (the engine does).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
@@ -17,39 +17,9 @@ use kala_job::{Job, JobId};
 use kala_store::{Coordination, JobStore, Lease, LeaseRequest, NodeInfo, PARTITIONS, Result};
 use tokio::sync::Notify;
 
-use crate::client::{Consul, Op, chunks};
-use crate::store::{ConsulStore, decode, encode, lease_of, lease_value};
-
-/// A task that waits on `prefix` with blocking queries and wakes the
-/// follower whenever its index moves (and after an error, once Consul
-/// answers again).
-pub(crate) fn watch_changes(consul: Consul, prefix: String) -> Arc<Notify> {
-    let signal = Arc::new(Notify::new());
-    let wake = signal.clone();
-    tokio::spawn(async move {
-        let mut index = 0u64;
-        loop {
-            match consul
-                .wait_change(&prefix, index, Duration::from_secs(10))
-                .await
-            {
-                Ok(now) => {
-                    if now != index {
-                        wake.notify_one();
-                    }
-                    // An index that goes back (a snapshot restore) starts
-                    // over rather than blocking on a future index.
-                    index = if now < index { 0 } else { now };
-                }
-                Err(_) => {
-                    wake.notify_one();
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    });
-    signal
-}
+use crate::client::{Op, chunks};
+use crate::codec::{decode, encode, lease_of, lease_value};
+use crate::store::ConsulStore;
 
 impl ConsulStore {
     /// Every lease with its key's modify index.

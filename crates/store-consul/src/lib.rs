@@ -37,6 +37,7 @@ mod address;
 mod batch;
 mod client;
 mod cluster;
+mod codec;
 mod notices;
 mod store;
 

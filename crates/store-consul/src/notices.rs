@@ -6,7 +6,8 @@ use jiff::Timestamp;
 use kala_store::{Notice, Result, oldest_first, soonest};
 
 use crate::client::{Op, chunks};
-use crate::store::{ConsulStore, decode, encode};
+use crate::codec::{decode, encode};
+use crate::store::ConsulStore;
 
 impl ConsulStore {
     fn notice_key(&self, job: &str, id: &str) -> String {

@@ -9,80 +9,17 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::{Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError, ns_i64};
+use kala_store::{Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, ns_i64};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use crate::address::ConsulOptions;
 use crate::client::{Consul, Op, chunks};
-
-/// Shifts nanosecond timestamps so that every realistic one is positive
-/// and fits 31 decimal digits; fixed-width keys then sort as numbers.
-const NS_OFFSET: i128 = 1_000_000_000_000_000_000_000_000_000;
+use crate::codec::{decode, decode_job, encode, ns_of_key, padded_ns};
 
 /// Hex digits: jobs are read in 16 slices by the first character of their
 /// id (ids are UUIDs), so no answer holds every job at once.
 const SLICES: &str = "0123456789abcdef";
-
-pub(crate) fn padded_ns(t: Timestamp) -> String {
-    format!("{:031}", t.as_nanosecond() + NS_OFFSET)
-}
-
-fn ns_of_key(key: &str) -> Option<i128> {
-    let tail = key.rsplit('/').next()?;
-    let digits = tail.split('-').next()?;
-    digits.parse::<i128>().ok().map(|n| n - NS_OFFSET)
-}
-
-pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| StoreError::Backend(format!("encoding: {e}")))
-}
-
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: key.to_string(),
-        reason: e.to_string(),
-    })
-}
-
-/// A job written by kala (its own JSON) or by Kala (the job as Kala's API
-/// renders it, at the same key).
-pub(crate) fn decode_job(key: &str, bytes: &[u8]) -> Result<Job> {
-    match serde_json::from_slice::<Job>(bytes) {
-        Ok(job) => Ok(job),
-        Err(ours) => {
-            let value: serde_json::Value =
-                serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-                    key: key.to_string(),
-                    reason: e.to_string(),
-                })?;
-            kala_job::wire::job_from_rendered(value).map_err(|kalas| StoreError::Corrupt {
-                key: key.to_string(),
-                reason: format!("neither kala's job ({ours}) nor Kala's ({kalas})"),
-            })
-        }
-    }
-}
-
-/// A lease's value: `token|expiry (padded ns)|owner`.
-pub(crate) fn lease_of(partition: u32, value: &[u8]) -> Option<kala_store::Lease> {
-    let text = std::str::from_utf8(value).ok()?;
-    let mut it = text.splitn(3, '|');
-    let token = it.next()?.parse().ok()?;
-    let expires: i128 = it.next()?.parse().ok()?;
-    let owner = it.next()?.to_string();
-    Some(kala_store::Lease {
-        partition,
-        owner,
-        token,
-        expires_at: Timestamp::from_nanosecond(expires - NS_OFFSET)
-            .unwrap_or(Timestamp::UNIX_EPOCH),
-    })
-}
-
-pub(crate) fn lease_value(token: u64, expires: Timestamp, owner: &str) -> Vec<u8> {
-    format!("{token}|{}|{owner}", padded_ns(expires)).into_bytes()
-}
 
 /// A claim's value.
 #[derive(Serialize, Deserialize)]
@@ -111,7 +48,7 @@ impl ConsulStore {
         let consul = Consul::new(options).await?;
         consul.leader().await?;
         let p = format!("{}/", options.prefix()?);
-        let signal = crate::cluster::watch_changes(consul.clone(), format!("{p}changes/"));
+        let signal = consul.watch(format!("{p}changes/"));
         let store = ConsulStore {
             consul,
             p,

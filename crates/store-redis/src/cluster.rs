@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use kala_job::{Job, JobId};
 use kala_store::json::{decode, encode};
@@ -20,39 +19,8 @@ use redis::AsyncCommands;
 use tokio::sync::Notify;
 
 use crate::error::map_err;
-use crate::store::{RedisStore, padded_ns};
-
-/// One lease round. KEYS[1] leases. ARGV: node, now (padded), until
-/// (padded), number of partitions to take, those, then those to release.
-/// Returns the whole hash.
-pub(crate) const LEASE_LUA: &str = r#"
-local node, now, untl = ARGV[1], ARGV[2], ARGV[3]
-local ntake = tonumber(ARGV[4])
-local zero = string.rep('0', 31)
-for k = 1, ntake do
-  local p = ARGV[4 + k]
-  local v = redis.call('HGET', KEYS[1], p)
-  if not v then
-    redis.call('HSET', KEYS[1], p, '1|' .. untl .. '|' .. node)
-  else
-    local t, e, o = string.match(v, '^(%d+)|(%d+)|(.*)$')
-    if o == node then
-      redis.call('HSET', KEYS[1], p, t .. '|' .. untl .. '|' .. node)
-    elseif e <= now then
-      redis.call('HSET', KEYS[1], p, (tonumber(t) + 1) .. '|' .. untl .. '|' .. node)
-    end
-  end
-end
-for k = 5 + ntake, #ARGV do
-  local p = ARGV[k]
-  local v = redis.call('HGET', KEYS[1], p)
-  if v then
-    local t, e, o = string.match(v, '^(%d+)|(%d+)|(.*)$')
-    if o == node then redis.call('HSET', KEYS[1], p, t .. '|' .. zero .. '|' .. node) end
-  end
-end
-return redis.call('HGETALL', KEYS[1])
-"#;
+use crate::keys::padded_ns;
+use crate::store::RedisStore;
 
 /// Frees every lease `ARGV[1]` holds. KEYS[1] leases.
 const LEAVE_LUA: &str = r#"
@@ -91,32 +59,6 @@ fn leases_of(pairs: Vec<(String, String)>) -> Result<Vec<Lease>> {
     }
     out.sort_by_key(|l| l.partition);
     Ok(out)
-}
-
-/// Subscribes to the change channel on a connection of its own; every
-/// message (and every reconnection) wakes the follower.
-pub(crate) async fn listen(client: &redis::Client, channel: String) -> Option<Arc<Notify>> {
-    let signal = Arc::new(Notify::new());
-    let wake = signal.clone();
-    let client = client.clone();
-    tokio::spawn(async move {
-        loop {
-            match client.get_async_pubsub().await {
-                Ok(mut ps) => {
-                    if ps.subscribe(&channel).await.is_ok() {
-                        wake.notify_one();
-                        let mut messages = ps.on_message();
-                        while messages.next().await.is_some() {
-                            wake.notify_one();
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "redis subscribe failed; retrying"),
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
-    });
-    Some(signal)
 }
 
 #[async_trait]

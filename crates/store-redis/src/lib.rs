@@ -37,9 +37,12 @@
 
 mod address;
 mod batch;
+mod changes;
 mod cluster;
 mod error;
+mod keys;
 mod notices;
+mod scripts;
 mod store;
 
 pub use address::RedisOptions;

@@ -17,12 +17,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use crate::address::RedisOptions;
-use crate::batch::BATCH_LUA;
 use crate::error::map_err;
-
-/// Shifts nanosecond timestamps so that every realistic one is positive
-/// and fits 31 decimal digits; fixed-width keys then sort as numbers.
-pub(crate) const NS_OFFSET: i128 = 1_000_000_000_000_000_000_000_000_000;
+use crate::keys::padded_ns;
+use crate::scripts::{BATCH_LUA, LEASE_LUA};
 
 pub struct RedisStore {
     pub(crate) conn: ConnectionManager,
@@ -52,10 +49,6 @@ pub struct RedisStore {
     pub(crate) lease_script: Script,
     pub(crate) nonce: AtomicU64,
     pub(crate) signal: Option<std::sync::Arc<tokio::sync::Notify>>,
-}
-
-pub(crate) fn padded_ns(t: Timestamp) -> String {
-    format!("{:031}", t.as_nanosecond() + NS_OFFSET)
 }
 
 /// Length of the sort prefix of a run member: 31 digits, ':', 16 hex, ':'.
@@ -118,9 +111,9 @@ impl RedisStore {
             channel: format!("{p}:changed"),
             claim_script: Script::new(CLAIM_LUA),
             batch_script: Script::new(BATCH_LUA),
-            lease_script: Script::new(crate::cluster::LEASE_LUA),
+            lease_script: Script::new(LEASE_LUA),
             nonce: AtomicU64::new(Timestamp::now().as_nanosecond() as u64),
-            signal: crate::cluster::listen(&client, format!("{p}:changed")).await,
+            signal: crate::changes::listen(&client, format!("{p}:changed")).await,
         })
     }
 

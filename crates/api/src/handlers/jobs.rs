@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::error::{ApiResult, json_response};
 use crate::extract::{Body, Path, Query, clamp_limit};
-use crate::openapi::ErrorBody;
+use crate::schema::ErrorBody;
 
 /// The most run records one answer holds.
 const PAGE_MAX: usize = 10_000;
@@ -38,7 +38,7 @@ pub struct Created {
 /// ignored, as Go's decoder reads them). A job without a schedule runs
 /// once, now.
 #[utoipa::path(post, path = "/api/v1/job/", tag = "jobs",
-    request_body(content = crate::openapi::JobIn, content_type = "application/json"),
+    request_body(content = crate::schema::JobIn, content_type = "application/json"),
     responses(
         (status = 201, description = "Created and stored", body = Created),
         (status = 400, description = "A field is invalid (the message names it)", body = ErrorBody),

@@ -22,7 +22,7 @@ use crate::AppState;
 use crate::error::{ApiResult, json_response};
 use crate::extract::{Query, clamp_limit};
 use crate::handlers::jobs::{has_history, kala_runs};
-use crate::openapi::ErrorBody;
+use crate::schema::ErrorBody;
 
 /// Page sizes of the job list.
 const PAGE_DEFAULT: usize = 100;

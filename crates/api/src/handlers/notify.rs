@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, json_response};
 use crate::extract::{Body, Path};
-use crate::openapi::ErrorBody;
+use crate::schema::ErrorBody;
 
 /// `{"notify": […]}`: a job's targets after a change.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -23,7 +23,7 @@ pub struct Targets {
 /// (`[]` removes them), checked like `notify` at creation.
 #[utoipa::path(put, path = "/api/v1/job/{id}/notify/", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
-    request_body(content = Vec<crate::openapi::NotifyTargetIn>, description = "The targets (at most 16)"),
+    request_body(content = Vec<crate::schema::NotifyTargetIn>, description = "The targets (at most 16)"),
     responses(
         (status = 200, description = "The targets now", body = Targets),
         (status = 400, description = "A target is invalid (the message names it)", body = ErrorBody),

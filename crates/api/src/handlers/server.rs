@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, json_response};
 use crate::extract::{Json, clamp_limit};
-use crate::openapi::ErrorBody;
+use crate::schema::ErrorBody;
 
 /// `{"Stats": …}`, as Kala wraps them.
 #[derive(Serialize, utoipa::ToSchema)]

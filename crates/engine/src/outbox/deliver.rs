@@ -6,57 +6,18 @@
 //! window ends. Done notices are pruned after `keep_done`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use kala_job::JobId;
 use kala_notify::{Deliver, DeliveryError};
 use kala_store::{Batch, Notice, NoticeState};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
-use super::NotifySettings;
+use crate::config::NotifySettings;
 use crate::state::Inner;
 
-/// The deliverer's memory: what is being delivered now, and the email
-/// rate limit's windows.
-#[derive(Default)]
-pub(crate) struct Outbox {
-    /// Wakes the deliverer (a notice was written).
-    pub wake: Notify,
-    state: Mutex<OutboxState>,
-}
-
-#[derive(Default)]
-struct OutboxState {
-    in_flight: HashSet<String>,
-    /// (job, address) → (window start, emails sent in it).
-    windows: HashMap<(JobId, String), (Timestamp, u32)>,
-    last_prune: Option<Timestamp>,
-    /// Counts the deliveries recorded; `recent` maps a notice recorded
-    /// to the count after its write. A round whose read of the outbox
-    /// began before that write has a stale copy of it (still pending)
-    /// and must not send it again.
-    epoch: u64,
-    recent: HashMap<String, u64>,
-    /// The last read of the outbox was cut at [`READ_LIMIT`]: more are
-    /// due, so the deliverer looks again as soon as few are in flight
-    /// (not at the next poll).
-    more: bool,
-}
-
-/// Notices read from the outbox per look.
-const READ_LIMIT: usize = 2_000;
-/// With more due, the deliverer looks again when fewer are in flight.
-const LOW_WATER: usize = READ_LIMIT / 4;
-
-impl Outbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-}
+use super::memory::{LOW_WATER, READ_LIMIT};
 
 /// The wait after `attempts` failed attempts.
 fn backoff(s: &NotifySettings, attempts: u32) -> SignedDuration {

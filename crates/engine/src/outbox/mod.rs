@@ -2,7 +2,7 @@
 //! written in the same batch: the outbox), and the deliverer that sends
 //! them, at least once, across restarts.
 //!
-//! Owns: [`NotifySettings`], [`make_notices`], the notices of retries,
+//! Owns: [`make_notices`], the notices of retries,
 //! a job's targets (`Engine::set_notify`, checked by `check_notify`);
 //! `deliver`: the deliverer loop (its retries with backoff, the email rate
 //! limit with its summaries, the pruning of done notices). Must not: speak
@@ -12,71 +12,12 @@
 //! partition it holds, so each is delivered by one instance (twice at
 //! most, when a partition changes hands mid-delivery: at least once).
 
-use std::sync::Arc;
-
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use kala_job::{Job, NotifyOn, NotifyTarget, RunRecord};
-use kala_notify::Deliver;
 use kala_store::{Batch, Notice, NoticeState};
 
+use crate::config::NotifySettings;
 use crate::state::Inner;
-
-/// How notifications are made and delivered.
-#[derive(Clone)]
-pub struct NotifySettings {
-    /// What delivers them; `None`: jobs cannot have `notify` targets and
-    /// no notice is made.
-    pub deliver: Option<Arc<dyn Deliver>>,
-    /// Targets of every job (the server's `--notify-webhook`,
-    /// `--notify-email`), beside each job's own.
-    pub defaults: Vec<NotifyTarget>,
-    /// Attempts before a notice is dropped.
-    pub max_attempts: u32,
-    /// The wait after the first failed attempt; doubled after each next
-    /// one, up to `max_backoff`.
-    pub first_backoff: SignedDuration,
-    pub max_backoff: SignedDuration,
-    /// Emails per job and address per `email_window`; the events beyond
-    /// it are sent as one summary when the window ends.
-    pub email_burst: u32,
-    pub email_window: SignedDuration,
-    /// How long delivered and dropped notices are kept (they show in the
-    /// run history).
-    pub keep_done: SignedDuration,
-    /// How often the outbox is read when nothing wakes the deliverer.
-    pub poll: SignedDuration,
-    /// Deliveries in flight at once.
-    pub concurrency: usize,
-}
-
-impl Default for NotifySettings {
-    fn default() -> Self {
-        NotifySettings {
-            deliver: None,
-            defaults: Vec::new(),
-            max_attempts: 8,
-            first_backoff: SignedDuration::from_secs(1),
-            max_backoff: SignedDuration::from_mins(5),
-            email_burst: 5,
-            email_window: SignedDuration::from_mins(10),
-            keep_done: SignedDuration::from_hours(24 * 7),
-            poll: SignedDuration::from_secs(1),
-            concurrency: 16,
-        }
-    }
-}
-
-impl std::fmt::Debug for NotifySettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NotifySettings")
-            .field("deliver", &self.deliver.as_ref().map(|_| "…"))
-            .field("defaults", &self.defaults)
-            .field("max_attempts", &self.max_attempts)
-            .field("email_burst", &self.email_burst)
-            .field("email_window", &self.email_window)
-            .finish_non_exhaustive()
-    }
-}
 
 /// The notices `run` (an event of `job`) causes: one per target (the
 /// job's, then the defaults not already among them) that wants `event`.
@@ -232,5 +173,4 @@ impl Inner {
 }
 
 mod deliver;
-
-pub(crate) use deliver::Outbox;
+pub(crate) mod memory;

@@ -3,7 +3,7 @@
 //! the disk full) keeps its record here, in memory, bounded, and the late
 //! writer stores it when the store answers again.
 //!
-//! Owns: [`Late`] (the queue) and [`Inner::late_loop`].
+//! Owns: [`Inner::late_loop`] and the writes; the queue is `queue.rs`.
 //! Must not: decide outcomes or touch the queue of runs.
 //!
 //! In a cluster, the instance that took the partition over meanwhile may
@@ -17,63 +17,17 @@
 //! already hold the real one (an earlier write whose answer was lost),
 //! nothing is written.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kala_job::{Outcome, RunRecord};
-use kala_store::{Batch, JobChange, JobUpdate, Notice, RunDelta};
+use kala_store::{Batch, JobChange, JobUpdate};
 
 use crate::state::Inner;
 
-/// At most this many records wait; beyond, the oldest is dropped (and
-/// counted in `kala_run_records_dropped_total`).
-pub(crate) const LATE_MAX: usize = 10_000;
+pub(crate) use queue::LateRecord;
 
-/// A run record that could not be written when its run ended.
-#[derive(Debug, Clone)]
-pub(crate) struct LateRecord {
-    pub job_id: String,
-    pub record: RunRecord,
-    /// The run's journal entry, ended by the write.
-    pub run_id: Option<String>,
-    /// What the run adds to its job (the schedule point included).
-    pub delta: RunDelta,
-    pub notices: Vec<Notice>,
-}
-
-/// The queue of late records (a std mutex: never held across an await).
-#[derive(Default)]
-pub(crate) struct Late {
-    queue: std::sync::Mutex<VecDeque<LateRecord>>,
-    pub wake: tokio::sync::Notify,
-}
-
-impl Late {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<LateRecord>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Keeps `r`; the oldest record when full (returned, to be counted).
-    pub fn push(&self, r: LateRecord) -> Option<LateRecord> {
-        let mut q = self.lock();
-        let dropped = (q.len() >= LATE_MAX).then(|| q.pop_front()).flatten();
-        q.push_back(r);
-        dropped
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn front(&self) -> Option<LateRecord> {
-        self.lock().front().cloned()
-    }
-
-    fn pop(&self) {
-        self.lock().pop_front();
-    }
-}
+pub(crate) mod queue;
 
 /// How the late writer found a run in the store.
 enum Found {
