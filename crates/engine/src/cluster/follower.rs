@@ -171,7 +171,12 @@ impl Inner {
                 let id = job.id.clone();
                 let owned = self.fence_for(&id).is_ok();
                 let overdue = match st.job(&id) {
-                    Some(cur) if cur.disabled && !job.disabled => Overdue::CatchUp,
+                    // Enabled elsewhere: the disabled stretch gets its
+                    // one catch-up in `next_due`; a point after it that
+                    // is already due here (this clock ahead of the
+                    // enabling instance's, or this follower late) fell
+                    // while the job was enabled, and runs.
+                    Some(cur) if cur.disabled && !job.disabled => Overdue::Takeover,
                     _ => Overdue::AsIs,
                 };
                 install(&mut st, job);

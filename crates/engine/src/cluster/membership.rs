@@ -161,8 +161,8 @@ impl Inner {
 
     /// Before running anything of `parts`: the runs in them that dead
     /// instances left open are recorded as interrupted (their points are
-    /// not run again); points of live instances' runs still going count
-    /// as taken; the partitions' jobs are re-read from the database.
+    /// not run again); points of live instances' runs still going (this
+    /// one's included) count as taken; the partitions' jobs are re-read from the database.
     async fn take_over(
         self: &Arc<Self>,
         parts: &[u32],
@@ -180,10 +180,13 @@ impl Inner {
             .filter(|r| parts.contains(&partition_of(&r.job_id)))
             .collect();
         let me = &self.config.node_id;
-        let (dead, going): (Vec<OpenRun>, Vec<OpenRun>) = open
+        // This instance's own open runs count as going too: a run it
+        // started before it lost the partition may still be running, or
+        // its record may wait in the late writer (refused under the old
+        // lease); its point must not be armed again here.
+        let (going, dead): (Vec<OpenRun>, Vec<OpenRun>) = open
             .into_iter()
-            .filter(|r| &r.node != me)
-            .partition(|r| !alive.contains(&r.node));
+            .partition(|r| &r.node == me || alive.contains(&r.node));
         self.record_dead_runs(dead).await?;
         let ids: Vec<JobId> = {
             let st = self.lock();

@@ -24,13 +24,30 @@ async fn instance_with(
     gate: Arc<Notify>,
 ) -> Engine {
     let executor = Executor::new().unwrap();
-    executor.register("block", move |_job: Job| {
+    {
         let gate = gate.clone();
-        async move {
-            gate.notified().await;
-            Ok(String::new())
-        }
-    });
+        executor.register("block", move |_job: Job| {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                Ok(String::new())
+            }
+        });
+    }
+    {
+        // Logs its start (like "ok"), then waits for the gate.
+        let (ran, clock, node) = (ran.clone(), clock.clone(), node.to_string());
+        executor.register("log-block", move |job: Job| {
+            ran.lock()
+                .unwrap()
+                .push((node.clone(), job.name.clone(), clock.now()));
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                Ok(String::new())
+            }
+        });
+    }
     {
         let (ran, clock, node) = (ran.clone(), clock.clone(), node.to_string());
         executor.register("ok", move |job: Job| {
@@ -562,6 +579,75 @@ async fn points_owed_from_before_a_disable_are_recorded_not_lost() {
         "and the schedule goes on"
     );
     b.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Issue 29: a run still going on an instance that loses its job's
+/// partition (another instance joins) and takes it back (that one leaves)
+/// is not started again by the taking back: its own open journal entry
+/// counts as taken, like another live instance's. (Its record, refused
+/// under the old lease, waits in the late writer meanwhile.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_taken_back_does_not_start_its_own_run_again() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::shared());
+    let clock = Arc::new(FakeClock::new(t0()));
+    let ran: Ran = Arc::default();
+    let gate = Arc::new(Notify::new());
+    let a = instance_with(
+        store.clone(),
+        clock.clone(),
+        "a",
+        ran.clone(),
+        256,
+        gate.clone(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ids = Vec::new();
+    for k in 0..16 {
+        let id = a
+            .create(job(&format!("slow {k}"), "log-block", &iso("R", 2, "PT1H")))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    tick(&clock, 3).await;
+    assert_eq!(ran.lock().unwrap().len(), 16, "every job's point 2 started");
+    let b = instance_with(
+        store.clone(),
+        clock.clone(),
+        "b",
+        ran.clone(),
+        256,
+        gate.clone(),
+    )
+    .await;
+    tick(&clock, 5).await;
+    let moved = match b.cluster_status().await.unwrap() {
+        Some(s) => s
+            .nodes
+            .iter()
+            .filter(|n| n.name == "b")
+            .flat_map(|n| n.partitions.clone())
+            .collect::<Vec<u32>>(),
+        None => Vec::new(),
+    };
+    assert!(
+        ids.iter()
+            .any(|id| moved.contains(&kala_store::partition_of(id))),
+        "some job's partition went to b: {moved:?}"
+    );
+    b.shutdown(Duration::from_secs(1)).await;
+    tick(&clock, 5).await;
+    gate.notify_waiters();
+    tick(&clock, 2).await;
+    let runs = ran.lock().unwrap().clone();
+    assert_eq!(
+        runs.len(),
+        16,
+        "a point still running was started again when its partition came back: {runs:?}"
+    );
+    gate.notify_waiters();
+    a.shutdown(Duration::from_secs(1)).await;
 }
 
 /// Issue 29, defect 6: read-your-writes across instances. An enable
