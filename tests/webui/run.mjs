@@ -127,6 +127,10 @@ try {
   await page.click('a[data-nav="dashboard"]');
   await page.waitForSelector('#stat-jobs');
   check((await page.textContent('#stat-success .v')).trim() !== '0', 'dashboard counts successes');
+  // The rate is the server's, right at first sight (runs happened in the
+  // last minute), not measured from when the page opened.
+  const rpm = (await page.textContent('#stat-rpm .v')).trim();
+  check(Number(rpm) > 0, 'runs per minute at first sight: ' + rpm);
   const health = JSON.parse((await apiCall('GET', '/healthz')).body);
   const startedShown = (await page.textContent('#server-started')).trim();
   check(startedShown.length > 0 && health.started, 'the server start is shown: ' + startedShown);
@@ -225,6 +229,38 @@ try {
     const childRow = await page.textContent('#jobs tbody tr:has-text("verify backup")');
     check(childRow.includes('after its parent'), 'a child runs after its parent: ' + childRow);
     await shot('10-job-list-many');
+  }
+
+  step('every page at 1280 and at 390 pixels wide');
+  {
+    const list = JSON.parse((await apiCall('GET', '/api/v1/job/?limit=1')).body);
+    const someId = Object.keys(list.jobs || {})[0];
+    const pages = [['jobs', '#filter'], ['new', '#new-job'], ['dashboard', '#stat-jobs'], ['cluster', '#view h1']];
+    if (someId) pages.push(['job/' + someId, '#view h1']);
+    for (const width of [1280, 390]) {
+      await page.setViewportSize({ width, height: 860 });
+      for (const [route, ready] of pages) {
+        await page.goto(base + '/webui/#/' + route);
+        await page.waitForSelector(ready);
+        await page.waitForTimeout(150);
+        const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+        check(overflow <= 1, `#/${route} at ${width} px: the page scrolls sideways by ${overflow} px`);
+        if (route === 'jobs') {
+          // The filter's placeholder is shown whole.
+          const fits = await page.evaluate(() => {
+            const el = document.getElementById('filter');
+            const cs = getComputedStyle(el);
+            const ctx = document.createElement('canvas').getContext('2d');
+            ctx.font = `${cs.fontSize} ${cs.fontFamily}`;
+            const room = el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+            return [ctx.measureText(el.placeholder).width, room];
+          });
+          check(fits[0] <= fits[1], `#/jobs at ${width} px: the filter's placeholder is cut off (${fits[0]} px of text in ${fits[1]} px)`);
+        }
+        await shot(`w${width}-${route.replace(/\W.*/, '')}`);
+      }
+    }
+    await page.setViewportSize({ width: 1280, height: 860 });
   }
 
   check(external.length === 0, 'no request left the server: ' + external.join(', '));

@@ -112,9 +112,6 @@ enum Cmd {
         #[arg(long)]
         no_list: bool,
     },
-    /// Several instances on one PostgreSQL database: runs/s with 1, 2, 3
-    /// instances, transactions per run, duplicates, takeover after
-    /// SIGKILL, time until a change is visible through another instance.
     /// The fault suite's long version: N instances on one database under
     /// SIGKILL, SIGSTOP pauses, partitions from the database and clock
     /// skew, judged by the jobs' own side effects.
@@ -146,6 +143,9 @@ enum Cmd {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Several instances on one PostgreSQL database: runs/s with 1, 2, 3
+    /// instances, transactions per run, duplicates, takeover after
+    /// SIGKILL, time until a change is visible through another instance.
     Cluster {
         #[arg(long)]
         server: Option<PathBuf>,

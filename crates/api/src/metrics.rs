@@ -65,6 +65,17 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
     }
     header(
         &mut out,
+        "kala_runs_last_minute",
+        "Runs that succeeded or failed in the last minute (50-60 s, in 10 s steps): all of them, and the failures.",
+        "gauge",
+    );
+    let _ = writeln!(
+        out,
+        "kala_runs_last_minute{{result=\"all\"}} {}\nkala_runs_last_minute{{result=\"failed\"}} {}",
+        m.runs_last_minute, m.failures_last_minute
+    );
+    header(
+        &mut out,
         "kala_runs_total",
         "Finished runs, by result.",
         "counter",
@@ -204,14 +215,14 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
     );
     header(
         &mut out,
-        "kala_notification_latency_seconds_sum",
-        "Sum over delivered notifications of the time from the run's end to the delivery (divide by kala_notifications_delivered_total).",
-        "counter",
+        "kala_notification_latency_seconds",
+        "Time from a run's end to the delivery of its notifications (a summary without quantiles: sum and count of the delivered ones).",
+        "summary",
     );
     let _ = writeln!(
         out,
-        "kala_notification_latency_seconds_sum {}",
-        m.notification_latency_sum_seconds
+        "kala_notification_latency_seconds_sum {}\nkala_notification_latency_seconds_count {}",
+        m.notification_latency_sum_seconds, m.notifications_delivered
     );
     header(
         &mut out,

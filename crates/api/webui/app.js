@@ -8,7 +8,6 @@ const POLL_MS = 2000;
 const state = {
   token: sessionStorage.getItem('kala-token') || '',
   list: { cursors: [null], page: 0, filter: '', status: 'all', sort: 'name', asc: true, jobs: [], next: null },
-  samples: [],
   timer: null,
   renderId: 0,
 };
@@ -289,7 +288,7 @@ function renderList(error) {
     h('h1', {}, 'Jobs'),
     error ? banner('error', error) : null,
     h('div', { class: 'toolbar' }, filter, status, h('span', { class: 'grow' }),
-      h('span', { class: 'muted small' }, `page ${L.page + 1} · ${L.jobs.length} jobs on this page`), prev, next,
+      h('span', { class: 'muted small' }, `page ${L.page + 1} · ${L.jobs.length} ${L.jobs.length === 1 ? 'job' : 'jobs'} on this page`), prev, next,
       h('a', { href: '#/new' }, h('button', { class: 'primary' }, 'New job'))),
     h('div', { id: 'jobs-area' }, jobsTable()));
   if (focused === 'filter') { const f = $('#filter'); f.focus(); f.setSelectionRange(f.value.length, f.value.length); }
@@ -506,6 +505,17 @@ function chart(runs) {
   if (!shown.length) return svg;
   const max = Math.max(...shown.map((r) => r.execution_duration), 1);
   const bw = (W - pad * 2) / 60;
+  // Grid lines at the scale's marks (the labels are HTML beside the
+  // chart: the SVG stretches to its box, which would distort text).
+  for (const f of [0, 0.5, 1]) {
+    const line = document.createElementNS('http://www.w3.org/2000/svg', 'line');
+    const y = H - pad - f * (H - pad * 2);
+    line.setAttribute('x1', 0); line.setAttribute('x2', W);
+    line.setAttribute('y1', y); line.setAttribute('y2', y);
+    line.setAttribute('stroke', '#e3e6eb');
+    line.setAttribute('vector-effect', 'non-scaling-stroke');
+    svg.append(line);
+  }
   shown.forEach((r, i) => {
     const bh = Math.max(2, (r.execution_duration / max) * (H - pad * 2));
     const rect = document.createElementNS('http://www.w3.org/2000/svg', 'rect');
@@ -519,7 +529,15 @@ function chart(runs) {
     rect.append(title);
     svg.append(rect);
   });
-  return svg;
+  const first = shown[0], last = shown[shown.length - 1];
+  return h('div', { class: 'chartbox', id: 'duration-chart' },
+    h('div', { class: 'yaxis', 'aria-label': 'run duration' },
+      h('span', {}, duration(max)), h('span', {}, duration(max / 2)), h('span', {}, '0')),
+    svg,
+    h('div', { class: 'xaxis' },
+      h('span', {}, absolute(parseTime(first.ran_at))),
+      h('span', { class: 'muted' }, `run duration of the last ${shown.length} ${shown.length === 1 ? 'run' : 'runs'}, oldest to newest`),
+      h('span', {}, absolute(parseTime(last.ran_at)))));
 }
 
 async function renderJob(id, rid) {
@@ -627,7 +645,7 @@ async function renderJob(id, rid) {
 // ---------- dashboard ----------
 
 function parseMetrics(text) {
-  const out = { runs: {}, buckets: [], lateCount: 0, lateSum: 0, storeErrors: 0, running: 0, scheduled: 0 };
+  const out = { runs: {}, recent: { runs: 0, failed: 0 }, buckets: [], lateCount: 0, lateSum: 0, storeErrors: 0, running: 0, scheduled: 0 };
   for (const line of text.split('\n')) {
     if (!line || line.startsWith('#')) continue;
     const m = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
@@ -636,6 +654,7 @@ function parseMetrics(text) {
     const val = Number(v);
     const label = (k) => { const x = new RegExp(k + '="([^"]*)"').exec(labels || ''); return x && x[1]; };
     if (name === 'kala_runs_total') out.runs[label('result')] = val;
+    else if (name === 'kala_runs_last_minute') out.recent[label('result') === 'failed' ? 'failed' : 'runs'] = val;
     else if (name === 'kala_run_lateness_seconds_bucket') out.buckets.push([label('le') === '+Inf' ? Infinity : Number(label('le')), val]);
     else if (name === 'kala_run_lateness_seconds_count') out.lateCount = val;
     else if (name === 'kala_run_lateness_seconds_sum') out.lateSum = val;
@@ -675,14 +694,10 @@ async function renderDashboard(rid) {
     return;
   }
   if (rid !== state.renderId) return;
-  const total = Object.values(metrics.runs).reduce((a, b) => a + b, 0);
-  const now = Date.now();
-  state.samples.push([now, total, metrics.runs.failed || 0]);
-  state.samples = state.samples.filter(([t]) => now - t <= 10 * 60 * 1000);
-  const first = state.samples[0];
-  const mins = (now - first[0]) / 60000;
-  const perMin = mins > 0.02 ? ((total - first[1]) / mins).toFixed(1) : '—';
-  const failPerMin = mins > 0.02 ? ((metrics.runs.failed || 0) - first[2]) / mins : null;
+  // Rates are the server's own (runs that finished in its last minute),
+  // right at first sight, not measured from when this page opened.
+  const perMin = metrics.recent.runs;
+  const failPerMin = metrics.recent.failed;
   const stat = (k, v, id) => h('div', { class: 'stat', id }, h('div', { class: 'k' }, k), h('div', { class: 'v' }, v));
   setView(
     h('h1', {}, 'Dashboard'),
@@ -691,7 +706,7 @@ async function renderDashboard(rid) {
       stat('Scheduled', metrics.scheduled), stat('Running now', metrics.running),
       stat('Successes', stats.success_count, 'stat-success'), stat('Errors', stats.error_count, 'stat-errors'),
       stat('Runs / minute', perMin, 'stat-rpm'),
-      stat('Failures / minute', failPerMin === null ? '—' : failPerMin.toFixed(1)),
+      stat('Failures / minute', failPerMin, 'stat-fpm'),
       stat('Skipped runs', metrics.runs.skipped || 0),
       stat('Lateness p50', fmtSeconds(quantile(metrics.buckets, 0.5))),
       stat('Lateness p99', fmtSeconds(quantile(metrics.buckets, 0.99))),
@@ -703,8 +718,7 @@ async function renderDashboard(rid) {
       h('dt', {}, 'Last attempted run'), h('dd', {}, timeCell(stats.last_attempted_run)),
       h('dt', {}, 'Server started'), h('dd', { id: 'server-started' }, absolute(parseTime(health.started))),
       h('dt', {}, 'Stats as of'), h('dd', {}, absolute(parseTime(stats.created))))),
-    h('p', { class: 'muted small' }, 'Rates are measured in this page over the last ', Math.max(1, Math.round(mins)),
-      ' min; lateness is the bucket bound from /metrics.'));
+    h('p', { class: 'muted small' }, 'Rates: runs that finished in the server\'s last minute; lateness is the bucket bound from /metrics.'));
 }
 
 // ---------- cluster ----------

@@ -35,6 +35,48 @@ pub struct Metrics {
     lateness: [AtomicU64; LATENESS_BUCKETS.len()],
     lateness_count: AtomicU64,
     lateness_sum_ns: AtomicU64,
+    recent: std::sync::Mutex<Recent>,
+}
+
+/// Runs finished in the last minute, in six 10-second buckets on the
+/// monotonic clock: a rate a dashboard can show at first sight.
+#[derive(Default)]
+struct Recent {
+    /// (10-second slot since the process's origin, runs, failures).
+    buckets: [(u64, u64, u64); RECENT_SLOTS as usize],
+}
+
+const RECENT_SLOTS: u64 = 6;
+
+fn recent_slot() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+        / 10
+        + RECENT_SLOTS
+}
+
+impl Recent {
+    fn add(&mut self, failed: bool) {
+        let slot = recent_slot();
+        let b = &mut self.buckets[(slot % RECENT_SLOTS) as usize];
+        if b.0 != slot {
+            *b = (slot, 0, 0);
+        }
+        b.1 += 1;
+        b.2 += u64::from(failed);
+    }
+
+    /// (runs, failures) in the buckets of the last minute.
+    fn last_minute(&self) -> (u64, u64) {
+        let now = recent_slot();
+        self.buckets
+            .iter()
+            .filter(|b| b.0 + RECENT_SLOTS > now)
+            .fold((0, 0), |(r, f), b| (r + b.1, f + b.2))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +128,10 @@ pub struct MetricsSnapshot {
     pub lateness_buckets: Vec<u64>,
     pub lateness_count: u64,
     pub lateness_sum_seconds: f64,
+    /// Runs that succeeded or failed in the last minute (50–60 s, in
+    /// 10-second steps), and of them the failures.
+    pub runs_last_minute: u64,
+    pub failures_last_minute: u64,
 }
 
 impl Metrics {
@@ -97,6 +143,12 @@ impl Metrics {
             Outcome::Interrupted => &self.interrupted,
         };
         c.fetch_add(1, Ordering::Relaxed);
+        if matches!(outcome, Outcome::Succeeded | Outcome::Failed) {
+            self.recent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add(outcome == Outcome::Failed);
+        }
     }
 
     pub fn not_started(&self) {
@@ -174,6 +226,11 @@ impl Metrics {
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_minute();
         MetricsSnapshot {
             runs_succeeded: self.succeeded.load(Ordering::Relaxed),
             runs_failed: self.failed.load(Ordering::Relaxed),
@@ -204,6 +261,33 @@ impl Metrics {
                 .collect(),
             lateness_count: self.lateness_count.load(Ordering::Relaxed),
             lateness_sum_seconds: self.lateness_sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            runs_last_minute: recent.0,
+            failures_last_minute: recent.1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_minute_counts_runs_and_failures() {
+        let m = Metrics::default();
+        m.count(Outcome::Succeeded);
+        m.count(Outcome::Failed);
+        m.count(Outcome::Skipped);
+        let s = m.snapshot();
+        assert_eq!((s.runs_last_minute, s.failures_last_minute), (2, 1));
+        assert_eq!((s.runs_succeeded, s.runs_failed, s.runs_skipped), (1, 1, 1));
+    }
+
+    #[test]
+    fn old_buckets_fall_out_of_the_minute() {
+        let mut r = Recent::default();
+        let now = recent_slot();
+        r.buckets[((now - RECENT_SLOTS) % RECENT_SLOTS) as usize] = (now - RECENT_SLOTS, 5, 5);
+        r.buckets[((now - 1) % RECENT_SLOTS) as usize] = (now - 1, 3, 1);
+        assert_eq!(r.last_minute(), (3, 1));
     }
 }
