@@ -1,11 +1,17 @@
-//! `/metrics` in Prometheus' text format.
+//! `/metrics` in Prometheus' text format, written by the `prometheus`
+//! crate's encoder from metric families built at each scrape out of the
+//! engine's counters (the engine keeps plain atomics and knows nothing
+//! of Prometheus). Checked by `promtool check metrics` (tests/metrics.rs).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 
 use axum::http::{Method, StatusCode};
 use kala_engine::{Engine, LATENESS_BUCKETS};
+use prometheus::TextEncoder;
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Summary,
+};
 
 /// HTTP requests by method and status.
 #[derive(Default)]
@@ -22,121 +28,165 @@ impl HttpMetrics {
     }
 }
 
+/// The families of one scrape, in order.
+#[derive(Default)]
+struct Families(Vec<MetricFamily>);
+
+/// A sample's labels: (name, value) pairs.
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
+fn label_pairs(labels: Labels<'_>) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name((*k).to_string());
+            l.set_value((*v).to_string());
+            l
+        })
+        .collect()
+}
+
+impl Families {
+    fn push(&mut self, name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) {
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_string());
+        f.set_help(help.to_string());
+        f.set_field_type(kind);
+        f.set_metric(metrics);
+        self.0.push(f);
+    }
+
+    fn gauges(&mut self, name: &str, help: &str, samples: &[(Labels<'_>, f64)]) {
+        let metrics = samples
+            .iter()
+            .map(|(labels, v)| {
+                let mut g = Gauge::default();
+                g.set_value(*v);
+                let mut m = Metric::default();
+                m.set_label(label_pairs(labels));
+                m.set_gauge(g);
+                m
+            })
+            .collect();
+        self.push(name, help, MetricType::GAUGE, metrics);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, v: u64) {
+        self.gauges(name, help, &[(&[], v as f64)]);
+    }
+
+    fn counters(&mut self, name: &str, help: &str, samples: &[(Labels<'_>, u64)]) {
+        let metrics = samples
+            .iter()
+            .map(|(labels, v)| {
+                let mut c = Counter::default();
+                c.set_value(*v as f64);
+                let mut m = Metric::default();
+                m.set_label(label_pairs(labels));
+                m.set_counter(c);
+                m
+            })
+            .collect();
+        self.push(name, help, MetricType::COUNTER, metrics);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, v: u64) {
+        self.counters(name, help, &[(&[], v)]);
+    }
+}
+
 pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
     let stats = engine.app_stats();
     let m = engine.metrics().snapshot();
-    let mut out = String::new();
-    header(&mut out, "kala_jobs", "Jobs stored, by state.", "gauge");
-    let _ = writeln!(out, "kala_jobs{{state=\"enabled\"}} {}", stats.active_jobs);
-    let _ = writeln!(
-        out,
-        "kala_jobs{{state=\"disabled\"}} {}",
-        stats.disabled_jobs
+    let mut f = Families::default();
+    f.gauges(
+        "kala_jobs",
+        "Jobs stored, by state.",
+        &[
+            (&[("state", "enabled")], stats.active_jobs as f64),
+            (&[("state", "disabled")], stats.disabled_jobs as f64),
+        ],
     );
-    header(
-        &mut out,
+    f.gauge(
         "kala_jobs_scheduled",
         "Jobs waiting in the timer queue.",
-        "gauge",
+        engine.scheduled_count() as u64,
     );
-    let _ = writeln!(out, "kala_jobs_scheduled {}", engine.scheduled_count());
-    header(
-        &mut out,
+    f.gauge(
         "kala_runs_running",
         "Runs executing now.",
-        "gauge",
+        engine.running_count() as u64,
     );
-    let _ = writeln!(out, "kala_runs_running {}", engine.running_count());
-    header(
-        &mut out,
+    f.gauge(
         "kala_run_records_pending",
         "Run records waiting in memory to be written: the store refused them when their runs ended (written when it answers again).",
-        "gauge",
+        engine.late_records() as u64,
     );
-    let _ = writeln!(out, "kala_run_records_pending {}", engine.late_records());
     if let Some(held) = engine.partitions_held() {
-        header(
-            &mut out,
+        f.gauge(
             "kala_partitions_held",
             "Partitions of the job ids whose lease this instance holds (cluster; of 64).",
-            "gauge",
+            held as u64,
         );
-        let _ = writeln!(out, "kala_partitions_held {held}");
     }
-    header(
-        &mut out,
+    f.gauges(
         "kala_runs_last_minute",
         "Runs that succeeded or failed in the last minute (50-60 s, in 10 s steps): all of them, and the failures.",
-        "gauge",
+        &[
+            (&[("result", "all")], m.runs_last_minute as f64),
+            (&[("result", "failed")], m.failures_last_minute as f64),
+        ],
     );
-    let _ = writeln!(
-        out,
-        "kala_runs_last_minute{{result=\"all\"}} {}\nkala_runs_last_minute{{result=\"failed\"}} {}",
-        m.runs_last_minute, m.failures_last_minute
-    );
-    header(
-        &mut out,
+    f.counters(
         "kala_runs_total",
         "Finished runs, by result.",
-        "counter",
+        &[
+            (&[("result", "succeeded")], m.runs_succeeded),
+            (&[("result", "failed")], m.runs_failed),
+            (&[("result", "skipped")], m.runs_skipped),
+            (&[("result", "interrupted")], m.runs_interrupted),
+        ],
     );
-    for (result, v) in [
-        ("succeeded", m.runs_succeeded),
-        ("failed", m.runs_failed),
-        ("skipped", m.runs_skipped),
-        ("interrupted", m.runs_interrupted),
-    ] {
-        let _ = writeln!(out, "kala_runs_total{{result=\"{result}\"}} {v}");
-    }
-    header(
-        &mut out,
+    let mut h = Histogram::default();
+    h.set_sample_count(m.lateness_count);
+    h.set_sample_sum(m.lateness_sum_seconds);
+    h.set_bucket(
+        LATENESS_BUCKETS
+            .iter()
+            .zip(&m.lateness_buckets)
+            .map(|(bound, count)| {
+                let mut b = Bucket::default();
+                b.set_upper_bound(*bound);
+                b.set_cumulative_count(*count);
+                b
+            })
+            .collect(),
+    );
+    let mut lateness = Metric::default();
+    lateness.set_histogram(h);
+    f.push(
         "kala_run_lateness_seconds",
-        "Actual start minus scheduled time of scheduled runs.",
-        "histogram",
-    );
-    for (bound, count) in LATENESS_BUCKETS.iter().zip(&m.lateness_buckets) {
-        let _ = writeln!(
-            out,
-            "kala_run_lateness_seconds_bucket{{le=\"{bound}\"}} {count}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "kala_run_lateness_seconds_bucket{{le=\"+Inf\"}} {}",
-        m.lateness_count
-    );
-    let _ = writeln!(
-        out,
-        "kala_run_lateness_seconds_sum {}",
-        m.lateness_sum_seconds
-    );
-    let _ = writeln!(out, "kala_run_lateness_seconds_count {}", m.lateness_count);
-    header(
-        &mut out,
-        "kala_store_errors_total",
-        "Failed writes to the store.",
-        "counter",
-    );
-    let _ = writeln!(out, "kala_store_errors_total {}", m.store_errors);
-    header(
-        &mut out,
-        "kala_run_records_dropped_total",
-        "Run records lost for good: more waited to be written than memory keeps (10,000), or their job was gone when they could be.",
-        "counter",
-    );
-    let _ = writeln!(out, "kala_run_records_dropped_total {}", m.runs_dropped);
-    header(
-        &mut out,
-        "kala_run_records_written_late_total",
-        "Run records written after their runs ended, once the store answered again.",
-        "counter",
-    );
-    let _ = writeln!(
-        out,
-        "kala_run_records_written_late_total {}",
-        m.records_written_late
+        "How late scheduled runs started after their scheduled time.",
+        MetricType::HISTOGRAM,
+        vec![lateness],
     );
     for (name, help, v) in [
+        (
+            "kala_store_errors_total",
+            "Failed writes to the store.",
+            m.store_errors,
+        ),
+        (
+            "kala_run_records_dropped_total",
+            "Run records lost for good: more waited to be written than memory keeps (10,000), or their job was gone when they could be.",
+            m.runs_dropped,
+        ),
+        (
+            "kala_run_records_written_late_total",
+            "Run records written after their runs ended, once the store answered again.",
+            m.records_written_late,
+        ),
         (
             "kala_runs_fenced_total",
             "Runs not started because this instance could not prove it holds the job's partition (cluster).",
@@ -177,66 +227,60 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
             "Notifications given up on (retries exhausted, or an error retrying cannot fix).",
             m.notifications_dropped,
         ),
+        (
+            "kala_runs_not_started_total",
+            "Runs not started because their run-journal entry could not be written (require_journal).",
+            m.runs_not_started,
+        ),
+        (
+            "kala_runs_unjournaled_total",
+            "Runs started without a run-journal entry because the store could not write (a crash during them is not recorded).",
+            m.runs_unjournaled,
+        ),
     ] {
-        header(&mut out, name, help, "counter");
-        let _ = writeln!(out, "{name} {v}");
+        f.counter(name, help, v);
     }
-    header(
-        &mut out,
-        "kala_runs_not_started_total",
-        "Runs not started because their run-journal entry could not be written (require_journal).",
-        "counter",
-    );
-    let _ = writeln!(out, "kala_runs_not_started_total {}", m.runs_not_started);
-    header(
-        &mut out,
-        "kala_runs_unjournaled_total",
-        "Runs started without a run-journal entry because the store could not write (a crash during them is not recorded).",
-        "counter",
-    );
-    let _ = writeln!(out, "kala_runs_unjournaled_total {}", m.runs_unjournaled);
-    header(
-        &mut out,
+    f.gauge(
         "kala_jobs_invalid",
         "Stored jobs whose timing did not parse at start-up (kept, never scheduled).",
-        "gauge",
+        m.invalid_jobs,
     );
-    let _ = writeln!(out, "kala_jobs_invalid {}", m.invalid_jobs);
-    header(
-        &mut out,
+    f.gauge(
         "kala_notifications_pending",
         "Notifications in the outbox (to deliver or to retry) at the deliverer's last look.",
-        "gauge",
+        m.notifications_pending,
     );
-    let _ = writeln!(
-        out,
-        "kala_notifications_pending {}",
-        m.notifications_pending
-    );
-    header(
-        &mut out,
+    let mut latency = Summary::default();
+    latency.set_sample_count(m.notifications_delivered);
+    latency.set_sample_sum(m.notification_latency_sum_seconds);
+    let mut sample = Metric::default();
+    sample.set_summary(latency);
+    f.push(
         "kala_notification_latency_seconds",
         "Time from a run's end to the delivery of its notifications (a summary without quantiles: sum and count of the delivered ones).",
-        "summary",
+        MetricType::SUMMARY,
+        vec![sample],
     );
-    let _ = writeln!(
-        out,
-        "kala_notification_latency_seconds_sum {}\nkala_notification_latency_seconds_count {}",
-        m.notification_latency_sum_seconds, m.notifications_delivered
-    );
-    header(
-        &mut out,
+    let requests: Vec<((&str, String), u64)> = match http.requests.lock() {
+        Ok(reqs) => reqs
+            .iter()
+            .map(|((method, status), v)| ((*method, status.to_string()), *v))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let samples: Vec<([(&str, &str); 2], u64)> = requests
+        .iter()
+        .map(|((method, status), v)| ([("method", *method), ("status", status.as_str())], *v))
+        .collect();
+    let samples: Vec<(Labels<'_>, u64)> = samples.iter().map(|(l, v)| (&l[..], *v)).collect();
+    f.counters(
         "kala_http_requests_total",
         "HTTP requests, by method and status.",
-        "counter",
+        &samples,
     );
-    if let Ok(reqs) = http.requests.lock() {
-        for ((method, status), v) in reqs.iter() {
-            let _ = writeln!(
-                out,
-                "kala_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {v}"
-            );
-        }
+    let mut out = String::new();
+    if let Err(e) = TextEncoder::new().encode_utf8(&f.0, &mut out) {
+        tracing::error!(error = %e, "cannot encode /metrics");
     }
     out
 }
@@ -253,9 +297,4 @@ fn method_label(m: &Method) -> &'static str {
         Method::PATCH => "PATCH",
         _ => "OTHER",
     }
-}
-
-/// The `# HELP` and `# TYPE` lines of one metric.
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
