@@ -38,18 +38,6 @@ fn now_s() -> f64 {
     jiff::Timestamp::now().as_nanosecond() as f64 / 1e9
 }
 
-fn record_of(r: &kala_job::RunRecord) -> oracle::Record {
-    oracle::Record {
-        run_id: r.run_id.clone(),
-        node: r.node.clone(),
-        point: r.scheduled_at.map(|p| p.to_string()),
-        outcome: serde_json::to_value(r.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-    }
-}
-
 struct Instance {
     server: Option<Server>,
     proxy: FaultProxy,
@@ -359,7 +347,7 @@ async fn faults_scenario(upstream: &str, flags: impl Fn(u16) -> Vec<String>) {
         jobs.push(oracle::JobState {
             id: id.clone(),
             every_second: ids.contains(id),
-            records: records.iter().map(record_of).collect(),
+            records: records.iter().map(oracle::Record::from).collect(),
             success_count: job.metadata.success_count,
             error_count: job.metadata.error_count,
             // n2's clock is 1.5 s behind: a point due just before the

@@ -22,22 +22,42 @@ pub(crate) struct Proof {
 }
 
 impl Inner {
-    pub async fn record_skip(&self, id: &str, point: Timestamp, why: String) {
+    /// The record of a run that did not happen, and why (counted).
+    pub(crate) fn skipped_record(
+        &self,
+        id: &str,
+        trigger: Trigger,
+        point: Option<Timestamp>,
+        ran_at: Timestamp,
+        run_id: String,
+        why: String,
+    ) -> RunRecord {
         self.metrics.count(Outcome::Skipped);
-        let record = RunRecord {
+        RunRecord {
             job_id: id.to_string(),
-            ran_at: self.clock.now(),
-            scheduled_at: Some(point),
-            trigger: Trigger::Schedule,
+            ran_at,
+            scheduled_at: point,
+            trigger,
             outcome: Outcome::Skipped,
             number_of_retries: 0,
             execution_duration: 0,
             exit_code: None,
             error: Some(why),
             output: String::new(),
-            run_id: Some(uuid::Uuid::new_v4().to_string()),
+            run_id: Some(run_id),
             node: Some(self.config.node_id.clone()),
-        };
+        }
+    }
+
+    pub async fn record_skip(&self, id: &str, point: Timestamp, why: String) {
+        let record = self.skipped_record(
+            id,
+            Trigger::Schedule,
+            Some(point),
+            self.clock.now(),
+            uuid::Uuid::new_v4().to_string(),
+            why,
+        );
         let delta = RunDelta {
             point: Some(point),
             ..RunDelta::default()

@@ -150,21 +150,7 @@ impl Inner {
             "not started: {} could not prove the lease of the job's partition right before the process would start (paused or cut off since the run was journaled)",
             self.config.node_id
         );
-        let record = RunRecord {
-            job_id: id.to_string(),
-            ran_at,
-            scheduled_at: point,
-            trigger,
-            outcome: Outcome::Skipped,
-            number_of_retries: 0,
-            execution_duration: 0,
-            exit_code: None,
-            error: Some(why),
-            output: String::new(),
-            run_id: Some(run_id.to_string()),
-            node: Some(self.config.node_id.clone()),
-        };
-        self.metrics.count(Outcome::Skipped);
+        let record = self.skipped_record(id, trigger, point, ran_at, run_id.to_string(), why);
         // The late writer's way: the journal entry ends with this record
         // if it is still open; if the instance that took the partition
         // over recorded the run `interrupted`, this record supersedes it

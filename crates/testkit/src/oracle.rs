@@ -60,6 +60,21 @@ pub struct Record {
     pub outcome: String,
 }
 
+impl From<&kala_job::RunRecord> for Record {
+    fn from(r: &kala_job::RunRecord) -> Record {
+        Record {
+            run_id: r.run_id.clone(),
+            node: r.node.clone(),
+            point: r.scheduled_at.map(|p| p.to_string()),
+            // The outcome's wire name: `succeeded`, `failed`, …
+            outcome: serde_json::to_value(r.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// A job as read back at the end.
 #[derive(Debug, Clone)]
 pub struct JobState {

@@ -416,18 +416,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
         jobs.push(oracle::JobState {
             id: id.clone(),
             every_second: every.contains(id),
-            records: records
-                .iter()
-                .map(|r| oracle::Record {
-                    run_id: r.run_id.clone(),
-                    node: r.node.clone(),
-                    point: r.scheduled_at.map(|p| p.to_string()),
-                    outcome: serde_json::to_value(r.outcome)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                })
-                .collect(),
+            records: records.iter().map(oracle::Record::from).collect(),
             success_count: job.metadata.success_count,
             error_count: job.metadata.error_count,
             // A skewed clock runs points up to 3 s late.
