@@ -245,6 +245,83 @@ fn an_unreachable_database_is_named_with_its_cause() {
 }
 
 #[test]
+fn bad_tags_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (tags, want) in [
+        (vec!["--tag", "role"], "--tag \"role\": expected key=value"),
+        (vec!["--tag", "a b=c"], "the key must be 1-63 letters"),
+        (vec!["--tag", "role=x y"], "without spaces"),
+        (
+            vec!["--tag", "role=a", "--tag", "role=b"],
+            "--tag role: given twice",
+        ),
+    ] {
+        let mut args = vec!["serve", "--port", "0", "--bolt-path", d];
+        args.extend(tags);
+        let (code, _, err) = run(&args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+/// Tags from the config file (`tags = {…}`) and from `KALA_TAGS` reach
+/// the cluster route, which shows this instance's tags alone too.
+#[tokio::test]
+async fn tags_come_from_the_config_file_and_the_environment() {
+    for (file_tags, env) in [
+        ("tags = { role = \"etl\", zone = \"eu-1\" }\n", None),
+        ("", Some("role=etl,zone=eu-1")),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kala.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "port = \"0\"\nbolt-path = {:?}\n{file_tags}",
+                dir.path().display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--config"])
+            .arg(&file)
+            .env_remove("KALA_TAGS")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if let Some(e) = env {
+            cmd.env("KALA_TAGS", e);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("kala-server listening on ")
+            .unwrap()
+            .to_string();
+        let r = common::req(
+            &common::client(),
+            "GET",
+            &format!("{base}/api/v1/cluster/"),
+            None,
+        )
+        .await;
+        terminate(child);
+        assert_eq!(
+            r.json()["tags"],
+            serde_json::json!({"role": "etl", "zone": "eu-1"}),
+            "{file_tags}{env:?}: {}",
+            r.text()
+        );
+    }
+}
+
+#[test]
 fn every_subcommand_has_its_own_help_line() {
     let (code, out, err) = run(&["--help"]);
     assert_eq!(code, 0, "{err}");

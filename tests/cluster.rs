@@ -20,7 +20,15 @@ use serde_json::json;
 
 fn start(dir: &Path, backend: &[String], node: &str) -> Server {
     let mut args: Vec<&str> = backend.iter().map(String::as_str).collect();
-    args.extend(["--node-name", node]);
+    let tag = format!("node={node}");
+    args.extend([
+        "--node-name",
+        node,
+        "--tag",
+        &tag,
+        "--tag",
+        "role=scheduler",
+    ]);
     Server::start(dir, &args)
 }
 
@@ -257,6 +265,14 @@ async fn three_instances(backend: &[String]) {
         ),
         "each instance holds a share: {cluster}"
     );
+    // Each instance's tags, as it declared them, through the database.
+    for n in &nodes {
+        assert_eq!(
+            n["tags"],
+            json!({"node": n["name"], "role": "scheduler"}),
+            "{cluster}"
+        );
+    }
 
     // Two rounds: an instance chosen at random is SIGKILLed (in the first,
     // with a long manual run in flight on it: it runs on the instance

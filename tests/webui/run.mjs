@@ -141,6 +141,7 @@ try {
   await page.waitForSelector('#view h1:text("Cluster")');
   const alone = await page.textContent('#view');
   check(alone.includes('runs alone'), 'an instance on the embedded store says it runs alone: ' + alone);
+  check(alone.includes('role=browser-test'), 'the instance\'s tags are shown: ' + alone);
   await page.goBack();
 
   step('delete it, with confirmation naming the child deleted with it');

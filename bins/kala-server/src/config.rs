@@ -74,6 +74,24 @@ pub fn apply(mut cmd: Command, args: &[OsString]) -> Result<Command, String> {
         .ok_or("no serve subcommand")?;
     let mut defaults = Vec::new();
     for (key, value) in &table {
+        // `tags = { role = "etl" }`: the `--tag` flags.
+        let (key, value) = match (key.as_str(), value) {
+            ("tags", toml::Value::Table(t)) => {
+                let pairs = t
+                    .iter()
+                    .map(|(k, v)| match v {
+                        toml::Value::String(v) => Ok(toml::Value::String(format!("{k}={v}"))),
+                        other => Err(format!(
+                            "--config {}: tags.{k}: a {} is not a tag value (a string is)",
+                            path.display(),
+                            other.type_str()
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (&"tag".to_string(), &toml::Value::Array(pairs))
+            }
+            _ => (key, value),
+        };
         let arg = serve
             .get_arguments()
             .find(|a| a.get_long() == Some(key.as_str()) && key != "config")

@@ -243,6 +243,16 @@ struct Serve {
     /// host name and the port (`host:8000`).
     #[arg(long = "node-name", alias = "node-id", env = "KALA_NODE_NAME")]
     node_id: Option<String>,
+    /// A tag of this instance, `key=value` (repeatable; `KALA_TAGS` takes
+    /// `k=v,k2=v2`, the config file `tags = { role = "etl" }`): shown in
+    /// `/api/v1/cluster/` and the web UI's cluster page.
+    #[arg(
+        long = "tag",
+        env = "KALA_TAGS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    tags: Vec<String>,
     /// Log format: text, or json (one object per line with the job id,
     /// run id, node and outcome of each run). Levels and targets:
     /// RUST_LOG (e.g. `RUST_LOG=kala_engine=debug`).
@@ -401,8 +411,10 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
-    // Bad notification flags stop the start before any store is opened.
+    // Bad notification flags or tags stop the start before any store is
+    // opened.
     let notify = args.notify.settings()?;
+    let tags = parse_tags(&args.tags)?;
     let store = open_store(&args).await?;
     let executor = Executor::new()?;
     let config = EngineConfig {
@@ -415,6 +427,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
             .or_else(|| std::env::var("KALA_NODE_ID").ok())
             .unwrap_or_else(|| format!("{}:{}", kala_engine::default_node_id(), addr.port())),
         address: addr.to_string(),
+        tags,
         notify,
         ..EngineConfig::default()
     };
@@ -479,4 +492,35 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     }
     tracing::info!("store closed; bye");
     Ok(())
+}
+
+/// `--tag key=value` flags as a map: keys of 1–63 letters, digits, `_`,
+/// `.` or `-`; values of at most 255 characters, none a space or a
+/// control character; each key once.
+fn parse_tags(flags: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for flag in flags.iter().filter(|f| !f.trim().is_empty()) {
+        let Some((key, value)) = flag.split_once('=') else {
+            anyhow::bail!("--tag {flag:?}: expected key=value (e.g. --tag role=etl)");
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty()
+            || key.len() > 63
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            anyhow::bail!("--tag {flag:?}: the key must be 1-63 letters, digits, '_', '.' or '-'");
+        }
+        if value.chars().count() > 255 || value.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            anyhow::bail!(
+                "--tag {flag:?}: the value must be at most 255 characters, without spaces or control characters"
+            );
+        }
+        if out.insert(key.to_string(), value.to_string()).is_some() {
+            anyhow::bail!("--tag {key}: given twice");
+        }
+    }
+    Ok(out)
 }

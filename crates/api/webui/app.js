@@ -723,6 +723,10 @@ async function renderDashboard(rid) {
 
 // ---------- cluster ----------
 
+function tagList(tags) {
+  return Object.entries(tags).map(([k, v]) => h('span', { class: 'badge off tag' }, `${k}=${v}`));
+}
+
 function partitionList(parts) {
   if (!parts.length) return '—';
   // Runs of consecutive partitions as ranges: 0–21, 40, 42–44.
@@ -751,6 +755,7 @@ async function renderCluster(rid) {
   if (!c.clustered) {
     setView(h('h1', {}, 'Cluster'),
       h('p', {}, 'This instance (', h('code', {}, c.node), ') runs alone: its store is not shared with other instances.'),
+      c.tags ? h('p', {}, 'Tags: ', tagList(c.tags)) : null,
       h('p', { class: 'muted small' }, 'Several instances on one PostgreSQL or MySQL database form a cluster by themselves.'));
     return;
   }
@@ -762,13 +767,14 @@ async function renderCluster(rid) {
     h('td', {}, timeCell(n.last_heartbeat)),
     h('td', {}, timeCell(n.started)),
     h('td', { title: partitionList(n.partitions) }, String(n.partitions.length)),
-    h('td', {}, String(n.runs_done))));
+    h('td', {}, String(n.runs_done)),
+    h('td', { class: 'tags' }, n.tags ? tagList(n.tags) : '—')));
   setView(
     h('h1', {}, 'Cluster'),
     h('p', {}, c.nodes.filter((n) => n.alive).length, ' instances alive; ', held, ' of ', c.partitions,
       ' partitions of the job ids held.', held < c.partitions ? h('span', { class: 'error' }, ' Some are being taken over.') : null),
     h('table', { id: 'cluster-table' },
-      h('thead', {}, h('tr', {}, ...['Instance', 'Address', 'State', 'Last heartbeat', 'Started', 'Partitions', 'Runs done'].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ...['Instance', 'Address', 'State', 'Last heartbeat', 'Started', 'Partitions', 'Runs done', 'Tags'].map((t) => h('th', {}, t)))),
       h('tbody', {}, ...rows)),
     h('p', { class: 'muted small' }, 'Each job runs on the instance holding its partition; a dead instance\'s partitions are taken over when its leases run out.'));
 }

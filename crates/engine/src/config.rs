@@ -60,6 +60,9 @@ pub struct EngineConfig {
     pub cluster: bool,
     /// Where this instance's API listens, shown to the others.
     pub address: String,
+    /// This instance's tags (`--tag key=value`), shown in the cluster's
+    /// status: where jobs may be placed.
+    pub tags: std::collections::BTreeMap<String, String>,
     /// A partition's lease lasts this long without renewal: the longest
     /// a dead instance's jobs wait for a new owner.
     pub lease_ttl: SignedDuration,
@@ -87,6 +90,7 @@ impl Default for EngineConfig {
             claim_runs: false,
             cluster: true,
             address: String::new(),
+            tags: Default::default(),
             lease_ttl: SignedDuration::from_secs(3),
             heartbeat: SignedDuration::from_secs(1),
             change_poll: std::time::Duration::from_millis(500),

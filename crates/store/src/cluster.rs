@@ -173,6 +173,9 @@ pub struct NodeInfo {
     /// Shutting down: it holds no lease and takes none, but its runs in
     /// flight are still its own (not interrupted) until it is gone.
     pub leaving: bool,
+    /// The instance's tags (`--tag key=value`): where jobs may be placed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// The lease of one partition.

@@ -2,6 +2,8 @@
 //!
 //! Owns: their handlers. Must not: change jobs.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -47,6 +49,9 @@ pub struct NodeOut {
     partitions: Vec<u32>,
     /// Runs it finished since it started.
     runs_done: u64,
+    /// Its tags (`--tag key=value`); absent when it has none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tags: BTreeMap<String, String>,
 }
 
 /// The instances sharing this server's database, and what each owns.
@@ -54,6 +59,9 @@ pub struct NodeOut {
 pub struct ClusterOut {
     /// This instance's name (`--node-name`).
     node: String,
+    /// This instance's tags (`--tag key=value`); absent when it has none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tags: BTreeMap<String, String>,
     /// Whether it shares its database with other instances (a shared
     /// backend); `false` on the embedded store.
     clustered: bool,
@@ -71,6 +79,7 @@ pub async fn cluster(State(s): State<AppState>) -> ApiResult {
     let out = match status {
         Some(c) => ClusterOut {
             node: c.node,
+            tags: s.engine.node_tags().clone(),
             clustered: true,
             partitions: c.partitions,
             nodes: c
@@ -85,11 +94,13 @@ pub async fn cluster(State(s): State<AppState>) -> ApiResult {
                     leaving: n.leaving,
                     partitions: n.partitions,
                     runs_done: n.runs_done,
+                    tags: n.tags,
                 })
                 .collect(),
         },
         None => ClusterOut {
             node: s.engine.node_name().to_string(),
+            tags: s.engine.node_tags().clone(),
             clustered: false,
             partitions: kala_store::PARTITIONS,
             nodes: Vec::new(),

@@ -443,6 +443,7 @@ impl Inner {
                 last_heartbeat: n.heartbeat_at,
                 leaving: n.leaving,
                 runs_done: n.runs_done,
+                tags: n.tags,
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -114,6 +114,7 @@ impl Inner {
             expires_at: now + self.config.lease_ttl,
             runs_done: m.runs_succeeded + m.runs_failed,
             leaving: cluster.leaving.load(std::sync::atomic::Ordering::Relaxed),
+            tags: self.config.tags.clone(),
         }
     }
 }

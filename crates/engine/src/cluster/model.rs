@@ -130,6 +130,9 @@ pub struct NodeStatus {
     /// Partitions whose lease it holds now.
     pub partitions: Vec<u32>,
     pub runs_done: u64,
+    /// Its tags (`--tag key=value`); absent when it has none.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// The number of partitions each of `live` instances should hold.

@@ -128,6 +128,11 @@ impl Engine {
         Ok(self.inner.cluster_status().await?)
     }
 
+    /// This instance's tags (`EngineConfig::tags`).
+    pub fn node_tags(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.inner.config.tags
+    }
+
     /// This instance's name (`EngineConfig::node_id`).
     pub fn node_name(&self) -> &str {
         &self.inner.config.node_id

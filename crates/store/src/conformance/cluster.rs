@@ -452,6 +452,14 @@ async fn membership(name: &str, c: &dyn Coordination) {
         expires_at: at(beat + 3),
         runs_done: 7,
         leaving: false,
+        // m2 has tags, m1 none: both round-trip.
+        tags: if n == "m2" {
+            [("role", "etl"), ("zone", "eu-1")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into()
+        } else {
+            Default::default()
+        },
     };
     c.heartbeat(&node("m1", 0)).await.expect("heartbeat");
     let all = c.heartbeat(&node("m2", 1)).await.expect("heartbeat");
