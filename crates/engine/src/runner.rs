@@ -121,6 +121,28 @@ impl Inner {
         false
     }
 
+    /// Why a run of `id` must not start because another instance deleted
+    /// or disabled the job (the stored job says); `None` to go on (also
+    /// when the store cannot answer: the journal entry is written and the
+    /// lease holds).
+    async fn stopped_elsewhere(&self, id: &str) -> Option<String> {
+        match self.store.get(id).await {
+            Ok(None) => Some(
+                "the job was deleted through another instance while its run was being set up"
+                    .into(),
+            ),
+            Ok(Some(j)) if j.disabled => Some(
+                "the job was disabled through another instance while its run was being set up"
+                    .into(),
+            ),
+            Ok(Some(_)) => None,
+            Err(e) => {
+                tracing::debug!(job = %id, error = %e, "cannot read the job before its run; it runs");
+                None
+            }
+        }
+    }
+
     /// A journaled run whose lease could not be proven before its
     /// process started: nothing is started, and the run is recorded
     /// `skipped` ("not started") through the late writer, which checks
@@ -318,6 +340,37 @@ impl Inner {
                 && !self.reprove_lease(&id, token).await
             {
                 self.abandon_run(&id, &run_id, trigger, point, ran_at).await;
+                return None;
+            }
+            // In a cluster, another instance may have deleted or disabled
+            // the job while this one armed and journaled the run (its
+            // change follower a moment behind, or this instance paused
+            // in between): the database says, right before the start.
+            if token.is_some()
+                && let Some(why) = self.stopped_elsewhere(&id).await
+            {
+                {
+                    let mut st = self.lock();
+                    st.running_end(&id);
+                    if trigger == Trigger::Once {
+                        st.once_started.remove(&id);
+                    }
+                }
+                tracing::info!(job = %id, run = %run_id, "not started: {why}");
+                let record = self.skipped_record(
+                    &id,
+                    trigger,
+                    point,
+                    ran_at,
+                    run_id.clone(),
+                    format!("not started: {why}"),
+                );
+                let delta = RunDelta {
+                    point,
+                    ..RunDelta::default()
+                };
+                self.persist_run(&id, record, Some(run_id), delta, Some(proof))
+                    .await;
                 return None;
             }
             let _ = self.events.send(Event::RunStarted {

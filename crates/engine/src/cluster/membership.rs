@@ -137,7 +137,11 @@ impl Inner {
         }
         if !new.is_empty() {
             let alive = cluster.alive(now);
-            match self.take_over(&new, &alive).await {
+            let tokens: HashMap<u32, u64> = new
+                .iter()
+                .filter_map(|p| mine.get(p).map(|h| (*p, h.token)))
+                .collect();
+            match self.take_over(&new, &alive, &tokens).await {
                 Ok(()) => {
                     let mut held = cluster.held();
                     for p in &new {
@@ -167,6 +171,7 @@ impl Inner {
         self: &Arc<Self>,
         parts: &[u32],
         alive: &HashSet<String>,
+        tokens: &HashMap<u32, u64>,
     ) -> Result<(), kala_store::StoreError> {
         let Some(coord) = self.store.coordination() else {
             return Ok(());
@@ -187,7 +192,7 @@ impl Inner {
         let (going, dead): (Vec<OpenRun>, Vec<OpenRun>) = open
             .into_iter()
             .partition(|r| &r.node == me || alive.contains(&r.node));
-        self.record_dead_runs(dead).await?;
+        self.record_dead_runs(dead, tokens).await?;
         let ids: Vec<JobId> = {
             let st = self.lock();
             st.jobs
@@ -223,9 +228,49 @@ impl Inner {
 
     /// Records open runs of instances that are gone as interrupted, with
     /// their jobs' counters moved on in the database and in memory.
+    ///
+    /// Each partition's records are written in a batch fenced with this
+    /// instance's lease of it (`tokens`): only the holder declares a run
+    /// interrupted, so a write of this instance that waited on a stalled
+    /// link or a pause while the partition changed hands again (and the
+    /// run's own instance came back and wrote its real record) is
+    /// refused instead of counting the run twice.
     pub(crate) async fn record_dead_runs(
         &self,
         dead: Vec<OpenRun>,
+        tokens: &HashMap<u32, u64>,
+    ) -> Result<(), kala_store::StoreError> {
+        let mut by_partition: HashMap<u32, Vec<OpenRun>> = HashMap::new();
+        for r in dead {
+            by_partition
+                .entry(partition_of(&r.job_id))
+                .or_default()
+                .push(r);
+        }
+        for (partition, runs) in by_partition {
+            let Some(token) = tokens.get(&partition) else {
+                continue;
+            };
+            let fence = kala_store::Fence {
+                partition,
+                node: self.config.node_id.clone(),
+                token: *token,
+                now: self.clock.now(),
+            };
+            match self.record_dead_runs_of(runs, fence).await {
+                Err(kala_store::StoreError::Fenced(e)) => {
+                    tracing::info!(partition, error = %e, "not recording a dead instance's runs: the partition changed hands");
+                }
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_dead_runs_of(
+        &self,
+        dead: Vec<OpenRun>,
+        fence: kala_store::Fence,
     ) -> Result<(), kala_store::StoreError> {
         if dead.is_empty() {
             return Ok(());
@@ -252,6 +297,7 @@ impl Inner {
                 update,
                 keep_runs: self.config.keep_runs,
                 end: dead.iter().map(|r| r.run_id.clone()).collect(),
+                fence: Some(fence),
                 ..Batch::default()
             })
             .await?;
@@ -342,7 +388,7 @@ impl Inner {
         };
         let now = self.clock.now();
         let alive = cluster.alive(now);
-        let held: HashSet<u32> = cluster.held().keys().copied().collect();
+        let tokens: HashMap<u32, u64> = cluster.held().iter().map(|(p, h)| (*p, h.token)).collect();
         let me = &self.config.node_id;
         match self.store.open_runs().await {
             Ok(open) => {
@@ -351,16 +397,16 @@ impl Inner {
                     .filter(|r| {
                         &r.node != me
                             && !alive.contains(&r.node)
-                            && held.contains(&partition_of(&r.job_id))
+                            && tokens.contains_key(&partition_of(&r.job_id))
                     })
                     .collect();
-                if let Err(e) = self.record_dead_runs(dead).await {
+                if let Err(e) = self.record_dead_runs(dead, &tokens).await {
                     tracing::warn!(error = %e, "cannot record the runs of a dead instance");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the run journal"),
         }
-        if held.contains(&0)
+        if tokens.contains_key(&0)
             && let Err(e) = coord
                 .prune_changes(now - SignedDuration::from_hours(1))
                 .await
