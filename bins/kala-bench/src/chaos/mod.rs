@@ -157,14 +157,29 @@ impl Chaos {
     }
 }
 
-/// Around each point without a trace: what happened (faults, operations),
-/// the job's partition, and its runs and records nearby.
+/// Around each run after a stop and each point without a trace: what
+/// happened (faults, operations), the job's partition, and its runs and
+/// records nearby.
 fn explain(
     verdict: &oracle::Verdict,
     runs: &[Execution],
     jobs: &[oracle::JobState],
     events: &[(f64, String)],
 ) {
+    for (id, run_id, after) in &verdict.after_stop {
+        let Some(r) = runs.iter().find(|r| &r.run_id == run_id) else {
+            continue;
+        };
+        eprintln!(
+            "chaos: run {run_id} of {id} (point {:?}) on {} started {after:.2} s after its job's stop answered (partition {}):",
+            r.point,
+            r.node,
+            kala_store::partition_of(id)
+        );
+        for (t, what) in events.iter().filter(|(t, _)| (t - r.at).abs() <= 20.0) {
+            eprintln!("  {:+7.2} s  {what}", t - r.at);
+        }
+    }
     for (id, p) in &verdict.untraced {
         let Ok(p) = p.parse::<f64>() else { continue };
         eprintln!(
