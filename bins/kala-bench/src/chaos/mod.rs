@@ -29,10 +29,11 @@ use crate::report::{Measure, measure, percentile};
 use backend::Backend;
 
 mod backend;
+mod explain;
 mod ops;
 
 use crate::server::server_binary;
-use ops::{Rng, ops};
+use ops::{Ledger, Rng, ops};
 
 pub struct ChaosArgs {
     pub server: Option<PathBuf>,
@@ -157,63 +158,6 @@ impl Chaos {
     }
 }
 
-/// Around each run after a stop and each point without a trace: what
-/// happened (faults, operations), the job's partition, and its runs and
-/// records nearby.
-fn explain(
-    verdict: &oracle::Verdict,
-    runs: &[Execution],
-    jobs: &[oracle::JobState],
-    events: &[(f64, String)],
-) {
-    for (id, run_id, after) in &verdict.after_stop {
-        let Some(r) = runs.iter().find(|r| &r.run_id == run_id) else {
-            continue;
-        };
-        eprintln!(
-            "chaos: run {run_id} of {id} (point {:?}) on {} started {after:.2} s after its job's stop answered (partition {}):",
-            r.point,
-            r.node,
-            kala_store::partition_of(id)
-        );
-        for (t, what) in events.iter().filter(|(t, _)| (t - r.at).abs() <= 20.0) {
-            eprintln!("  {:+7.2} s  {what}", t - r.at);
-        }
-    }
-    for (id, p) in &verdict.untraced {
-        let Ok(p) = p.parse::<f64>() else { continue };
-        eprintln!(
-            "chaos: untraced {id} point {p} (partition {}):",
-            kala_store::partition_of(id)
-        );
-        for (t, what) in events.iter().filter(|(t, _)| (t - p).abs() <= 20.0) {
-            eprintln!("  {:+7.2} s  {what}", t - p);
-        }
-        for r in runs.iter().filter(|r| r.job == *id) {
-            if let Some(q) = oracle::point_secs(&r.point)
-                && (q - p).abs() <= 5.0
-            {
-                eprintln!(
-                    "  ran {} on {} at {:+.2} s ({})",
-                    r.point,
-                    r.node,
-                    r.at - p,
-                    r.run_id
-                );
-            }
-        }
-        for j in jobs.iter().filter(|j| j.id == *id) {
-            for r in &j.records {
-                if let Some(q) = r.point.as_deref().and_then(oracle::point_secs)
-                    && (q - p).abs() <= 5.0
-                {
-                    eprintln!("  record {:?} {} on {:?}", r.point, r.outcome, r.node);
-                }
-            }
-        }
-    }
-}
-
 fn now_s() -> f64 {
     jiff::Timestamp::now().as_nanosecond() as f64 / 1e9
 }
@@ -258,12 +202,14 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
     }
     let command = oracle::logging_command(&log);
     let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
-    let mut every: Vec<String> = Vec::new();
+    let mut ledger = Ledger::default();
     for k in 0..a.jobs {
         let (_, base) = c.healthy(&mut rng, None)?;
         let body = json!({"name": format!("every second {k}"), "command": command, "schedule": format!("R/{start}/PT1S")});
         let v = c.post(&format!("{base}/api/v1/job/"), Some(body)).await?;
-        every.push(v["id"].as_str().context("id")?.to_string());
+        ledger
+            .every
+            .push(v["id"].as_str().context("id")?.to_string());
     }
     tokio::time::sleep(Duration::from_secs(8)).await;
 
@@ -272,9 +218,6 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
     let mut counts: HashMap<String, usize> = HashMap::new();
     let mut windows: Vec<Window> = Vec::new();
     let mut killed: BTreeSet<String> = BTreeSet::new();
-    let mut one_offs: Vec<String> = Vec::new();
-    let mut stops: Vec<(String, f64, f64)> = Vec::new();
-    let mut deleted: BTreeSet<String> = BTreeSet::new();
     let mut round = 0usize;
     while std::time::Instant::now() < until {
         let kind = kinds[round % kinds.len()].clone();
@@ -282,17 +225,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
         let victim = rng.below(a.instances);
         let name = c.nodes[victim].name.clone();
         // Operations through the healthy instances, before the fault.
-        ops(
-            &mut c,
-            &mut rng,
-            victim,
-            &command,
-            &mut every,
-            &mut one_offs,
-            &mut stops,
-            &mut deleted,
-        )
-        .await;
+        ops(&mut c, &mut rng, victim, &command, &mut ledger).await;
         let (_, seen_by) = c.healthy(&mut rng, Some(victim))?;
         let owners = c.owners(&seen_by).await;
         let from = now_s();
@@ -305,17 +238,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
                 killed.insert(name.clone());
                 let d = rng.secs(3, 8);
                 tokio::time::sleep(d / 2).await;
-                ops(
-                    &mut c,
-                    &mut rng,
-                    victim,
-                    &command,
-                    &mut every,
-                    &mut one_offs,
-                    &mut stops,
-                    &mut deleted,
-                )
-                .await;
+                ops(&mut c, &mut rng, victim, &command, &mut ledger).await;
                 tokio::time::sleep(d / 2).await;
                 c.start(victim, &[])?;
             }
@@ -324,17 +247,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
                 s.pause()?;
                 let d = rng.secs(4, 12);
                 tokio::time::sleep(d / 2).await;
-                ops(
-                    &mut c,
-                    &mut rng,
-                    victim,
-                    &command,
-                    &mut every,
-                    &mut one_offs,
-                    &mut stops,
-                    &mut deleted,
-                )
-                .await;
+                ops(&mut c, &mut rng, victim, &command, &mut ledger).await;
                 tokio::time::sleep(d / 2).await;
                 c.nodes[victim].server.as_ref().context("up")?.resume()?;
                 windows.push(Window {
@@ -351,17 +264,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
                 p.stall();
                 let d = rng.secs(4, 12);
                 tokio::time::sleep(d / 2).await;
-                ops(
-                    &mut c,
-                    &mut rng,
-                    victim,
-                    &command,
-                    &mut every,
-                    &mut one_offs,
-                    &mut stops,
-                    &mut deleted,
-                )
-                .await;
+                ops(&mut c, &mut rng, victim, &command, &mut ledger).await;
                 tokio::time::sleep(d / 2).await;
                 c.nodes[victim].proxy.heal();
                 windows.push(Window {
@@ -379,17 +282,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
                 }
                 c.start(victim, &faketime_env(off)?)?;
                 tokio::time::sleep(Duration::from_secs(7)).await;
-                ops(
-                    &mut c,
-                    &mut rng,
-                    victim,
-                    &command,
-                    &mut every,
-                    &mut one_offs,
-                    &mut stops,
-                    &mut deleted,
-                )
-                .await;
+                ops(&mut c, &mut rng, victim, &command, &mut ledger).await;
                 tokio::time::sleep(Duration::from_secs(8)).await;
                 if let Some(s) = c.nodes[victim].server.take() {
                     s.stop()?;
@@ -405,32 +298,41 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
         tokio::time::sleep(rng.secs(3, 6)).await;
     }
 
-    // Stop every job, let late records settle, read everything back.
+    // Stop ledger.every job, let late records settle, read everything back.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let (_, base) = c.healthy(&mut rng, None)?;
-    for id in every.iter().filter(|id| !deleted.contains(*id)) {
+    for id in ledger
+        .every
+        .iter()
+        .filter(|id| !ledger.deleted.contains(*id))
+    {
         c.post(&format!("{base}/api/v1/job/disable/{id}/"), None)
             .await?;
     }
     let stopped_at = now_s();
-    for id in every.iter().filter(|id| !deleted.contains(*id)) {
-        stops.push((id.clone(), stopped_at, f64::INFINITY));
+    for id in ledger
+        .every
+        .iter()
+        .filter(|id| !ledger.deleted.contains(*id))
+    {
+        ledger.stops.push((id.clone(), stopped_at, f64::INFINITY));
     }
     tokio::time::sleep(Duration::from_secs(8)).await;
     let runs: Vec<Execution> =
         oracle::executions(&std::fs::read_to_string(&log).unwrap_or_default());
     let api = kala_client::Client::new(&base)?;
     let mut jobs = Vec::new();
-    for id in every
+    for id in ledger
+        .every
         .iter()
-        .chain(&one_offs)
-        .filter(|id| !deleted.contains(*id))
+        .chain(&ledger.one_offs)
+        .filter(|id| !ledger.deleted.contains(*id))
     {
         let records = api.runs(id, None).await?;
         let job = api.get(id).await?.job;
         jobs.push(oracle::JobState {
             id: id.clone(),
-            every_second: every.contains(id),
+            every_second: ledger.every.contains(id),
             records: records.iter().map(oracle::Record::from).collect(),
             success_count: job.metadata.success_count,
             error_count: job.metadata.error_count,
@@ -442,8 +344,8 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
         &runs,
         &oracle::Facts {
             jobs: &jobs,
-            one_offs: &one_offs,
-            stops: &stops,
+            one_offs: &ledger.one_offs,
+            stops: &ledger.stops,
             stop_grace: 0.5,
             killed: &killed,
         },
@@ -475,7 +377,7 @@ pub async fn bench_chaos(a: &ChaosArgs) -> anyhow::Result<Vec<Measure>> {
     c.backend.cleanup().await;
     if !verdict.passed() {
         eprintln!("chaos: the oracle found faults: {verdict:#?}");
-        explain(&verdict, &runs, &jobs, &c.events);
+        explain::explain(&verdict, &runs, &jobs, &c.events);
     }
     let one = |name: &str, unit: &'static str, v: f64| measure(name, unit, vec![v]);
     let mut out = vec![

@@ -26,20 +26,33 @@ impl Rng {
     }
 }
 
+/// What the operations did, for the oracle: the jobs running every
+/// second, the one-offs, every stop (job, when its disable or delete
+/// answered, until when), and the jobs deleted.
+#[derive(Default)]
+pub(super) struct Ledger {
+    pub every: Vec<String>,
+    pub one_offs: Vec<String>,
+    pub stops: Vec<(String, f64, f64)>,
+    pub deleted: BTreeSet<String>,
+}
+
 /// Operations through healthy instances while faults come and go: a
 /// one-off job; a job disabled through one instance and enabled through
 /// another a moment later; now and then a job deleted and replaced.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn ops(
     c: &mut Chaos,
     rng: &mut Rng,
     victim: usize,
     command: &str,
-    every: &mut Vec<String>,
-    one_offs: &mut Vec<String>,
-    stops: &mut Vec<(String, f64, f64)>,
-    deleted: &mut BTreeSet<String>,
+    l: &mut Ledger,
 ) {
+    let Ledger {
+        every,
+        one_offs,
+        stops,
+        deleted,
+    } = l;
     let Ok((_, base)) = c.healthy(rng, Some(victim)) else {
         return;
     };
