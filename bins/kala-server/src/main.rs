@@ -7,6 +7,7 @@ mod import;
 mod net;
 mod notify;
 mod store;
+mod tags;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -414,7 +415,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     // Bad notification flags or tags stop the start before any store is
     // opened.
     let notify = args.notify.settings()?;
-    let tags = parse_tags(&args.tags)?;
+    let tags = tags::parse(&args.tags)?;
     let store = open_store(&args).await?;
     let executor = Executor::new()?;
     let config = EngineConfig {
@@ -492,35 +493,4 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     }
     tracing::info!("store closed; bye");
     Ok(())
-}
-
-/// `--tag key=value` flags as a map: keys of 1–63 letters, digits, `_`,
-/// `.` or `-`; values of at most 255 characters, none a space or a
-/// control character; each key once.
-fn parse_tags(flags: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-    let mut out = std::collections::BTreeMap::new();
-    for flag in flags.iter().filter(|f| !f.trim().is_empty()) {
-        let Some((key, value)) = flag.split_once('=') else {
-            anyhow::bail!("--tag {flag:?}: expected key=value (e.g. --tag role=etl)");
-        };
-        let (key, value) = (key.trim(), value.trim());
-        if key.is_empty()
-            || key.len() > 63
-            || !key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        {
-            anyhow::bail!("--tag {flag:?}: the key must be 1-63 letters, digits, '_', '.' or '-'");
-        }
-        if value.chars().count() > 255 || value.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            anyhow::bail!(
-                "--tag {flag:?}: the value must be at most 255 characters, without spaces or control characters"
-            );
-        }
-        if out.insert(key.to_string(), value.to_string()).is_some() {
-            anyhow::bail!("--tag {key}: given twice");
-        }
-    }
-    Ok(out)
 }
