@@ -1,7 +1,9 @@
 //! Run recording: a finished (or skipped) run becomes a run record and the
 //! job's updated counters, written together in one store batch.
 //!
-//! Owns: [`Inner::persist_run`] and [`Inner::record_skip`], and the
+//! Owns: [`Inner::persist_run`], [`Inner::record_skip`], the records of
+//! runs that did not start ([`Inner::abandon_run`], with the check
+//! [`Inner::stopped_elsewhere`]), and the
 //! `RunFinished` event (sent after the write).
 //! Must not: decide outcomes; it stores what the runner decided. Writes
 //! take the job's stripe so an older snapshot never overwrites a newer one.
@@ -47,6 +49,74 @@ impl Inner {
             run_id: Some(run_id),
             node: Some(self.config.node_id.clone()),
         }
+    }
+
+    /// Why a run of `id` must not start because another instance deleted
+    /// or disabled the job (the stored job says); `None` to go on (also
+    /// when the store cannot answer: the journal entry is written and the
+    /// lease holds).
+    pub(crate) async fn stopped_elsewhere(&self, id: &str) -> Option<String> {
+        match self.store.get(id).await {
+            Ok(None) => Some(
+                "the job was deleted through another instance while its run was being set up"
+                    .into(),
+            ),
+            Ok(Some(j)) if j.disabled => Some(
+                "the job was disabled through another instance while its run was being set up"
+                    .into(),
+            ),
+            Ok(Some(_)) => None,
+            Err(e) => {
+                tracing::debug!(job = %id, error = %e, "cannot read the job before its run; it runs");
+                None
+            }
+        }
+    }
+
+    /// A journaled run whose lease could not be proven before its
+    /// process started: nothing is started, and the run is recorded
+    /// `skipped` ("not started") through the late writer, which checks
+    /// whether the instance that took the partition over recorded it
+    /// `interrupted` meanwhile.
+    pub(crate) async fn abandon_run(
+        &self,
+        id: &str,
+        run_id: &str,
+        trigger: Trigger,
+        point: Option<Timestamp>,
+        ran_at: Timestamp,
+    ) {
+        {
+            let mut st = self.lock();
+            st.running_end(id);
+            if trigger == Trigger::Once {
+                st.once_started.remove(id);
+            }
+        }
+        if let Some(c) = &self.cluster {
+            c.dropped().insert(kala_store::partition_of(id));
+        }
+        self.metrics.fenced();
+        tracing::warn!(job = %id, run = %run_id, "not started: the lease could not be proven before the process started");
+        let why = format!(
+            "not started: {} could not prove the lease of the job's partition right before the process would start (paused or cut off since the run was journaled)",
+            self.config.node_id
+        );
+        let record = self.skipped_record(id, trigger, point, ran_at, run_id.to_string(), why);
+        // The late writer's way: the journal entry ends with this record
+        // if it is still open; if the instance that took the partition
+        // over recorded the run `interrupted`, this record supersedes it
+        // (the run did not happen: no failure counted).
+        self.keep_late(crate::late::LateRecord {
+            job_id: id.to_string(),
+            record,
+            run_id: Some(run_id.to_string()),
+            delta: RunDelta {
+                point,
+                ..RunDelta::default()
+            },
+            notices: Vec::new(),
+        });
     }
 
     pub async fn record_skip(&self, id: &str, point: Timestamp, why: String) {
