@@ -119,6 +119,7 @@ impl Inner {
     }
 }
 
+mod dead;
 mod follower;
 mod membership;
 pub(crate) mod model;
