@@ -55,26 +55,7 @@ impl Instance {
 async fn partitions(c: &reqwest::Client, base: &str) -> HashMap<String, BTreeSet<u32>> {
     let r = req(c, "GET", &format!("{base}/api/v1/cluster/"), None).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["nodes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|n| {
-            (
-                n["name"].as_str().unwrap_or_default().to_string(),
-                n["partitions"]
-                    .as_array()
-                    .map(|p| {
-                        p.iter()
-                            .filter_map(|x| x.as_u64())
-                            .map(|x| x as u32)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            )
-        })
-        .collect()
+    oracle::owners(&r.json())
 }
 
 /// Lateness (s) of the scheduled runs that healthy instances executed

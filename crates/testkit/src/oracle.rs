@@ -75,6 +75,29 @@ impl From<&kala_job::RunRecord> for Record {
     }
 }
 
+/// The partitions each instance holds, from a `GET /api/v1/cluster/`
+/// answer: instance name → partitions.
+pub fn owners(cluster: &serde_json::Value) -> HashMap<String, BTreeSet<u32>> {
+    cluster["nodes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|n| {
+            let parts = n["partitions"]
+                .as_array()
+                .map(|p| {
+                    p.iter()
+                        .filter_map(|x| x.as_u64())
+                        .filter_map(|x| u32::try_from(x).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (n["name"].as_str().unwrap_or_default().to_string(), parts)
+        })
+        .collect()
+}
+
 /// A job as read back at the end.
 #[derive(Debug, Clone)]
 pub struct JobState {
@@ -359,5 +382,17 @@ mod tests {
         assert_eq!(v.counter_mismatches.len(), 1, "{v:?}");
         assert!(!v.passed());
         let _ = p1;
+    }
+
+    #[test]
+    fn owners_reads_the_cluster_route() {
+        let v = serde_json::json!({"nodes": [
+            {"name": "n0", "partitions": [0, 1, 63]},
+            {"name": "n1", "partitions": []},
+        ]});
+        let o = owners(&v);
+        assert_eq!(o["n0"], BTreeSet::from([0, 1, 63]));
+        assert!(o["n1"].is_empty());
+        assert!(owners(&serde_json::json!({})).is_empty());
     }
 }

@@ -135,26 +135,7 @@ impl Chaos {
             return HashMap::new();
         };
         let v: serde_json::Value = r.json().await.unwrap_or_default();
-        v["nodes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|n| {
-                (
-                    n["name"].as_str().unwrap_or_default().to_string(),
-                    n["partitions"]
-                        .as_array()
-                        .map(|p| {
-                            p.iter()
-                                .filter_map(|x| x.as_u64())
-                                .map(|x| x as u32)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                )
-            })
-            .collect()
+        oracle::owners(&v)
     }
 }
 
