@@ -149,7 +149,8 @@ impl Inner {
     /// meanwhile, instead of being written beside that. The record is
     /// also written under the journal's lease: a write that waited on a
     /// stalled link until the partition changed hands is refused
-    /// (`Fenced`) and goes the late writer's way too.
+    /// (`Fenced`) and goes the late writer's way too; a lease that merely
+    /// ran out with no one taking it does not refuse it.
     pub async fn persist_run(
         &self,
         id: &str,
@@ -159,6 +160,9 @@ impl Inner {
         proof: Option<Proof>,
     ) {
         let (mark, fence) = proof.map_or((None, None), |p| (p.mark, p.fence));
+        // Refused only if the partition changed hands, not because the
+        // lease ran out meanwhile with no one taking it (Fence::for_record).
+        let fence = fence.map(Fence::for_record);
         let _stripe = self.lock_stripes(&[id]).await;
         let end: Vec<String> = run_id.into_iter().collect();
         // Memory consumed the point when the timer fired (take_due).

@@ -158,6 +158,22 @@ pub struct Fence {
     pub now: Timestamp,
 }
 
+impl Fence {
+    /// The fence a run's *record* is written under: the lease must not
+    /// have changed hands (owner and token), but its expiry is not
+    /// checked (`now` is the epoch). A lease that ran out while nobody
+    /// took it over leaves no one who could have recorded the run
+    /// `interrupted`: the check holds the lease row (key) until the
+    /// batch commits, and the batch ends the journal entry, so a later
+    /// takeover finds nothing to interrupt.
+    pub fn for_record(self) -> Fence {
+        Fence {
+            now: Timestamp::UNIX_EPOCH,
+            ..self
+        }
+    }
+}
+
 /// One instance as the database knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeInfo {

@@ -207,6 +207,54 @@ async fn fencing(name: &str, s: &dyn JobStore, c: &dyn Coordination) {
             .any(|r| r.run_id == "f-ok"),
         "[{name}] and its journal entry stays open"
     );
+    // A record under a lease that ran out but did not change hands (no
+    // one took it over, so no one recorded the run interrupted) is
+    // written: Fence::for_record does not check expiry.
+    let b_token = tok(&c.leases().await.expect("leases"), B, 7).expect("b holds it");
+    let b_fence = Fence {
+        partition: 7,
+        node: B.into(),
+        token: b_token,
+        now: at(12),
+    };
+    s.apply(Batch {
+        begin: vec![open_run("f-b", &job.id, None)],
+        fence: Some(b_fence.clone()),
+        ..Batch::default()
+    })
+    .await
+    .expect("b holds the lease");
+    let mut late = super::outbox::run_of(&job, at(12));
+    late.run_id = Some("f-b".into());
+    let expired = Fence {
+        now: at(3600),
+        ..b_fence
+    };
+    assert!(
+        matches!(
+            s.apply(Batch {
+                begin: vec![open_run("f-5", &job.id, None)],
+                fence: Some(expired.clone()),
+                ..Batch::default()
+            })
+            .await,
+            Err(StoreError::Fenced(_))
+        ),
+        "[{name}] an expired lease fences a journal entry"
+    );
+    s.apply(Batch {
+        runs: vec![late],
+        end: vec!["f-b".into()],
+        fence: Some(expired.for_record()),
+        ..Batch::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("[{name}] a record under an expired lease nobody took: {e}"));
+    assert_eq!(
+        s.runs(&job.id, None).await.expect("runs").len(),
+        1,
+        "[{name}] the record under the unchanged lease is written"
+    );
     s.apply(Batch {
         end: vec!["f-ok".into()],
         delete: vec![job.id.clone()],
