@@ -15,6 +15,20 @@ use kala_store::{Batch, Fence, JobChange, JobUpdate, RunDelta};
 use crate::config::Event;
 use crate::state::Inner;
 
+/// Whether a journaled run may start ([`Inner::clear_to_start`]).
+pub(crate) enum Clear {
+    Go,
+    /// The lease could not be proven here any more: not started.
+    LeaseLost,
+    /// Deleted or disabled through another instance (why).
+    Stopped(String),
+}
+
+/// An answer about the stored job older than this (a slow or stalled
+/// link held it back) may predate a delete that has answered since: the
+/// job is read again.
+const FRESH: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What a journaled run's record is written under: the instance's
 /// silence count ([`Inner::liveness_mark`]) and the lease (fence) it was
 /// journaled with.
@@ -48,6 +62,36 @@ impl Inner {
             output: String::new(),
             run_id: Some(run_id),
             node: Some(self.config.node_id.clone()),
+        }
+    }
+
+    /// Right before a journaled cluster run's process starts: the lease
+    /// still holds here (monotonic clock), and the database says the job
+    /// is neither deleted nor disabled. The stored job is read last, and
+    /// read again when its answer took longer than [`FRESH`] (an answer
+    /// held back by a stalled link may be older than a delete that other
+    /// instance has already answered); after three slow answers the run
+    /// goes on under its lease. A pause of this process after the check
+    /// can still start it late: no check closes that window.
+    pub(crate) async fn clear_to_start(&self, id: &str, token: u64) -> Clear {
+        for _ in 0..3 {
+            if !self.reprove_lease(id, token).await {
+                return Clear::LeaseLost;
+            }
+            let asked = std::time::Instant::now();
+            let why = self.stopped_elsewhere(id).await;
+            if let Some(why) = why {
+                return Clear::Stopped(why);
+            }
+            if asked.elapsed() < FRESH && self.lease_proven(id, token) {
+                return Clear::Go;
+            }
+            tracing::debug!(job = %id, "the stored job's answer was slow; asking again before the start");
+        }
+        if self.lease_proven(id, token) {
+            Clear::Go
+        } else {
+            Clear::LeaseLost
         }
     }
 

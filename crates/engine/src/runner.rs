@@ -104,7 +104,7 @@ impl Inner {
     /// renewal when it just ran out here: a lease still this instance's
     /// with the same token was never anyone else's, so the run may start,
     /// late.
-    async fn reprove_lease(&self, id: &str, token: u64) -> bool {
+    pub(crate) async fn reprove_lease(&self, id: &str, token: u64) -> bool {
         if self.lease_proven(id, token) {
             return true;
         }
@@ -267,20 +267,21 @@ impl Inner {
             }
             // The journal proved the lease in the database; the process
             // starts only if it still holds here, on the monotonic clock,
-            // after whatever happened since (a pause, a slow write).
-            if let Some(token) = token
-                && !self.reprove_lease(&id, token).await
-            {
-                self.abandon_run(&id, &run_id, trigger, point, ran_at).await;
-                return None;
-            }
-            // In a cluster, another instance may have deleted or disabled
-            // the job while this one armed and journaled the run (its
-            // change follower a moment behind, or this instance paused
-            // in between): the database says, right before the start.
-            if token.is_some()
-                && let Some(why) = self.stopped_elsewhere(&id).await
-            {
+            // after whatever happened since (a pause, a slow write), and,
+            // in a cluster, only if the database says just before that no
+            // other instance deleted or disabled the job meanwhile.
+            let stopped = match token {
+                None => None,
+                Some(token) => match self.clear_to_start(&id, token).await {
+                    crate::record::Clear::Go => None,
+                    crate::record::Clear::LeaseLost => {
+                        self.abandon_run(&id, &run_id, trigger, point, ran_at).await;
+                        return None;
+                    }
+                    crate::record::Clear::Stopped(why) => Some(why),
+                },
+            };
+            if let Some(why) = stopped {
                 {
                     let mut st = self.lock();
                     st.running_end(&id);

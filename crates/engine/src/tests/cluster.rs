@@ -5,11 +5,17 @@
 
 use std::collections::HashMap;
 
+use super::pausing::PausingStore;
 use super::*;
 
-type Ran = Arc<Mutex<Vec<(String, String, Timestamp)>>>;
+pub(super) type Ran = Arc<Mutex<Vec<(String, String, Timestamp)>>>;
 
-async fn instance(store: Arc<dyn JobStore>, clock: Arc<FakeClock>, node: &str, ran: Ran) -> Engine {
+pub(super) async fn instance(
+    store: Arc<dyn JobStore>,
+    clock: Arc<FakeClock>,
+    node: &str,
+    ran: Ran,
+) -> Engine {
     instance_with(store, clock, node, ran, 256, Arc::new(Notify::new())).await
 }
 
@@ -67,7 +73,7 @@ async fn instance_with(
 
 /// Advances the fake clock one second at a time, letting the engines'
 /// tasks (rounds, runs, records) catch up after each step.
-async fn tick(clock: &FakeClock, secs: i64) {
+pub(super) async fn tick(clock: &FakeClock, secs: i64) {
     for _ in 0..secs {
         clock.advance(SignedDuration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(60)).await;
@@ -207,185 +213,6 @@ async fn a_one_off_job_waiting_for_a_worker_is_not_started_twice() {
         assert_eq!(n, 1, "{name} ran {n} times");
     }
     a.shutdown(Duration::from_secs(1)).await;
-}
-
-/// `a`'s view of the shared store, which can "pause" `a` right after it
-/// journals a run: `a`'s own membership calls wait (the process is
-/// stopped), the clock jumps past the lease, and the journal write
-/// returns only once `b` has taken the partition over.
-struct PausingStore {
-    inner: Arc<MemoryStore>,
-    clock: Arc<FakeClock>,
-    armed: std::sync::atomic::AtomicBool,
-    paused: std::sync::atomic::AtomicBool,
-    /// Cut off from the database: every call fails.
-    cut: std::sync::atomic::AtomicBool,
-}
-
-impl PausingStore {
-    fn new(inner: Arc<MemoryStore>, clock: Arc<FakeClock>) -> PausingStore {
-        PausingStore {
-            inner,
-            clock,
-            armed: false.into(),
-            paused: false.into(),
-            cut: false.into(),
-        }
-    }
-
-    async fn while_paused(&self) -> kala_store::Result<()> {
-        while self.paused.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.reachable()
-    }
-
-    fn reachable(&self) -> kala_store::Result<()> {
-        match self.cut.load(Ordering::SeqCst) {
-            true => Err(kala_store::StoreError::Unavailable("cut off".into())),
-            false => Ok(()),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl JobStore for PausingStore {
-    fn name(&self) -> &'static str {
-        "pausing"
-    }
-    async fn load_all(&self) -> kala_store::Result<Vec<Job>> {
-        self.inner.load_all().await
-    }
-    async fn get(&self, id: &str) -> kala_store::Result<Option<Job>> {
-        self.inner.get(id).await
-    }
-    async fn apply(&self, batch: Batch) -> kala_store::Result<()> {
-        self.reachable()?;
-        let journal = batch.begin.first().cloned();
-        self.inner.apply(batch).await?;
-        if let Some(open) = journal
-            && self.armed.swap(false, Ordering::SeqCst)
-        {
-            self.paused.store(true, Ordering::SeqCst);
-            self.clock.advance(SignedDuration::from_secs(6));
-            let part = kala_store::partition_of(&open.job_id);
-            let coord = self.inner.coordination().expect("shared");
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                let leases = coord.leases().await?;
-                let taken = leases.iter().any(|l| l.partition == part && l.owner == "b");
-                let recorded = !self
-                    .inner
-                    .open_runs()
-                    .await?
-                    .iter()
-                    .any(|o| o.run_id == open.run_id);
-                if taken && recorded {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "b did not take the partition over"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            self.paused.store(false, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-    async fn runs(&self, job_id: &str, limit: Option<usize>) -> kala_store::Result<Vec<RunRecord>> {
-        self.reachable()?;
-        self.inner.runs(job_id, limit).await
-    }
-    async fn prune_runs(
-        &self,
-        retention: kala_store::Retention,
-        now: Timestamp,
-    ) -> kala_store::Result<u64> {
-        self.inner.prune_runs(retention, now).await
-    }
-    async fn delete_all(&self) -> kala_store::Result<()> {
-        self.inner.delete_all().await
-    }
-    async fn open_runs(&self) -> kala_store::Result<Vec<kala_store::OpenRun>> {
-        self.reachable()?;
-        self.inner.open_runs().await
-    }
-    async fn pending_notices(&self, limit: usize) -> kala_store::Result<Vec<kala_store::Notice>> {
-        self.inner.pending_notices(limit).await
-    }
-    async fn notices(&self, job_id: &str) -> kala_store::Result<Vec<kala_store::Notice>> {
-        self.inner.notices(job_id).await
-    }
-    async fn prune_notices(&self, before: Timestamp) -> kala_store::Result<u64> {
-        self.inner.prune_notices(before).await
-    }
-    async fn claim(&self, claim: kala_store::Claim) -> kala_store::Result<bool> {
-        self.inner.claim(claim).await
-    }
-    async fn close(&self) -> kala_store::Result<()> {
-        Ok(())
-    }
-    fn coordination(&self) -> Option<&dyn kala_store::Coordination> {
-        Some(self)
-    }
-}
-
-#[async_trait::async_trait]
-impl kala_store::Coordination for PausingStore {
-    async fn heartbeat(
-        &self,
-        node: &kala_store::NodeInfo,
-    ) -> kala_store::Result<Vec<kala_store::NodeInfo>> {
-        self.while_paused().await?;
-        self.inner
-            .coordination()
-            .expect("shared")
-            .heartbeat(node)
-            .await
-    }
-    async fn leave(&self, node: &str) -> kala_store::Result<()> {
-        self.inner.coordination().expect("shared").leave(node).await
-    }
-    async fn lease(
-        &self,
-        req: kala_store::LeaseRequest,
-    ) -> kala_store::Result<Vec<kala_store::Lease>> {
-        self.while_paused().await?;
-        self.inner.coordination().expect("shared").lease(req).await
-    }
-    async fn leases(&self) -> kala_store::Result<Vec<kala_store::Lease>> {
-        self.while_paused().await?;
-        self.inner.coordination().expect("shared").leases().await
-    }
-    async fn changes(&self, after: u64, limit: usize) -> kala_store::Result<Vec<(u64, String)>> {
-        self.inner
-            .coordination()
-            .expect("shared")
-            .changes(after, limit)
-            .await
-    }
-    async fn last_change(&self) -> kala_store::Result<u64> {
-        self.inner
-            .coordination()
-            .expect("shared")
-            .last_change()
-            .await
-    }
-    async fn prune_changes(&self, before: Timestamp) -> kala_store::Result<()> {
-        self.inner
-            .coordination()
-            .expect("shared")
-            .prune_changes(before)
-            .await
-    }
-    async fn get_many(&self, ids: &[String]) -> kala_store::Result<Vec<Job>> {
-        self.inner
-            .coordination()
-            .expect("shared")
-            .get_many(ids)
-            .await
-    }
 }
 
 /// Issue 29, defect 4: an instance paused between a run's journal entry

@@ -5,8 +5,10 @@
 mod cluster;
 mod journal;
 mod notify;
+mod pausing;
 mod runs;
 mod schedule;
+mod start_check;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
