@@ -73,9 +73,10 @@ pub fn apply(mut cmd: Command, args: &[OsString]) -> Result<Command, String> {
         .cloned()
         .ok_or("no serve subcommand")?;
     let mut defaults = Vec::new();
+    let mut entries: Vec<(String, toml::Value)> = Vec::new();
     for (key, value) in &table {
-        // `tags = { role = "etl" }`: the `--tag` flags.
-        let (key, value) = match (key.as_str(), value) {
+        match (key.as_str(), value) {
+            // `tags = { role = "etl" }`: the `--tag` flags.
             ("tags", toml::Value::Table(t)) => {
                 let pairs = t
                     .iter()
@@ -88,10 +89,22 @@ pub fn apply(mut cmd: Command, args: &[OsString]) -> Result<Command, String> {
                         )),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                (&"tag".to_string(), &toml::Value::Array(pairs))
+                entries.push(("tag".into(), toml::Value::Array(pairs)));
             }
-            _ => (key, value),
-        };
+            // `[brokers.events] url = "…"`, `ca_file = "…"`: `--broker`
+            // and `--broker-ca-file`.
+            ("brokers", toml::Value::Table(t)) => {
+                let (urls, cas) =
+                    brokers_table(t).map_err(|e| format!("--config {}: {e}", path.display()))?;
+                entries.push(("broker".into(), toml::Value::Array(urls)));
+                if !cas.is_empty() {
+                    entries.push(("broker-ca-file".into(), toml::Value::Array(cas)));
+                }
+            }
+            _ => entries.push((key.clone(), value.clone())),
+        }
+    }
+    for (key, value) in &entries {
         let arg = serve
             .get_arguments()
             .find(|a| a.get_long() == Some(key.as_str()) && key != "config")
@@ -119,6 +132,39 @@ pub fn apply(mut cmd: Command, args: &[OsString]) -> Result<Command, String> {
     Ok(cmd)
 }
 
+/// `[brokers.NAME]` tables as `NAME=URL` and `NAME=PATH` flag values.
+fn brokers_table(t: &toml::Table) -> Result<(Vec<toml::Value>, Vec<toml::Value>), String> {
+    let (mut urls, mut cas) = (Vec::new(), Vec::new());
+    for (name, b) in t {
+        let toml::Value::Table(b) = b else {
+            return Err(format!(
+                "brokers.{name}: expected a table with url (and ca_file)"
+            ));
+        };
+        for (k, v) in b {
+            let toml::Value::String(v) = v else {
+                return Err(format!(
+                    "brokers.{name}.{k}: a {} is not a string",
+                    v.type_str()
+                ));
+            };
+            match k.as_str() {
+                "url" => urls.push(toml::Value::String(format!("{name}={v}"))),
+                "ca_file" => cas.push(toml::Value::String(format!("{name}={v}"))),
+                other => {
+                    return Err(format!(
+                        "brokers.{name}: unknown key {other:?} (url, ca_file)"
+                    ));
+                }
+            }
+        }
+        if !b.contains_key("url") {
+            return Err(format!("brokers.{name}: url is required"));
+        }
+    }
+    Ok((urls, cas))
+}
+
 /// Flags whose values are not printed.
 fn secret(id: &str) -> bool {
     id.contains("password") || id.contains("token") || id.contains("secret") || id == "smtp_url"
@@ -142,7 +188,11 @@ pub fn print(cmd: &Command, matches: &ArgMatches) {
             .map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         let shown = |v: &String| {
-            if secret(id) && !v.is_empty() {
+            if id == "brokers" {
+                // NAME=URL with the URL's password masked.
+                let (name, url) = v.split_once('=').unwrap_or(("", v));
+                format!("{:?}", format!("{name}={}", kala_publish::redact(url)))
+            } else if secret(id) && !v.is_empty() {
                 "\"********\"".to_string()
             } else if v.parse::<i64>().is_ok() || v == "true" || v == "false" {
                 v.clone()

@@ -1,6 +1,7 @@
 //! `kala-server`: composes the schedule, job, store, executor, engine and
 //! API crates into Kala's single binary. Flag names follow Kala's.
 
+mod brokers;
 mod check;
 mod config;
 mod import;
@@ -266,6 +267,8 @@ struct Serve {
     log_format: LogFormat,
     #[command(flatten)]
     notify: notify::NotifyArgs,
+    #[command(flatten)]
+    brokers: brokers::BrokerArgs,
 }
 
 fn main() -> ExitCode {
@@ -416,17 +419,25 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     // opened.
     let notify = args.notify.settings()?;
     let tags = tags::parse(&args.tags)?;
+    let node_id = args
+        .node_id
+        .clone()
+        .or_else(|| std::env::var("KALA_NODE_ID").ok())
+        .unwrap_or_else(|| format!("{}:{}", kala_engine::default_node_id(), addr.port()));
+    let brokers = args.brokers.open(&node_id)?;
     let store = open_store(&args).await?;
     let executor = Executor::new()?;
+    if let Some(b) = &brokers {
+        executor.set_publisher(kala_publish::publisher(b.clone()));
+        for info in b.list() {
+            tracing::info!(broker = %info.name, protocol = info.protocol, url = %info.url, "broker configured");
+        }
+    }
     let config = EngineConfig {
         max_concurrent_runs: args.max_concurrent_runs.max(1),
         keep_runs: (args.keep_runs > 0).then_some(args.keep_runs),
         run_ttl: (args.jobstat_ttl > 0).then(|| jiff::SignedDuration::from_mins(args.jobstat_ttl)),
-        node_id: args
-            .node_id
-            .clone()
-            .or_else(|| std::env::var("KALA_NODE_ID").ok())
-            .unwrap_or_else(|| format!("{}:{}", kala_engine::default_node_id(), addr.port())),
+        node_id,
         address: addr.to_string(),
         tags,
         notify,
@@ -490,6 +501,9 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     match tokio::time::timeout(Duration::from_secs(10), store.close()).await {
         Ok(closed) => closed?,
         Err(_) => tracing::warn!("the store did not close within 10 s; exiting anyway"),
+    }
+    if let Some(b) = &brokers {
+        b.close().await;
     }
     tracing::info!("store closed; bye");
     Ok(())

@@ -13,9 +13,13 @@
 //!   group is killed.
 //! * Remote jobs (type 1): an HTTP request; success is an expected status.
 //! * In-process jobs: an async handler registered under the job's command.
+//! * Publish jobs (type 3): a message to a named broker through the
+//!   [`Publisher`] the embedder installs ([`Executor::set_publisher`]);
+//!   success is the broker's confirmation.
 
 mod command;
 mod context;
+pub mod publish;
 pub mod template;
 
 use std::collections::HashMap;
@@ -66,10 +70,22 @@ pub const RENDER_TIMEOUT: Duration = Duration::from_secs(1);
 /// workers, bounded by [`RENDER_TIMEOUT`]; text without templating is
 /// returned as it is, with no thread involved.
 async fn render(text: &str, job: &Job, run: Option<&RunContext>) -> Result<String, String> {
-    if job.template_delimiters.is_empty() {
+    render_with(text, &job.template_delimiters, job, run).await
+}
+
+/// [`render`] with `delimiters` in place of the job's.
+async fn render_with(
+    text: &str,
+    delimiters: &str,
+    job: &Job,
+    run: Option<&RunContext>,
+) -> Result<String, String> {
+    if delimiters.is_empty() {
         return Ok(text.to_string());
     }
-    let (text, job, run) = (text.to_string(), job.clone(), run.cloned());
+    let (text, run) = (text.to_string(), run.cloned());
+    let mut job = job.clone();
+    job.template_delimiters = delimiters.to_string();
     let task = tokio::task::spawn_blocking(move || template::render_for(&text, &job, run.as_ref()));
     match tokio::time::timeout(RENDER_TIMEOUT, task).await {
         Ok(Ok(rendered)) => rendered,
@@ -85,6 +101,7 @@ async fn render(text: &str, job: &Job, run: Option<&RunContext>) -> Result<Strin
 pub struct Executor {
     http: reqwest::Client,
     handlers: Arc<RwLock<HashMap<String, Handler>>>,
+    publisher: Arc<RwLock<Option<Arc<dyn Publisher>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +121,21 @@ impl Executor {
         Ok(Executor {
             http,
             handlers: Arc::default(),
+            publisher: Arc::default(),
         })
+    }
+
+    /// Installs what publish jobs (type 3) send their messages through
+    /// (`kala-publish`'s named brokers); without one, they fail.
+    pub fn set_publisher(&self, publisher: Arc<dyn Publisher>) {
+        if let Ok(mut p) = self.publisher.write() {
+            *p = Some(publisher);
+        }
+    }
+
+    /// The installed publisher, if any.
+    pub fn publisher(&self) -> Option<Arc<dyn Publisher>> {
+        self.publisher.read().ok().and_then(|p| p.clone())
     }
 
     /// Registers an in-process handler: jobs of type `InProcess` whose
@@ -147,6 +178,10 @@ impl Executor {
             }
             JobType::Remote => self.run_remote(job, ctx).await,
             JobType::InProcess => self.run_handler(job, timeout).await,
+            JobType::Publish => {
+                let publisher = self.publisher();
+                publish::attempt(publisher.as_deref(), job, timeout, ctx).await
+            }
         }
     }
 
@@ -278,6 +313,7 @@ pub mod orphans;
 
 pub use command::{expand_env, run_command, run_command_with_env};
 pub use context::RunContext;
+pub use publish::{Message, Publisher};
 
 #[cfg(test)]
 mod tests;

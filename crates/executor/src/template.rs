@@ -109,6 +109,11 @@ pub fn check_job(job: &Job) -> Result<(), (&'static str, String)> {
             check(&job.remote_properties.body, d).map_err(|e| ("remote_properties.body", e))
         }
         kala_job::JobType::InProcess => Ok(()),
+        kala_job::JobType::Publish => match &job.publish {
+            Some(p) => check(&p.payload, crate::publish::payload_delimiters(job))
+                .map_err(|e| ("publish.payload", e)),
+            None => Ok(()),
+        },
     }
 }
 

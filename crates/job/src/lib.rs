@@ -8,6 +8,7 @@
 pub mod graph;
 pub mod notify;
 pub mod packed;
+pub mod publish;
 mod timing;
 pub mod wire;
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use kala_schedule;
 pub use notify::{NotifyOn, NotifyTarget};
+pub use publish::Publish;
 pub use timing::{Plan, Timing};
 
 /// A job id: a UUID string for jobs created over the API.
@@ -33,6 +35,9 @@ pub enum JobType {
     Remote,
     /// Runs a handler registered with the engine under `command`.
     InProcess,
+    /// Publishes a message to a named broker (kala's type 3, see
+    /// [`Publish`]).
+    Publish,
 }
 
 impl JobType {
@@ -41,6 +46,7 @@ impl JobType {
             JobType::Local => 0,
             JobType::Remote => 1,
             JobType::InProcess => 2,
+            JobType::Publish => 3,
         }
     }
 
@@ -49,6 +55,7 @@ impl JobType {
             0 => Some(JobType::Local),
             1 => Some(JobType::Remote),
             2 => Some(JobType::InProcess),
+            3 => Some(JobType::Publish),
             _ => None,
         }
     }
@@ -165,6 +172,9 @@ pub struct Job {
     /// Who hears about this job's runs (see [`NotifyTarget`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<NotifyTarget>,
+    /// A publish job's message (type 3); `None` for every other job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Box<Publish>>,
 
     // State.
     pub metadata: Metadata,
@@ -231,6 +241,7 @@ impl Job {
             retry_delay: String::new(),
             overlap: Overlap::Allow,
             notify: Vec::new(),
+            publish: None,
             metadata: Metadata::default(),
             next_run_at: None,
             is_done: false,
@@ -363,6 +374,21 @@ impl Job {
                     ));
                 }
             }
+            JobType::Publish => match &self.publish {
+                Some(p) => p.validate()?,
+                None => {
+                    return Err(JobError::new(
+                        "publish",
+                        "is required for a publish job (type 3): {\"broker\": …, \"to\": …}",
+                    ));
+                }
+            },
+        }
+        if self.publish.is_some() && self.job_type != JobType::Publish {
+            return Err(JobError::new(
+                "publish",
+                "is only for a publish job (type 3)",
+            ));
         }
         if !self.template_delimiters.is_empty() {
             let parts: Vec<&str> = self.template_delimiters.split(' ').collect();

@@ -86,6 +86,7 @@ impl Engine {
         let now = inner.clock.now();
         let plan = job.validate(Some(now))?;
         inner.check_notify(&job)?;
+        inner.check_publish(&job)?;
         kala_executor::template::check_job(&job)
             .map_err(|(field, message)| JobError::new(field, message))?;
         job.created_at = now;

@@ -124,6 +124,35 @@ impl Inner {
         Ok(())
     }
 
+    /// A publish job names a broker this engine's executor has (the
+    /// server's `--broker NAME=URL`): an unknown name is refused at
+    /// creation, naming it and the known ones.
+    pub(crate) fn check_publish(&self, job: &Job) -> Result<(), kala_job::JobError> {
+        let Some(p) = &job.publish else {
+            return Ok(());
+        };
+        let publisher = self.executor.publisher();
+        if publisher.as_ref().is_some_and(|x| x.has(&p.broker)) {
+            return Ok(());
+        }
+        let known = publisher.map(|x| x.names()).unwrap_or_default();
+        Err(kala_job::JobError::new(
+            "publish.broker",
+            if known.is_empty() {
+                format!(
+                    "no broker named {:?}: this server has no brokers (start it with --broker {}=URL)",
+                    p.broker, p.broker
+                )
+            } else {
+                format!(
+                    "no broker named {:?} (this server has: {})",
+                    p.broker,
+                    known.join(", ")
+                )
+            },
+        ))
+    }
+
     pub(crate) fn notify_settings(&self) -> &NotifySettings {
         &self.config.notify
     }

@@ -10,7 +10,7 @@
 //! id, flags: u16, name, command, owner, [dependent_jobs], [parent_jobs],
 //! on_failure_job, schedule, retries, epsilon, template_delimiters,
 //! job_type: u8, [remote_properties: JSON], time_zone, timeout,
-//! retry_delay, overlap: u8, [notify: JSON], success_count,
+//! retry_delay, overlap: u8, [notify: JSON], [publish: JSON], success_count,
 //! [last_success], error_count, [last_error], [last_attempted_run],
 //! number_of_finished_runs, [next_run_at], scheduled_runs,
 //! [last_scheduled_at], created_at, [disabled_at], [enabled_at]
@@ -55,7 +55,8 @@ const NEXT_RUN: u16 = 1 << 10;
 const LAST_SCHEDULED: u16 = 1 << 11;
 const DISABLED_AT: u16 = 1 << 12;
 const ENABLED_AT: u16 = 1 << 13;
-const KNOWN: u16 = (1 << 14) - 1;
+const PUBLISH: u16 = 1 << 14;
+const KNOWN: u16 = (1 << 15) - 1;
 
 const ID_UUID: u8 = 0;
 const ID_TEXT: u8 = 1;
@@ -79,6 +80,7 @@ pub fn encode_into(job: &Job, out: &mut Vec<u8>) {
         (job.parent_jobs.is_some(), PARENTS),
         (remote, REMOTE),
         (!job.notify.is_empty(), NOTIFY),
+        (job.publish.is_some(), PUBLISH),
         (m.last_success.is_some(), LAST_SUCCESS),
         (m.last_error.is_some(), LAST_ERROR),
         (m.last_attempted_run.is_some(), LAST_ATTEMPT),
@@ -113,6 +115,7 @@ pub fn encode_into(job: &Job, out: &mut Vec<u8>) {
         JobType::Local => 0,
         JobType::Remote => 1,
         JobType::InProcess => 2,
+        JobType::Publish => 3,
     });
     if remote {
         put_json(out, &*job.remote_properties);
@@ -126,6 +129,9 @@ pub fn encode_into(job: &Job, out: &mut Vec<u8>) {
     });
     if !job.notify.is_empty() {
         put_json(out, &job.notify);
+    }
+    if let Some(p) = &job.publish {
+        put_json(out, &**p);
     }
     put_uint(out, m.success_count);
     put_opt_time(out, m.last_success);
@@ -164,6 +170,7 @@ pub fn decode(bytes: &[u8]) -> Result<Job, DecodeError> {
         0 => JobType::Local,
         1 => JobType::Remote,
         2 => JobType::InProcess,
+        3 => JobType::Publish,
         t => return Err(err(format!("unknown job type {t}"))),
     };
     let remote_properties = if on(REMOTE) {
@@ -183,6 +190,11 @@ pub fn decode(bytes: &[u8]) -> Result<Job, DecodeError> {
         r.json::<Vec<NotifyTarget>>()?
     } else {
         Vec::new()
+    };
+    let publish = if on(PUBLISH) {
+        Some(Box::new(r.json::<crate::Publish>()?))
+    } else {
+        None
     };
     let metadata = r.metadata(flags)?;
     let next_run_at = r.opt_time(on(NEXT_RUN))?;
@@ -215,6 +227,7 @@ pub fn decode(bytes: &[u8]) -> Result<Job, DecodeError> {
         retry_delay,
         overlap,
         notify,
+        publish,
         metadata,
         next_run_at,
         is_done: on(IS_DONE),
@@ -279,7 +292,7 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, DecodeError> {
     r.uint()?;
     let epsilon = r.str()?;
     r.str()?;
-    if r.byte()? > 2 {
+    if r.byte()? > 3 {
         return Err(err("unknown job type"));
     }
     if on(REMOTE) {
@@ -293,6 +306,10 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, DecodeError> {
         return Err(err("unknown overlap"));
     }
     if on(NOTIFY) {
+        let n = r.len()?;
+        r.take(n)?;
+    }
+    if on(PUBLISH) {
         let n = r.len()?;
         r.take(n)?;
     }

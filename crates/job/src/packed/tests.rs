@@ -49,9 +49,26 @@ fn full() -> Job {
     j
 }
 
+/// A publish job (type 3) with every `publish` field set.
+fn published() -> Job {
+    let mut j = full();
+    j.job_type = crate::JobType::Publish;
+    j.remote_properties = crate::RemoteProperties::shared_default();
+    j.publish = Some(Box::new(crate::Publish {
+        broker: "events".into(),
+        to: "orders.tick".into(),
+        exchange: "amq.topic".into(),
+        payload: "{{.Run.ScheduledAt}}".into(),
+        headers: [("k".to_string(), "v".to_string())].into(),
+        qos: Some(2),
+        retain: true,
+    }));
+    j
+}
+
 #[test]
 fn every_field_survives_a_round_trip() {
-    for job in [Job::new("", ""), full()] {
+    for job in [Job::new("", ""), full(), published()] {
         let bytes = encode(&job);
         assert_eq!(decode(&bytes), Ok(job.clone()));
         assert_eq!(decode_id(&bytes), Ok(job.id.clone()));

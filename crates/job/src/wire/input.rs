@@ -180,7 +180,9 @@ pub fn job_from_value(value: Value) -> Result<Job, JobError> {
             Some(JobType::InProcess) | None => {
                 return Err(JobError::new(
                     "type",
-                    format!("unknown job type {code} (0 = local command, 1 = remote HTTP)"),
+                    format!(
+                        "unknown job type {code} (0 = local command, 1 = remote HTTP, 3 = publish to a broker)"
+                    ),
                 ));
             }
             Some(t) => t,
@@ -212,6 +214,12 @@ pub fn job_from_value(value: Value) -> Result<Job, JobError> {
     }
     if let Some((field, v)) = f.take("notify") {
         job.notify = notify_from_value(&field, v)?;
+    }
+    if let Some((field, v)) = f.take("publish") {
+        job.publish = match v {
+            Value::Null => None,
+            v => Some(Box::new(crate::publish::publish_from_value(&field, v)?)),
+        };
     }
     // Server-controlled: accepted, ignored (id, next_run_at, metadata,
     // stats, is_done, dependent_jobs and the README's flat counters).

@@ -94,6 +94,8 @@ pub struct JobOut<'a> {
     pub overlap: Overlap,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub notify: &'a [crate::NotifyTarget],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish: Option<&'a crate::Publish>,
 }
 
 fn is_allow(o: &Overlap) -> bool {
@@ -146,6 +148,7 @@ impl<'a> JobOut<'a> {
             retry_delay: &job.retry_delay,
             overlap: job.overlap,
             notify: &job.notify,
+            publish: job.publish.as_deref(),
         }
     }
 }
