@@ -51,8 +51,9 @@ pub struct JobIn {
     #[schema(rename = "TemplateDelimiters")]
     template_delimiters: Option<String>,
     resume_at_next_scheduled_time: Option<bool>,
-    /// 0: local command, 1: remote HTTP request.
-    #[schema(rename = "type")]
+    /// 0: local command, 1: remote HTTP request, 3 (kala): publish a
+    /// message to a named broker (`publish`).
+    #[schema(rename = "type", minimum = 0, maximum = 3)]
     job_type: Option<i64>,
     remote_properties: Option<RemoteIn>,
     /// kala: an IANA zone for the schedule.
@@ -67,6 +68,37 @@ pub struct JobIn {
     /// each with the events it wants.
     #[schema(max_items = 16)]
     notify: Option<Vec<NotifyTargetIn>>,
+    /// kala: a publish job's message (type 3 only, required there).
+    publish: Option<PublishIn>,
+}
+
+/// A publish job's message: which named broker (the server's `--broker
+/// NAME=URL`), where to, and what. Unknown keys are refused.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct PublishIn {
+    /// A broker the server was started with; an unknown name is a 400.
+    #[schema(min_length = 1, max_length = 64)]
+    broker: String,
+    /// The NATS subject, AMQP routing key or MQTT topic.
+    #[schema(min_length = 1, max_length = 1024)]
+    to: String,
+    /// AMQP: the exchange (default: the default exchange).
+    #[schema(max_length = 255)]
+    exchange: Option<String>,
+    /// A Go template with the run's context (`{{.Run.ScheduledAt}}`).
+    #[schema(max_length = 65536)]
+    payload: Option<String>,
+    /// Message headers (AMQP headers, NATS headers, MQTT v5 user
+    /// properties); kala adds `Kala-Job-Id`, `Kala-Run-Id`, … and the
+    /// message id. At most 64.
+    headers: Option<BTreeMap<String, String>>,
+    /// MQTT: 0, 1 (default) or 2.
+    #[schema(minimum = 0, maximum = 2)]
+    qos: Option<u8>,
+    /// MQTT: retain the message.
+    retain: Option<bool>,
 }
 
 /// A notification target: a webhook or an email address, with the events
