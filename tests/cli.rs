@@ -612,3 +612,37 @@ fn bad_notification_flags_stop_the_start_before_the_store_opens() {
         );
     }
 }
+
+/// `[brokers.NAME]` tables in the config file become `--broker` flags;
+/// `kala-server config` shows them with the password masked; a bad table
+/// is refused naming it.
+#[test]
+fn brokers_come_from_the_config_file_with_passwords_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kala.toml");
+    std::fs::write(
+        &file,
+        "[brokers.events]\nurl = \"amqp://guest:hunter2@127.0.0.1:5672/%2f\"\n[brokers.ticks]\nurl = \"nats://127.0.0.1:4222?jetstream=true\"\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let (code, out, err) = run(&["config", "--config", f]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("events=amqp://guest:***@127.0.0.1:5672/%2f"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ticks=nats://127.0.0.1:4222?jetstream=true"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "the password is masked: {out}");
+
+    std::fs::write(&file, "[brokers.events]\nurll = \"nats://x\"\n").unwrap();
+    let (code, _, err) = run(&["config", "--config", f]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("brokers.events: unknown key \"urll\""),
+        "{err}"
+    );
+}

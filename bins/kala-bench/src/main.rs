@@ -8,6 +8,8 @@
 //!   or any Kala-compatible server given by `--url`.
 //! * `restart`  — time from process start until N stored jobs are loaded and
 //!   scheduled, and RSS per stored job.
+//! * `publish` — publish jobs against NATS/JetStream, RabbitMQ or MQTT:
+//!   confirmed publishes per second, lateness, confirmation latency.
 //! * `lateness` — actual start minus scheduled time of in-process or `true`
 //!   jobs at a given rate, with extra idle jobs in the queue.
 //!
@@ -21,6 +23,7 @@ mod embedded;
 mod http;
 mod lateness;
 mod notify;
+mod publish;
 mod report;
 mod restart;
 mod server;
@@ -39,6 +42,7 @@ use embedded::bench_embedded;
 use http::bench_http;
 use lateness::bench_lateness;
 use notify::bench_notify;
+use publish::bench_publish;
 use restart::bench_restart;
 use store::bench_store;
 
@@ -163,6 +167,19 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         kills: usize,
     },
+    /// Publish jobs (type 3) at a rate on the embedded store against this
+    /// machine's brokers: confirmed publishes/s, lateness, confirmation
+    /// latency.
+    Publish {
+        /// nats, jetstream, amqp or mqtt.
+        #[arg(long, default_value = "jetstream")]
+        kind: String,
+        /// Publishes per second (as many jobs, each once a second).
+        #[arg(long, default_value_t = 1000)]
+        rate: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Lateness of scheduled runs at a rate, with idle jobs queued.
     Lateness {
         /// Runs per second.
@@ -285,6 +302,11 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
+            Cmd::Publish {
+                kind,
+                rate,
+                seconds,
+            } => bench_publish(kind, *rate, *seconds).await,
             Cmd::Lateness {
                 rate,
                 idle,

@@ -1,0 +1,215 @@
+//! `publish`: publish jobs (type 3) at a rate on the embedded store
+//! (redb, every run recorded durably), against this machine's brokers:
+//! confirmed publishes per second, lateness (start minus schedule point),
+//! and the broker's confirmation latency (each attempt's duration).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use jiff::{SignedDuration, Timestamp};
+use kala_engine::{Engine, EngineConfig, Event, SystemClock};
+use kala_executor::Executor;
+use kala_job::{Job, JobType, Outcome, Publish};
+use kala_publish::{BrokerConfig, Brokers};
+use kala_store::JobStore;
+use kala_store_redb::RedbStore;
+
+use crate::report::{Measure, measure, percentile};
+
+/// The broker URL and destination for `kind`, set up (a JetStream stream
+/// or an AMQP queue) so that every publish is accepted.
+async fn prepare(kind: &str, tag: &str) -> anyhow::Result<(String, String)> {
+    Ok(match kind {
+        "nats" => ("nats://127.0.0.1:4222".into(), format!("kala.bench.{tag}")),
+        "jetstream" => {
+            let js = async_nats::jetstream::new(
+                async_nats::connect("127.0.0.1:4222")
+                    .await
+                    .context("NATS on 127.0.0.1:4222")?,
+            );
+            js.create_stream(async_nats::jetstream::stream::Config {
+                name: format!("KALA_BENCH_{tag}"),
+                subjects: vec![format!("kala.bench.{tag}")],
+                max_messages: 1_000_000,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("JetStream stream: {e}"))?;
+            (
+                "nats://127.0.0.1:4222?jetstream=true".into(),
+                format!("kala.bench.{tag}"),
+            )
+        }
+        "amqp" => {
+            let conn = lapin::Connection::connect(
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                lapin::ConnectionProperties::default(),
+            )
+            .await
+            .context("RabbitMQ on 127.0.0.1:5672")?;
+            let ch = conn.create_channel().await?;
+            let queue = format!("kala-bench-{tag}");
+            ch.queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await?;
+            ("amqp://guest:guest@127.0.0.1:5672/%2f".into(), queue)
+        }
+        "mqtt" => ("mqtt://127.0.0.1:1883".into(), format!("kala/bench/{tag}")),
+        other => bail!("--kind {other:?}: use nats, jetstream, amqp or mqtt"),
+    })
+}
+
+/// Removes what [`prepare`] made.
+async fn clean(kind: &str, tag: &str) -> anyhow::Result<()> {
+    match kind {
+        "jetstream" => {
+            let js = async_nats::jetstream::new(async_nats::connect("127.0.0.1:4222").await?);
+            js.delete_stream(format!("KALA_BENCH_{tag}"))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        "amqp" => {
+            let conn = lapin::Connection::connect(
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                lapin::ConnectionProperties::default(),
+            )
+            .await?;
+            conn.create_channel()
+                .await?
+                .queue_delete(
+                    format!("kala-bench-{tag}").as_str().into(),
+                    Default::default(),
+                )
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub async fn bench_publish(kind: &str, rate: usize, seconds: f64) -> anyhow::Result<Vec<Measure>> {
+    let tag = format!("{:x}", std::process::id());
+    let (url, to) = prepare(kind, &tag).await?;
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn JobStore> = Arc::new(RedbStore::open_dir(dir.path())?);
+    let brokers = Arc::new(Brokers::new(
+        vec![BrokerConfig {
+            name: "bench".into(),
+            url,
+            ca_file: None,
+        }],
+        "bench",
+    )?);
+    let executor = Executor::new()?;
+    executor.set_publisher(kala_publish::publisher(brokers.clone()));
+    let config = EngineConfig {
+        keep_runs: Some(10),
+        max_concurrent_runs: 4096,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(store, executor, Arc::new(SystemClock), config).await?;
+    let mut events = engine.subscribe();
+    let start = Timestamp::now() + SignedDuration::from_secs(2 + (rate / 500) as i64);
+    let mut ticks = Vec::with_capacity(rate);
+    for k in 0..rate {
+        let offset = SignedDuration::from_nanos((1_000_000_000 / rate as i64) * k as i64);
+        let mut j = Job::new(format!("publish {k}"), "");
+        j.job_type = JobType::Publish;
+        j.publish = Some(Box::new(Publish {
+            broker: "bench".into(),
+            to: to.clone(),
+            payload: "{\"point\":\"{{.Run.ScheduledAt}}\"}".into(),
+            ..Publish::default()
+        }));
+        j.schedule = format!("R/{}/PT1S", start + offset);
+        ticks.push(engine.create(j).await?);
+    }
+    let measure_from = start + SignedDuration::from_secs(1);
+    let measure_to = measure_from + SignedDuration::from_secs_f64(seconds);
+    let wait = measure_to
+        .duration_since(Timestamp::now())
+        .as_secs_f64()
+        .max(0.0);
+    let until = Instant::now() + Duration::from_secs_f64(wait + 3.0);
+    let (mut late, mut confirm) = (Vec::new(), Vec::new());
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let mut first_error = None;
+    while Instant::now() < until {
+        match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+            Ok(Ok(Event::RunStarted {
+                at,
+                scheduled_at: Some(s),
+                ..
+            })) if s >= measure_from && s < measure_to => {
+                late.push(at.duration_since(s).as_secs_f64() * 1e3);
+            }
+            Ok(Ok(Event::RunFinished(r)))
+                if r.scheduled_at
+                    .is_some_and(|s| s >= measure_from && s < measure_to) =>
+            {
+                if r.outcome == Outcome::Succeeded {
+                    ok += 1;
+                    confirm.push(r.execution_duration as f64 / 1e6);
+                } else {
+                    failed += 1;
+                    first_error.get_or_insert(r.error.clone());
+                }
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
+                bail!("event stream lagged by {n}; the measurement is incomplete")
+            }
+            _ => {}
+        }
+    }
+    for id in &ticks {
+        engine.delete(id).await?;
+    }
+    engine.shutdown(Duration::from_secs(5)).await;
+    brokers.close().await;
+    clean(kind, &tag).await?;
+    if let Some(e) = first_error {
+        eprintln!("publish: {failed} failed runs; the first: {e:?}");
+    }
+    late.sort_by(f64::total_cmp);
+    confirm.sort_by(f64::total_cmp);
+    let label = format!("{kind}, {rate} jobs each once a second, embedded store");
+    Ok(vec![
+        measure(
+            format!("confirmed publishes per second, every run recorded ({label})"),
+            "msg/s",
+            vec![ok as f64 / seconds],
+        ),
+        measure(
+            format!("failed publishes ({label})"),
+            "runs",
+            vec![failed as f64],
+        ),
+        measure(
+            format!("lateness p50 ({label})"),
+            "ms",
+            vec![percentile(&late, 0.5)],
+        ),
+        measure(
+            format!("lateness p99 ({label})"),
+            "ms",
+            vec![percentile(&late, 0.99)],
+        ),
+        measure(
+            format!("broker confirmation p50 ({label})"),
+            "ms",
+            vec![percentile(&confirm, 0.5)],
+        ),
+        measure(
+            format!("broker confirmation p99 ({label})"),
+            "ms",
+            vec![percentile(&confirm, 0.99)],
+        ),
+    ])
+}
