@@ -193,6 +193,16 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
             m.runs_fenced,
         ),
         (
+            "kala_runs_dispatched_total",
+            "Runs this instance dispatched to another instance (run_on, cluster).",
+            m.runs_dispatched,
+        ),
+        (
+            "kala_placement_skipped_total",
+            "Runs skipped because fewer live instances matched a job's run_on than it asks for.",
+            m.placement_skipped,
+        ),
+        (
             "kala_partitions_taken_total",
             "Partitions of the job ids this instance took over (cluster).",
             m.partitions_taken,

@@ -63,6 +63,10 @@ pub struct EngineConfig {
     /// This instance's tags (`--tag key=value`), shown in the cluster's
     /// status: where jobs may be placed.
     pub tags: std::collections::BTreeMap<String, String>,
+    /// What this instance does in a cluster: `Both` (default), `Worker`
+    /// (no partitions, runs only what is dispatched to it) or `Scheduler`
+    /// (dispatches every point, runs nothing itself). Alone, only `Both`.
+    pub role: kala_store::NodeRole,
     /// A partition's lease lasts this long without renewal: the longest
     /// a dead instance's jobs wait for a new owner.
     pub lease_ttl: SignedDuration,
@@ -91,6 +95,7 @@ impl Default for EngineConfig {
             cluster: true,
             address: String::new(),
             tags: Default::default(),
+            role: kala_store::NodeRole::Both,
             lease_ttl: SignedDuration::from_secs(3),
             heartbeat: SignedDuration::from_secs(1),
             change_poll: std::time::Duration::from_millis(500),

@@ -23,6 +23,8 @@ pub struct Metrics {
     runs_dropped: AtomicU64,
     late_written: AtomicU64,
     fenced: AtomicU64,
+    dispatched: AtomicU64,
+    placement_skipped: AtomicU64,
     takeovers: AtomicU64,
     handovers: AtomicU64,
     lease_errors: AtomicU64,
@@ -104,6 +106,11 @@ pub struct MetricsSnapshot {
     /// Runs not started because this instance could not prove it holds
     /// the lease of the job's partition (cluster).
     pub runs_fenced: u64,
+    /// Runs this instance dispatched to another (`run_on`).
+    pub runs_dispatched: u64,
+    /// Points (or instances of a point) skipped because fewer live
+    /// instances matched `run_on` than it asks for.
+    pub placement_skipped: u64,
     /// Partitions this instance took (at start, from a dead instance, or
     /// handed over).
     pub partitions_taken: u64,
@@ -175,6 +182,14 @@ impl Metrics {
         self.fenced.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn dispatched(&self) {
+        self.dispatched.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn placement_skipped(&self) {
+        self.placement_skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn taken(&self, n: usize) {
         self.takeovers.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -243,6 +258,8 @@ impl Metrics {
             runs_dropped: self.runs_dropped.load(Ordering::Relaxed),
             records_written_late: self.late_written.load(Ordering::Relaxed),
             runs_fenced: self.fenced.load(Ordering::Relaxed),
+            runs_dispatched: self.dispatched.load(Ordering::Relaxed),
+            placement_skipped: self.placement_skipped.load(Ordering::Relaxed),
             partitions_taken: self.takeovers.load(Ordering::Relaxed),
             partitions_released: self.handovers.load(Ordering::Relaxed),
             lease_errors: self.lease_errors.load(Ordering::Relaxed),

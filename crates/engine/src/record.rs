@@ -253,12 +253,20 @@ impl Inner {
             notices: notices.clone(),
         };
         let batch = if self.cluster.is_some() {
+            // Only the holder of the job's partition keeps its schedule:
+            // another instance's record (a dispatched or manual run) does
+            // not write what its memory, which does not arm the job, says
+            // of the next run.
+            let holder = self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.held().contains_key(&kala_store::partition_of(id)));
             Batch {
                 update: vec![JobUpdate {
                     job_id: id.to_string(),
                     change: JobChange::Ran(RunDelta {
-                        next_run_at: Some(job.next_run_at),
-                        is_done: Some(job.is_done),
+                        next_run_at: holder.then_some(job.next_run_at),
+                        is_done: holder.then_some(job.is_done),
                         ..delta
                     }),
                 }],

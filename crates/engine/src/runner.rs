@@ -95,6 +95,11 @@ impl Inner {
                 }
             }
         }
+        // `run_on`: dispatched to the chosen instances (and/or run here),
+        // or skipped with the reason when none matches.
+        if !self.run_placed(&job, Trigger::Schedule, Some(point)).await {
+            return;
+        }
         self.run_pipeline(job.id.clone(), Trigger::Schedule, Some(point), Vec::new())
             .await;
     }
@@ -160,10 +165,24 @@ impl Inner {
         point: Option<Timestamp>,
         chain: Vec<JobId>,
     ) -> BoxFut<'static, Option<RunRecord>> {
+        self.run_pipeline_with(id, trigger, point, chain, None)
+    }
+
+    /// [`Inner::run_pipeline`]; `handed`: a run the holder of the job's
+    /// partition journaled for this instance (`run_on`), started under
+    /// its entry instead of a new one (see `placement`).
+    pub(crate) fn run_pipeline_with(
+        self: Arc<Self>,
+        id: JobId,
+        trigger: Trigger,
+        point: Option<Timestamp>,
+        chain: Vec<JobId>,
+        handed: Option<OpenRun>,
+    ) -> BoxFut<'static, Option<RunRecord>> {
         Box::pin(async move {
             let (job, plan) = {
                 let mut st = self.lock();
-                let Some(job) = st.job(&id).filter(|j| !j.disabled) else {
+                let Some(job) = st.job(&id).filter(|j| !j.disabled || handed.is_some()) else {
                     // Disabled (or deleted) before it started: a one-off
                     // starts again when it is enabled.
                     st.once_started.remove(&id);
@@ -179,9 +198,14 @@ impl Inner {
                 (Arc::new(job), plan)
             };
             let ran_at = self.clock.now();
+            let dispatched = handed.is_some();
             // The journal entry is durable before anything of the run
-            // starts; the batch with the record ends it.
-            let run_id = uuid::Uuid::new_v4().to_string();
+            // starts; the batch with the record ends it. A handed run's
+            // entry was written by the holder of the job's partition.
+            let run_id = handed
+                .as_ref()
+                .map(|o| o.run_id.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let open = OpenRun {
                 run_id: run_id.clone(),
                 job_id: id.clone(),
@@ -189,11 +213,13 @@ impl Inner {
                 scheduled_at: point,
                 started_at: ran_at,
                 node: self.config.node_id.clone(),
+                dispatched_by: None,
             };
             // In a cluster, a scheduled or one-off run proves in the same
             // write that this instance still holds the job's partition:
             // no proof, no run (its owner runs it).
             let fence = match trigger {
+                _ if dispatched => None,
                 Trigger::Schedule | Trigger::Once => match self.fence_for(&id) {
                     Ok(f) => f,
                     Err(()) => {
@@ -216,14 +242,18 @@ impl Inner {
                 mark: self.liveness_mark(),
                 fence: fence.clone(),
             };
-            let journaled = self
-                .store
-                .apply(Batch {
-                    begin: vec![open],
-                    fence,
-                    ..Batch::default()
-                })
-                .await;
+            let journaled = if dispatched {
+                drop(open);
+                Ok(())
+            } else {
+                self.store
+                    .apply(Batch {
+                        begin: vec![open],
+                        fence,
+                        ..Batch::default()
+                    })
+                    .await
+            };
             if let Err(e) = &journaled
                 && (fenced
                     || self.cluster.is_some() && matches!(e, kala_store::StoreError::Fenced(_)))
@@ -271,6 +301,7 @@ impl Inner {
             // in a cluster, only if the database says just before that no
             // other instance deleted or disabled the job meanwhile.
             let stopped = match token {
+                None if dispatched => self.stopped_elsewhere(&id).await,
                 None => None,
                 Some(token) => match self.clear_to_start(&id, token).await {
                     crate::record::Clear::Go => None,

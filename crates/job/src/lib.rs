@@ -8,6 +8,7 @@
 pub mod graph;
 pub mod notify;
 pub mod packed;
+pub mod placement;
 pub mod publish;
 mod timing;
 pub mod wire;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use kala_schedule;
 pub use notify::{NotifyOn, NotifyTarget};
+pub use placement::RunOn;
 pub use publish::Publish;
 pub use timing::{Plan, Timing};
 
@@ -175,6 +177,10 @@ pub struct Job {
     /// A publish job's message (type 3); `None` for every other job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Box<Publish>>,
+    /// Which instances run the job's points (by their tags); `None`: the
+    /// instance holding the job's partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_on: Option<Box<RunOn>>,
 
     // State.
     pub metadata: Metadata,
@@ -242,6 +248,7 @@ impl Job {
             overlap: Overlap::Allow,
             notify: Vec::new(),
             publish: None,
+            run_on: None,
             metadata: Metadata::default(),
             next_run_at: None,
             is_done: false,
@@ -383,6 +390,9 @@ impl Job {
                     ));
                 }
             },
+        }
+        if let Some(r) = &self.run_on {
+            r.validate()?;
         }
         if self.publish.is_some() && self.job_type != JobType::Publish {
             return Err(JobError::new(

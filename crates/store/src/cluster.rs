@@ -192,6 +192,48 @@ pub struct NodeInfo {
     /// The instance's tags (`--tag key=value`): where jobs may be placed.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub tags: std::collections::BTreeMap<String, String>,
+    /// What it does (`--role`): absent for `both`.
+    #[serde(default, skip_serializing_if = "NodeRole::is_both")]
+    pub role: NodeRole,
+}
+
+/// What an instance of a cluster does (`--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Holds partitions (schedules) and runs jobs: the default.
+    #[default]
+    Both,
+    /// Takes no partition and schedules nothing: runs only what is
+    /// dispatched to it.
+    Worker,
+    /// Schedules, but runs nothing itself: every point is dispatched to
+    /// an instance that runs jobs.
+    Scheduler,
+}
+
+impl NodeRole {
+    pub fn is_both(&self) -> bool {
+        *self == NodeRole::Both
+    }
+
+    /// It holds partitions.
+    pub fn schedules(self) -> bool {
+        self != NodeRole::Worker
+    }
+
+    /// It runs jobs.
+    pub fn executes(self) -> bool {
+        self != NodeRole::Scheduler
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeRole::Both => "both",
+            NodeRole::Worker => "worker",
+            NodeRole::Scheduler => "scheduler",
+        }
+    }
 }
 
 /// The lease of one partition.

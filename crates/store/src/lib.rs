@@ -40,8 +40,8 @@ use kala_job::{Job, JobId, RunRecord, Trigger};
 use serde::{Deserialize, Serialize};
 
 pub use cluster::{
-    ALL_JOBS, Coordination, Fence, JobChange, JobUpdate, Lease, LeaseRequest, NodeInfo, PARTITIONS,
-    RunDelta, partition_of,
+    ALL_JOBS, Coordination, Fence, JobChange, JobUpdate, Lease, LeaseRequest, NodeInfo, NodeRole,
+    PARTITIONS, RunDelta, partition_of,
 };
 pub use memory::MemoryStore;
 pub use notice::{Notice, NoticeState, oldest_first, soonest};
@@ -112,6 +112,12 @@ pub struct OpenRun {
     pub started_at: Timestamp,
     /// The instance that runs it (`--node-id`).
     pub node: String,
+    /// Set when the holder of the job's partition wrote the entry for
+    /// another instance to run (`run_on`): the holder's name. The target
+    /// finds it through the change feed and starts it; absent for an
+    /// instance's own runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatched_by: Option<String>,
 }
 
 impl Batch {
@@ -133,7 +139,8 @@ impl Batch {
     }
 
     /// The jobs other instances must re-read after this batch: every job
-    /// put or deleted, and every job with a definition change.
+    /// put or deleted, every job with a definition change, and every job
+    /// with a run dispatched to another instance.
     pub fn changed_ids(&self) -> Vec<JobId> {
         let mut ids: Vec<JobId> = self
             .put
@@ -145,6 +152,13 @@ impl Batch {
                     .iter()
                     .filter(|u| u.change.is_definition())
                     .map(|u| u.job_id.clone()),
+            )
+            // A run dispatched to another instance wakes it.
+            .chain(
+                self.begin
+                    .iter()
+                    .filter(|o| o.dispatched_by.is_some())
+                    .map(|o| o.job_id.clone()),
             )
             .collect();
         ids.sort_unstable();

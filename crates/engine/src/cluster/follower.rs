@@ -197,6 +197,10 @@ impl Inner {
         for id in once {
             self.clone().spawn_once(id);
         }
+        // Runs another instance dispatched here announce their jobs.
+        if !all && self.may_be_dispatched_here(&ids) {
+            self.pick_up(Some(&ids)).await;
+        }
         Ok(())
     }
 }

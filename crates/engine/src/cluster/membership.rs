@@ -40,9 +40,10 @@ impl Inner {
                 return false;
             }
         };
+        // Workers hold no partition: they do not count when sharing them.
         let live = nodes
             .iter()
-            .filter(|n| n.expires_at > now && !n.leaving)
+            .filter(|n| n.expires_at > now && !n.leaving && n.role.schedules())
             .count()
             .max(1);
         *cluster.nodes() = nodes;
@@ -54,7 +55,8 @@ impl Inner {
                 return false;
             }
         };
-        let leaving = cluster.leaving.load(std::sync::atomic::Ordering::Relaxed);
+        let leaving = cluster.leaving.load(std::sync::atomic::Ordering::Relaxed)
+            || !self.config.role.schedules();
         let (take, release) = plan_round(&me, &leases, live, now, leaving);
         let after = match coord
             .lease(LeaseRequest {
@@ -263,6 +265,13 @@ impl Inner {
             let Ok(_permit) = self.permit().await else {
                 return;
             };
+            let job = self.lock().job(&id);
+            if let Some(job) = job
+                && !self.run_placed(&job, Trigger::Once, None).await
+            {
+                self.lock().once_started.remove(&id);
+                return;
+            }
             self.run_pipeline(id, Trigger::Once, None, Vec::new()).await;
         });
     }
@@ -284,6 +293,10 @@ impl Inner {
             round += 1;
             if reached && round.is_multiple_of(5) {
                 self.sweep().await;
+            }
+            // Dispatched runs whose wake this instance missed.
+            if reached && round.is_multiple_of(5) {
+                self.pick_up(None).await;
             }
             let next = started + self.config.heartbeat;
             tokio::select! {

@@ -115,6 +115,7 @@ impl Inner {
             runs_done: m.runs_succeeded + m.runs_failed,
             leaving: cluster.leaving.load(std::sync::atomic::Ordering::Relaxed),
             tags: self.config.tags.clone(),
+            role: self.config.role,
         }
     }
 }
@@ -123,3 +124,4 @@ mod dead;
 mod follower;
 mod membership;
 pub(crate) mod model;
+pub(crate) mod placement;

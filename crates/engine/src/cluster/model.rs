@@ -49,6 +49,9 @@ pub(crate) struct Cluster {
     /// When the last heartbeat reached the database (monotonic clock, at
     /// the start of its round).
     pub heard: Mutex<Option<std::time::Duration>>,
+    /// Runs other instances dispatched to this one (`run_on`) that it
+    /// has started, by run id (see `placement`).
+    pub picked: Mutex<HashSet<String>>,
 }
 
 impl Cluster {
@@ -61,6 +64,7 @@ impl Cluster {
             dropped: Mutex::new(HashSet::new()),
             silences: std::sync::atomic::AtomicU64::new(0),
             heard: Mutex::new(None),
+            picked: Mutex::new(HashSet::new()),
         }
     }
 
@@ -73,6 +77,13 @@ impl Cluster {
 
     pub fn dropped(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
         match self.dropped.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub fn picked(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        match self.picked.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }

@@ -87,6 +87,7 @@ impl Engine {
         let plan = job.validate(Some(now))?;
         inner.check_notify(&job)?;
         inner.check_publish(&job)?;
+        inner.check_run_on(&job)?;
         kala_executor::template::check_job(&job)
             .map_err(|(field, message)| JobError::new(field, message))?;
         job.created_at = now;

@@ -16,6 +16,7 @@ fn open_run(run_id: &str, job_id: &str, point: Option<Timestamp>, node: &str) ->
         scheduled_at: point,
         started_at: point.unwrap_or_else(t0),
         node: node.into(),
+        dispatched_by: None,
     }
 }
 

@@ -6,6 +6,7 @@ mod cluster;
 mod journal;
 mod notify;
 mod pausing;
+mod placement;
 mod runs;
 mod schedule;
 mod start_check;

@@ -10,7 +10,7 @@
 //! id, flags: u16, name, command, owner, [dependent_jobs], [parent_jobs],
 //! on_failure_job, schedule, retries, epsilon, template_delimiters,
 //! job_type: u8, [remote_properties: JSON], time_zone, timeout,
-//! retry_delay, overlap: u8, [notify: JSON], [publish: JSON], success_count,
+//! retry_delay, overlap: u8, [notify: JSON], [publish: JSON], [run_on: JSON], success_count,
 //! [last_success], error_count, [last_error], [last_attempted_run],
 //! number_of_finished_runs, [next_run_at], scheduled_runs,
 //! [last_scheduled_at], created_at, [disabled_at], [enabled_at]
@@ -56,7 +56,9 @@ const LAST_SCHEDULED: u16 = 1 << 11;
 const DISABLED_AT: u16 = 1 << 12;
 const ENABLED_AT: u16 = 1 << 13;
 const PUBLISH: u16 = 1 << 14;
-const KNOWN: u16 = (1 << 15) - 1;
+// All 16 flag bits are in use: a next optional field needs a new
+// format (a version byte), not a flag.
+const RUN_ON: u16 = 1 << 15;
 
 const ID_UUID: u8 = 0;
 const ID_TEXT: u8 = 1;
@@ -81,6 +83,7 @@ pub fn encode_into(job: &Job, out: &mut Vec<u8>) {
         (remote, REMOTE),
         (!job.notify.is_empty(), NOTIFY),
         (job.publish.is_some(), PUBLISH),
+        (job.run_on.is_some(), RUN_ON),
         (m.last_success.is_some(), LAST_SUCCESS),
         (m.last_error.is_some(), LAST_ERROR),
         (m.last_attempted_run.is_some(), LAST_ATTEMPT),
@@ -133,6 +136,9 @@ pub fn encode_into(job: &Job, out: &mut Vec<u8>) {
     if let Some(p) = &job.publish {
         put_json(out, &**p);
     }
+    if let Some(r) = &job.run_on {
+        put_json(out, &**r);
+    }
     put_uint(out, m.success_count);
     put_opt_time(out, m.last_success);
     put_uint(out, m.error_count);
@@ -152,9 +158,6 @@ pub fn decode(bytes: &[u8]) -> Result<Job, DecodeError> {
     let mut r = Reader { bytes, at: 0 };
     let id = r.id()?;
     let flags = u16::from_le_bytes([r.byte()?, r.byte()?]);
-    if flags & !KNOWN != 0 {
-        return Err(err(format!("unknown flags {flags:#x}")));
-    }
     let on = |bit: u16| flags & bit != 0;
     let name = r.string()?;
     let command = r.string()?;
@@ -196,6 +199,11 @@ pub fn decode(bytes: &[u8]) -> Result<Job, DecodeError> {
     } else {
         None
     };
+    let run_on = if on(RUN_ON) {
+        Some(Box::new(r.json::<crate::RunOn>()?))
+    } else {
+        None
+    };
     let metadata = r.metadata(flags)?;
     let next_run_at = r.opt_time(on(NEXT_RUN))?;
     let scheduled_runs = r.uint()?;
@@ -228,6 +236,7 @@ pub fn decode(bytes: &[u8]) -> Result<Job, DecodeError> {
         overlap,
         notify,
         publish,
+        run_on,
         metadata,
         next_run_at,
         is_done: on(IS_DONE),
@@ -267,9 +276,6 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, DecodeError> {
     let n = r.id_len()?;
     let id = r.take(n)?;
     let flags = u16::from_le_bytes([r.byte()?, r.byte()?]);
-    if flags & !KNOWN != 0 {
-        return Err(err(format!("unknown flags {flags:#x}")));
-    }
     let on = |bit: u16| flags & bit != 0;
     for _ in 0..3 {
         r.str()?;
@@ -309,9 +315,11 @@ pub fn view(bytes: &[u8]) -> Result<View<'_>, DecodeError> {
         let n = r.len()?;
         r.take(n)?;
     }
-    if on(PUBLISH) {
-        let n = r.len()?;
-        r.take(n)?;
+    for bit in [PUBLISH, RUN_ON] {
+        if on(bit) {
+            let n = r.len()?;
+            r.take(n)?;
+        }
     }
     let metadata = r.metadata(flags)?;
     let next_run_at = r.opt_time(on(NEXT_RUN))?;

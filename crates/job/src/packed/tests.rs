@@ -63,6 +63,11 @@ fn published() -> Job {
         qos: Some(2),
         retain: true,
     }));
+    j.run_on = Some(Box::new(crate::RunOn {
+        tags: [("role".to_string(), "etl".to_string())].into(),
+        count: Some(2),
+        every: false,
+    }));
     j
 }
 

@@ -215,6 +215,12 @@ pub fn job_from_value(value: Value) -> Result<Job, JobError> {
     if let Some((field, v)) = f.take("notify") {
         job.notify = notify_from_value(&field, v)?;
     }
+    if let Some((field, v)) = f.take("run_on") {
+        job.run_on = match v {
+            Value::Null => None,
+            v => Some(Box::new(crate::placement::run_on_from_value(&field, v)?)),
+        };
+    }
     if let Some((field, v)) = f.take("publish") {
         job.publish = match v {
             Value::Null => None,

@@ -96,6 +96,8 @@ pub struct JobOut<'a> {
     pub notify: &'a [crate::NotifyTarget],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publish: Option<&'a crate::Publish>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_on: Option<&'a crate::RunOn>,
 }
 
 fn is_allow(o: &Overlap) -> bool {
@@ -149,6 +151,7 @@ impl<'a> JobOut<'a> {
             overlap: job.overlap,
             notify: &job.notify,
             publish: job.publish.as_deref(),
+            run_on: job.run_on.as_deref(),
         }
     }
 }

@@ -508,6 +508,12 @@ async fn membership(name: &str, c: &dyn Coordination) {
         } else {
             Default::default()
         },
+        // m2 is a worker, m1 the default: both round-trip.
+        role: if n == "m2" {
+            crate::NodeRole::Worker
+        } else {
+            crate::NodeRole::Both
+        },
     };
     c.heartbeat(&node("m1", 0)).await.expect("heartbeat");
     let all = c.heartbeat(&node("m2", 1)).await.expect("heartbeat");

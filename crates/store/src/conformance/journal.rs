@@ -20,6 +20,7 @@ pub fn open_run(run_id: &str, job_id: &str, point_ns: Option<i128>) -> OpenRun {
         scheduled_at: point_ns.map(ts),
         started_at: ts(1_900_000_000_000_000_123),
         node: "node-a".to_string(),
+        dispatched_by: None,
     }
 }
 
