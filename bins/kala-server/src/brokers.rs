@@ -58,6 +58,16 @@ impl BrokerArgs {
     }
 }
 
+/// Makes `brokers` the executor's publisher (publish jobs fail without).
+pub fn install(brokers: Option<&Arc<Brokers>>, executor: &kala_executor::Executor) {
+    if let Some(b) = brokers {
+        executor.set_publisher(kala_publish::publisher(b.clone()));
+        for info in b.list() {
+            tracing::info!(broker = %info.name, protocol = info.protocol, url = %info.url, "broker configured");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

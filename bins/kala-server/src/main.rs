@@ -255,6 +255,11 @@ struct Serve {
         value_name = "KEY=VALUE"
     )]
     tags: Vec<String>,
+    /// What this instance does on a shared database: `both` (schedules
+    /// and runs), `worker` (runs only what other instances dispatch to it
+    /// through `run_on`), `scheduler` (dispatches every run, runs none).
+    #[arg(long = "role", env = "KALA_ROLE", value_enum, default_value = "both")]
+    role: tags::Role,
     /// Log format: text, or json (one object per line with the job id,
     /// run id, node and outcome of each run). Levels and targets:
     /// RUST_LOG (e.g. `RUST_LOG=kala_engine=debug`).
@@ -425,14 +430,10 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         .or_else(|| std::env::var("KALA_NODE_ID").ok())
         .unwrap_or_else(|| format!("{}:{}", kala_engine::default_node_id(), addr.port()));
     let brokers = args.brokers.open(&node_id)?;
+    let role = tags::node_role(args.role, &args.jobdb, args.no_persist)?;
     let store = open_store(&args).await?;
     let executor = Executor::new()?;
-    if let Some(b) = &brokers {
-        executor.set_publisher(kala_publish::publisher(b.clone()));
-        for info in b.list() {
-            tracing::info!(broker = %info.name, protocol = info.protocol, url = %info.url, "broker configured");
-        }
-    }
+    brokers::install(brokers.as_ref(), &executor);
     let config = EngineConfig {
         max_concurrent_runs: args.max_concurrent_runs.max(1),
         keep_runs: (args.keep_runs > 0).then_some(args.keep_runs),
@@ -440,6 +441,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         node_id,
         address: addr.to_string(),
         tags,
+        role,
         notify,
         ..EngineConfig::default()
     };

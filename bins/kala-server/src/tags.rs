@@ -1,4 +1,5 @@
-//! `--tag key=value`: this instance's tags, checked before anything
+//! `--tag key=value` and `--role`: where this instance stands for
+//! `run_on` placement. Tags are checked before anything
 //! starts.
 
 /// `--tag key=value` flags as a map: keys of 1–63 letters, digits, `_`,
@@ -58,4 +59,38 @@ mod tests {
         let twice = ["k=1".to_string(), "k=2".to_string()];
         assert!(parse(&twice).is_err());
     }
+}
+
+/// What an instance does in a cluster (`--role`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Schedules (holds partitions) and runs jobs.
+    Both,
+    /// Runs only the runs dispatched to it (`run_on`); schedules nothing.
+    Worker,
+    /// Schedules and dispatches every run to instances that run jobs.
+    Scheduler,
+}
+
+/// `--role`, refused where no other instance can share the work.
+pub fn node_role(
+    role: Role,
+    jobdb: &str,
+    no_persist: bool,
+) -> anyhow::Result<kala_store::NodeRole> {
+    if role != Role::Both && (jobdb == "boltdb" || no_persist) {
+        anyhow::bail!(
+            "--role {}: needs a database shared with other instances (--jobdb postgres, mysql, redis, mongo or consul); alone, an instance schedules and runs everything",
+            if role == Role::Worker {
+                "worker"
+            } else {
+                "scheduler"
+            }
+        );
+    }
+    Ok(match role {
+        Role::Both => kala_store::NodeRole::Both,
+        Role::Worker => kala_store::NodeRole::Worker,
+        Role::Scheduler => kala_store::NodeRole::Scheduler,
+    })
 }

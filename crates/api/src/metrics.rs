@@ -48,7 +48,13 @@ fn label_pairs(labels: Labels<'_>) -> Vec<LabelPair> {
 }
 
 impl Families {
+    /// A family without samples (no HTTP request counted yet) is left
+    /// out: the encoder refuses an empty family, and would fail the whole
+    /// page with it.
     fn push(&mut self, name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) {
+        if metrics.is_empty() {
+            return;
+        }
         let mut f = MetricFamily::default();
         f.set_name(name.to_string());
         f.set_help(help.to_string());

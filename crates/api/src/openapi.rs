@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::json_response;
 use crate::handlers::{jobs, list, notify, server};
-use crate::schema::{ErrorBody, JobIn, PublishIn, RemoteIn};
+use crate::schema::{ErrorBody, JobIn, PublishIn, RemoteIn, RunOnIn};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,7 +30,7 @@ use crate::schema::{ErrorBody, JobIn, PublishIn, RemoteIn};
         jobs::job_stats, jobs::job_runs, notify::set_notify, jobs::start_job, jobs::enable_job, jobs::disable_job,
         server::app_stats, server::preview, server::cluster, server::healthz, server::metrics_text, openapi_json,
     ),
-    components(schemas(ErrorBody, JobIn, RemoteIn, PublishIn)),
+    components(schemas(ErrorBody, JobIn, RemoteIn, PublishIn, RunOnIn)),
     modifiers(&Common),
     tags(
         (name = "jobs", description = "Jobs, their stats and runs"),

@@ -70,6 +70,25 @@ pub struct JobIn {
     notify: Option<Vec<NotifyTargetIn>>,
     /// kala: a publish job's message (type 3 only, required there).
     publish: Option<PublishIn>,
+    /// kala: which instances run each point, by their tags (`--tag`).
+    run_on: Option<RunOnIn>,
+}
+
+/// Which live instances run each point: those with every tag given; one
+/// of them (default), `count` of them, or `every` one. Fewer matches than
+/// asked: the point (or the missing part) is recorded `skipped` with the
+/// reason. Alone, the instance's own tags must match. Unknown keys are
+/// refused.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct RunOnIn {
+    /// At most 16.
+    tags: Option<BTreeMap<String, String>>,
+    #[schema(minimum = 1, maximum = 64)]
+    count: Option<u32>,
+    /// Not together with `count`.
+    every: Option<bool>,
 }
 
 /// A publish job's message: which named broker (the server's `--broker

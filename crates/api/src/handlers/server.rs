@@ -52,6 +52,11 @@ pub struct NodeOut {
     /// Its tags (`--tag key=value`); absent when it has none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     tags: BTreeMap<String, String>,
+    /// `worker` (runs only what is dispatched to it) or `scheduler`
+    /// (dispatches everything, runs nothing); absent for the default
+    /// `both`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
 }
 
 /// The instances sharing this server's database, and what each owns.
@@ -95,6 +100,7 @@ pub async fn cluster(State(s): State<AppState>) -> ApiResult {
                     partitions: n.partitions,
                     runs_done: n.runs_done,
                     tags: n.tags,
+                    role: (!n.role.is_both()).then(|| n.role.name()),
                 })
                 .collect(),
         },

@@ -416,6 +416,7 @@ impl Inner {
                 leaving: n.leaving,
                 runs_done: n.runs_done,
                 tags: n.tags,
+                role: n.role,
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -144,6 +144,8 @@ pub struct NodeStatus {
     /// Its tags (`--tag key=value`); absent when it has none.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub tags: std::collections::BTreeMap<String, String>,
+    /// What it does (`--role`): both, worker or scheduler.
+    pub role: kala_store::NodeRole,
 }
 
 /// The number of partitions each of `live` instances should hold.
