@@ -8,6 +8,7 @@
 //!   or any Kala-compatible server given by `--url`.
 //! * `restart`  — time from process start until N stored jobs are loaded and
 //!   scheduled, and RSS per stored job.
+//! * `dispatch` — the latency `run_on` adds (runs dispatched to a worker).
 //! * `publish` — publish jobs against NATS/JetStream, RabbitMQ or MQTT:
 //!   confirmed publishes per second, lateness, confirmation latency.
 //! * `lateness` — actual start minus scheduled time of in-process or `true`
@@ -19,6 +20,7 @@
 mod chaos;
 mod cluster;
 mod compare;
+mod dispatch;
 mod embedded;
 mod http;
 mod lateness;
@@ -38,6 +40,7 @@ use serde_json::json;
 use chaos::{ChaosArgs, bench_chaos};
 use cluster::{ClusterArgs, bench_cluster};
 use compare::bench_compare;
+use dispatch::{DispatchArgs, bench_dispatch};
 use embedded::bench_embedded;
 use http::bench_http;
 use lateness::bench_lateness;
@@ -166,6 +169,20 @@ enum Cmd {
         /// SIGKILLs (each followed by a restart) per instance count ≥ 2.
         #[arg(long, default_value_t = 20)]
         kills: usize,
+    },
+    /// The latency `run_on` adds: runs dispatched to a worker instance
+    /// against runs where their partition is held (3 instances).
+    Dispatch {
+        #[arg(long)]
+        server: Option<PathBuf>,
+        /// postgres or redis.
+        #[arg(long, default_value = "postgres")]
+        backend: String,
+        /// Jobs each once a second (half of them dispatched).
+        #[arg(long, default_value_t = 200)]
+        jobs: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
     },
     /// Publish jobs (type 3) at a rate on the embedded store against this
     /// machine's brokers: confirmed publishes/s, lateness, confirmation
@@ -300,6 +317,20 @@ fn main() -> anyhow::Result<()> {
                     (*over_http, *no_list),
                     cli.repeat,
                 )
+                .await
+            }
+            Cmd::Dispatch {
+                server,
+                backend,
+                jobs,
+                seconds,
+            } => {
+                bench_dispatch(&DispatchArgs {
+                    server: server.clone(),
+                    backend: backend.clone(),
+                    jobs: *jobs,
+                    seconds: *seconds,
+                })
                 .await
             }
             Cmd::Publish {
