@@ -52,7 +52,15 @@ fn drive(base: &str, shots: &str, token: Option<&str>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webui_in_a_real_browser() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start(dir.path(), &["--tag", "role=browser-test"]);
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--tag",
+            "role=browser-test",
+            "--broker",
+            "events=nats://127.0.0.1:4222",
+        ],
+    );
     let c = client();
     // The assets are served from the binary with a strict CSP.
     let r = req(&c, "GET", &s.url("/webui/"), None).await;
@@ -81,7 +89,14 @@ async fn webui_asks_for_the_token_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Server::start(
         dir.path(),
-        &["--auth-token", "s3cret-token", "--tag", "role=browser-test"],
+        &[
+            "--auth-token",
+            "s3cret-token",
+            "--tag",
+            "role=browser-test",
+            "--broker",
+            "events=nats://127.0.0.1:4222",
+        ],
     );
     let base = s.base.clone();
     tokio::task::spawn_blocking(move || drive(&base, "auth", Some("s3cret-token")))

@@ -202,6 +202,38 @@ try {
   check(JSON.stringify(stored) === '[{"on":["retry"],"webhook":"https://hooks.example.com/kala"}]', 'stored: ' + JSON.stringify(stored));
   check((await apiCall('DELETE', `/api/v1/job/${notifyId}/`)).status === 204, 'deleted');
 
+  step('publish jobs and run_on: the form sets them, the job page shows them, the run publishes');
+  await page.click('a[data-nav="new"]');
+  await page.waitForSelector('#new-job');
+  await page.selectOption('#f-type', '3');
+  check(await page.isVisible('#f-publish-broker'), 'broker field shown for a publish job');
+  check(!(await page.isVisible('#f-command')), 'command hidden for a publish job');
+  check(!(await page.isVisible('#f-remote-url')), 'remote URL hidden for a publish job');
+  await page.fill('#f-name', 'publish from the browser');
+  await page.fill('#f-publish-broker', 'evnts');
+  await page.fill('#f-publish-to', 'kala.webui.test');
+  await page.fill('#f-publish-payload', '{"point": "{{.Run.ScheduledAt}}"}');
+  await page.fill('#f-publish-headers', '{"X-Team": "ui"}');
+  await page.fill('#f-run_on-tags', 'role=browser-test');
+  await page.click('#create');
+  await page.waitForSelector('#form-error:not([hidden])');
+  const perr = await page.textContent('#form-error');
+  check(/^publish\.broker: no broker named "evnts"/.test(perr), 'unknown broker refused, got: ' + perr);
+  check(await page.$('#f-publish-broker.invalid'), 'the broker field is marked');
+  await page.fill('#f-publish-broker', 'events');
+  await page.click('#create');
+  await page.waitForSelector('#job-name:text("publish from the browser")');
+  const message = await page.textContent('#job-publish');
+  check(message.includes('events') && message.includes('kala.webui.test') && message.includes('X-Team: ui'), 'message shown: ' + message);
+  const runOn = await page.textContent('#job-run-on');
+  check(runOn.includes('1 instance with role=browser-test'), 'run_on shown: ' + runOn);
+  await page.waitForSelector('#runs tr.run', { timeout: 20000 });
+  const published = await page.textContent('#runs tr.run td:nth-child(3)');
+  check(published.includes('succeeded'), 'the publish succeeded (NATS confirmed it), got ' + published);
+  await shot('09b-publish-job');
+  const publishId = (await page.textContent('dl.fields dd code')).trim();
+  check((await apiCall('DELETE', `/api/v1/job/${publishId}/`)).status === 204, 'deleted');
+
   if (!token) {
     step('a fuller job list for the README');
     const soon = (s) => new Date(Date.now() + s * 1000).toISOString().replace(/\.\d+Z$/, 'Z');

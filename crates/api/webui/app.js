@@ -310,7 +310,7 @@ async function refreshList() {
 const FIELDS = [
   ['name', 'Name', 'text', 'What the job is called.'],
   ['owner', 'Owner', 'text', 'An e-mail address or team (the server may fill a default).'],
-  ['type', 'Type', 'select', 'Local runs a command on this machine; remote makes an HTTP request.', [['0', 'local command'], ['1', 'remote HTTP request']]],
+  ['type', 'Type', 'select', 'Local runs a command on this machine; remote makes an HTTP request; publish sends a message to a broker the server names (--broker).', [['0', 'local command'], ['1', 'remote HTTP request'], ['3', 'publish to a broker']]],
   ['command', 'Command', 'text', 'Split like a shell would, run without a shell: bash -c \'…\' for pipes.'],
   ['schedule', 'Schedule', 'text', 'R[n]/start/interval, e.g. R/2030-01-01T09:00:00Z/PT1H; cron like "0 9 * * 1-5"; empty = once, now.'],
   ['time_zone', 'Time zone', 'text', 'IANA name such as Europe/Berlin (for schedules without an offset and for cron).'],
@@ -323,6 +323,9 @@ const FIELDS = [
   ['overlap', 'Overlap', 'select', 'Skip a run while the previous one is still going?', [['allow', 'allow'], ['skip', 'skip']]],
   ['disabled', 'Disabled', 'checkbox', 'Create it without scheduling it.'],
   ['resume_at_next_scheduled_time', 'Resume at next time', 'checkbox', 'After enabling, wait for the next point instead of running a missed one.'],
+  ['run_on.tags', 'Run on', 'text', 'Optional, in a cluster: tags an instance must have, e.g. role=etl, zone=eu-1.'],
+  ['run_on.count', 'Instances', 'number', 'How many matching instances run each point (default 1).'],
+  ['run_on.every', 'Every match', 'checkbox', 'Every live matching instance runs each point.'],
   ['notify.webhook', 'Notify webhook', 'text', 'Optional: a URL that gets a signed JSON POST on the events below.'],
   ['notify.email', 'Notify email', 'text', 'Optional: an address that gets an email on the events below (the server needs --smtp-url).'],
   ['notify.on', 'Notify on', 'events', 'The events the webhook and the email hear about.'],
@@ -332,6 +335,13 @@ const FIELDS = [
   ['remote.body', 'Body', 'textarea', ''],
   ['remote.timeout', 'Timeout (s)', 'number', 'Seconds; default 30.'],
   ['remote.expected_response_codes', 'Expected codes', 'text', 'Comma-separated; default 200.'],
+  ['publish.broker', 'Broker', 'text', 'The name of a broker the server was started with (--broker NAME=URL).'],
+  ['publish.to', 'To', 'text', 'The NATS subject, AMQP routing key or MQTT topic.'],
+  ['publish.exchange', 'Exchange', 'text', 'AMQP only; empty: the default exchange.'],
+  ['publish.payload', 'Payload', 'textarea', 'A template: {{.Run.ScheduledAt}}, {{.Name}}, …'],
+  ['publish.headers', 'Headers', 'textarea', 'JSON object, e.g. {"X-Team": "billing"}.'],
+  ['publish.qos', 'MQTT QoS', 'select', 'MQTT only.', [['', 'default (1)'], ['0', '0'], ['1', '1'], ['2', '2']]],
+  ['publish.retain', 'MQTT retain', 'checkbox', 'MQTT only: the broker keeps it as the topic\'s last message.'],
 ];
 
 const EVENTS = ['failure', 'success', 'retry', 'skipped', 'interrupted'];
@@ -348,6 +358,24 @@ function describeTargets(targets) {
   return h('ul', { class: 'targets', id: 'notify-targets' }, targets.map((t) => h('li', {},
     h('span', { class: 'muted' }, (t.on || []).join(', '), ' → '),
     t.webhook ? ['webhook ', h('code', {}, t.webhook), t.format ? ` (${t.format})` : ''] : ['email ', h('code', {}, t.email)])));
+}
+
+// "broker events → orders.tick", the payload below.
+function describePublish(p) {
+  if (!p) return '—';
+  const extra = [p.exchange ? `exchange ${p.exchange}` : '', p.qos !== undefined ? `QoS ${p.qos}` : '', p.retain ? 'retained' : '']
+    .filter(Boolean).join(', ');
+  return h('div', { id: 'job-publish' }, h('div', {}, 'broker ', h('code', {}, p.broker), ' → ', h('code', {}, p.to), extra ? ` (${extra})` : ''),
+    p.payload ? h('pre', { class: 'payload' }, p.payload) : null,
+    p.headers ? h('div', { class: 'muted small' }, Object.entries(p.headers).map(([k, v]) => `${k}: ${v}`).join(' · ')) : null);
+}
+
+// "2 instances with role=etl", or where the partition is held.
+function describeRunOn(r) {
+  if (!r) return h('span', { class: 'muted', id: 'job-run-on' }, 'the instance holding its partition');
+  const tags = Object.entries(r.tags || {}).map(([k, v]) => `${k}=${v}`).join(', ');
+  const how = r.every ? 'every instance' : `${r.count || 1} instance${(r.count || 1) > 1 ? 's' : ''}`;
+  return h('span', { id: 'job-run-on' }, tags ? `${how} with ${tags}` : `${how} (any)`);
 }
 
 // A notification's delivery, as a badge with its details in the tooltip.
@@ -389,6 +417,34 @@ function formBody(form) {
   if (text('notify.webhook')) notify.push({ on, webhook: text('notify.webhook') });
   if (text('notify.email')) notify.push({ on, email: text('notify.email') });
   if (notify.length) body.notify = notify;
+  const tags = text('run_on.tags');
+  if (tags || text('run_on.count') !== '' || v('run_on.every').checked) {
+    const runOn = {};
+    if (tags) {
+      runOn.tags = {};
+      for (const pair of tags.split(',').map((x) => x.trim()).filter(Boolean)) {
+        const i = pair.indexOf('=');
+        if (i < 1) throw new FieldError('run_on.tags', `run_on.tags: ${JSON.stringify(pair)} is not key=value`);
+        runOn.tags[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
+      }
+    }
+    if (text('run_on.count') !== '') runOn.count = Number(text('run_on.count'));
+    if (v('run_on.every').checked) runOn.every = true;
+    body.run_on = runOn;
+  }
+  if (body.type === 3) {
+    const p = { broker: text('publish.broker'), to: text('publish.to') };
+    if (text('publish.exchange')) p.exchange = text('publish.exchange');
+    if (v('publish.payload').value) p.payload = v('publish.payload').value;
+    const headers = text('publish.headers');
+    if (headers) {
+      try { p.headers = JSON.parse(headers); } catch (e) { throw new FieldError('publish.headers', 'publish.headers: not JSON: ' + e.message); }
+    }
+    if (v('publish.qos').value !== '') p.qos = Number(v('publish.qos').value);
+    if (v('publish.retain').checked) p.retain = true;
+    body.publish = p;
+    delete body.command;
+  }
   if (body.type === 1) {
     const rp = { url: text('remote.url'), method: v('remote.method').value };
     const headers = text('remote.headers');
@@ -415,7 +471,7 @@ function fieldOf(message) {
   if (t) return 'notify.' + t[1];
   const m = /^([A-Za-z_.]+)(?:\[\d+\])?:/.exec(message || '');
   if (!m) return null;
-  const f = m[1].replace(/^remote_properties\./, 'remote.');
+  const f = m[1].replace(/^remote_properties\./, 'remote.').replace(/^run_on\.tags\..*/, 'run_on.tags');
   return f;
 }
 
@@ -450,10 +506,10 @@ function renderNew() {
   const rows = [];
   let section = null;
   for (const [name, label, kind, hint, options] of FIELDS) {
-    const group = name.startsWith('remote.') ? 'remote' : name === 'command' ? 'local' : null;
-    if (group === 'remote' && section !== 'remote') {
-      section = 'remote';
-      rows.push(h('div', { class: 'section', 'data-group': 'remote' }, 'Remote request'));
+    const group = name.startsWith('remote.') ? 'remote' : name.startsWith('publish.') ? 'publish' : name === 'command' ? 'local' : null;
+    if ((group === 'remote' || group === 'publish') && section !== group) {
+      section = group;
+      rows.push(h('div', { class: 'section', 'data-group': group }, group === 'remote' ? 'Remote request' : 'Message'));
     }
     rows.push(h('label', { for: 'f-' + name.replace('.', '-'), 'data-group': group }, label));
     const field = h('div', { class: 'field', 'data-group': group }, fieldInput(name, kind, options), hint ? h('div', { class: 'hint' }, hint) : null);
@@ -481,8 +537,9 @@ function renderNew() {
   setView(h('h1', {}, 'New job'), h('div', { class: 'banner error', id: 'form-error', role: 'alert', hidden: true }),
     h('div', { class: 'card' }, form));
   const showGroups = () => {
-    const remote = $('#f-type').value === '1';
-    form.querySelectorAll('[data-group]').forEach((el) => { el.hidden = (el.dataset.group === 'remote') !== remote; });
+    const type = $('#f-type').value;
+    const of = { local: '0', remote: '1', publish: '3' };
+    form.querySelectorAll('[data-group]').forEach((el) => { el.hidden = of[el.dataset.group] !== type; });
   };
   $('#f-type').addEventListener('change', showGroups);
   showGroups();
@@ -561,8 +618,10 @@ async function renderJob(id, rid) {
   const rp = job.remote_properties || {};
   const rows = [
     ['Id', h('code', {}, job.id)], ['Owner', job.owner || '—'],
-    ['Type', job.type === 1 ? 'remote HTTP request' : 'local command'],
-    job.type === 1 ? ['Request', h('code', {}, `${rp.method || 'GET'} ${rp.url || ''}`)] : ['Command', h('code', {}, job.command)],
+    ['Type', job.type === 1 ? 'remote HTTP request' : job.type === 3 ? 'publish to a broker' : 'local command'],
+    job.type === 1 ? ['Request', h('code', {}, `${rp.method || 'GET'} ${rp.url || ''}`)]
+      : job.type === 3 ? ['Message', describePublish(job.publish)] : ['Command', h('code', {}, job.command)],
+    ['Runs on', describeRunOn(job.run_on)],
     ['Schedule', [describeSchedule(job), ' ', h('code', { class: 'muted' }, job.schedule || '(none)')]],
     ['Next run', job.disabled || job.is_done ? '—' : [timeCell(job.next_run_at), ' ', h('span', { class: 'muted small' }, absolute(parseTime(job.next_run_at)))]],
     ['State', jobState(job)],
