@@ -2,8 +2,9 @@
 //! channel in confirm mode, published `mandatory`: the publish succeeds
 //! on the broker's ack; a nack, a return (no queue bound: unroutable), a
 //! closed channel (an unknown exchange) or a lost connection is a failed
-//! attempt. One connection and channel per broker, opened again after
-//! any failure.
+//! attempt. One connection per broker with a few confirm-mode channels
+//! used in turn (one channel's confirms are serial at the broker); a
+//! channel that failed is opened again, the connection too if it broke.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,8 +19,23 @@ pub(crate) struct Amqp {
     url: String,
     ca_file: Option<PathBuf>,
     client_name: String,
-    /// The open connection and its confirm-mode channel.
-    open: Mutex<Option<(Connection, Channel)>>,
+    /// The open connection and its confirm-mode channels.
+    open: Mutex<Option<(Connection, Vec<Option<Channel>>)>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// Confirm-mode channels per connection.
+const CHANNELS: usize = 4;
+
+async fn confirm_channel(conn: &Connection) -> Result<Channel, String> {
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(|e| format!("cannot open an AMQP channel: {e}"))?;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| format!("cannot turn publisher confirms on: {e}"))?;
+    Ok(ch)
 }
 
 impl Amqp {
@@ -45,18 +61,27 @@ impl Amqp {
             ca_file,
             client_name: format!("kala {client}"),
             open: Mutex::new(None),
+            next: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
-    /// The channel to publish on, opening the connection if there is none
-    /// (or it broke).
+    /// A channel to publish on (the channels in turn), opening the
+    /// connection if there is none (or it broke) and the channel if it
+    /// failed.
     async fn channel(&self, timeout: Duration) -> Result<Channel, String> {
+        let slot = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CHANNELS;
         let mut open = self.open.lock().await;
-        if let Some((conn, ch)) = &*open
+        if let Some((conn, channels)) = &mut *open
             && conn.status().connected()
-            && ch.status().connected()
         {
-            return Ok(ch.clone());
+            if let Some(ch) = channels[slot].as_ref().filter(|c| c.status().connected()) {
+                return Ok(ch.clone());
+            }
+            let ch = tokio::time::timeout(timeout, confirm_channel(conn))
+                .await
+                .map_err(|_| format!("cannot open an AMQP channel within {timeout:?}"))??;
+            channels[slot] = Some(ch.clone());
+            return Ok(ch);
         }
         if let Some((conn, _)) = open.take() {
             let _ = conn.close(0, "reopening".into()).await;
@@ -79,27 +104,31 @@ impl Amqp {
                 }
             }
             .map_err(|e| format!("cannot connect to AMQP: {e}"))?;
-            let ch = conn
-                .create_channel()
-                .await
-                .map_err(|e| format!("cannot open an AMQP channel: {e}"))?;
-            ch.confirm_select(ConfirmSelectOptions::default())
-                .await
-                .map_err(|e| format!("cannot turn publisher confirms on: {e}"))?;
+            let ch = confirm_channel(&conn).await?;
             Ok::<_, String>((conn, ch))
         };
         let (conn, ch) = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| format!("cannot connect to AMQP within {timeout:?}"))??;
-        *open = Some((conn, ch.clone()));
+        let mut channels = vec![None; CHANNELS];
+        channels[slot] = Some(ch.clone());
+        *open = Some((conn, channels));
         Ok(ch)
     }
 
     /// Forgets the channel `failed` (not a newer one another publish
-    /// opened meanwhile).
+    /// opened meanwhile); the connection too when it is the one broken.
     async fn drop_channel(&self, failed: &Channel) {
         let mut open = self.open.lock().await;
-        if open.as_ref().is_some_and(|(_, ch)| ch.id() == failed.id())
+        let Some((conn, channels)) = &mut *open else {
+            return;
+        };
+        for c in channels.iter_mut() {
+            if c.as_ref().is_some_and(|c| c.id() == failed.id()) {
+                *c = None;
+            }
+        }
+        if !conn.status().connected()
             && let Some((conn, _)) = open.take()
         {
             let _ = conn.close(0, "publish failed".into()).await;
