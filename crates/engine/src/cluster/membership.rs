@@ -265,11 +265,12 @@ impl Inner {
             let Ok(_permit) = self.permit().await else {
                 return;
             };
+            // Skipped or dispatched elsewhere: the one-off is done either
+            // way (recorded, or marked done with its dispatch).
             let job = self.lock().job(&id);
             if let Some(job) = job
                 && !self.run_placed(&job, Trigger::Once, None).await
             {
-                self.lock().once_started.remove(&id);
                 return;
             }
             self.run_pipeline(id, Trigger::Once, None, Vec::new()).await;

@@ -175,14 +175,34 @@ impl Inner {
             node: target.to_string(),
             dispatched_by: Some(self.config.node_id.clone()),
         };
+        // A one-off is done once its run is dispatched (as once it
+        // starts here): no instance finds it pending again, whatever
+        // becomes of the run (its record, or `interrupted`).
+        let done = RunDelta {
+            next_run_at: Some(None),
+            is_done: Some(true),
+            ..RunDelta::default()
+        };
+        let update = match trigger {
+            Trigger::Once => vec![kala_store::JobUpdate {
+                job_id: id.to_string(),
+                change: kala_store::JobChange::Ran(done.clone()),
+            }],
+            _ => Vec::new(),
+        };
         self.store
             .apply(Batch {
                 begin: vec![open],
+                update,
                 fence,
                 ..Batch::default()
             })
             .await
             .map_err(|e| e.to_string())?;
+        if trigger == Trigger::Once {
+            let change = kala_store::JobChange::Ran(done);
+            self.lock().update(id, |job| change.apply(job));
+        }
         self.metrics.dispatched();
         Ok(())
     }

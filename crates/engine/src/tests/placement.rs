@@ -285,3 +285,48 @@ async fn alone_run_on_must_match_this_instance() {
     );
     a.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A one-off job with `run_on` runs once on a matching instance, and is
+/// done from its dispatch on: a later look at it (a follower's re-read,
+/// a takeover) does not find it pending and place it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatched_one_off_runs_once_and_is_done() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::shared());
+    let clock = Arc::new(FakeClock::new(t0()));
+    let ran: Ran = Arc::default();
+    let a = node(
+        &store,
+        &clock,
+        "a",
+        &[("role", "web")],
+        NodeRole::Both,
+        &ran,
+    )
+    .await;
+    let b = node(
+        &store,
+        &clock,
+        "b",
+        &[("role", "etl")],
+        NodeRole::Worker,
+        &ran,
+    )
+    .await;
+    tick(&clock, 2).await;
+    let mut once = job("once", "ok", "");
+    once.run_on = Some(Box::new(etl(None, false)));
+    let id = a.create(once).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tick(&clock, 6).await;
+    let runs: Vec<_> = ran.lock().unwrap().clone();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].0, "b", "{runs:?}");
+    let stored = store.get(&id).await.unwrap().unwrap();
+    assert!(stored.is_done, "{stored:?}");
+    let records = store.runs(&id, None).await.unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].node.as_deref(), Some("b"));
+    for e in [a, b] {
+        e.shutdown(Duration::from_secs(1)).await;
+    }
+}
