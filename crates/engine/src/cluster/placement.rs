@@ -334,8 +334,15 @@ impl Inner {
     async fn run_handed(self: Arc<Self>, o: OpenRun) {
         let known = self.lock().job(&o.job_id).is_some();
         if !known {
-            // Deleted (or not known here yet, which the change feed that
-            // woke us rules out): end the entry with why.
+            // Not known here yet (the sweep found the entry before the
+            // change follower installed the job): left for a later look.
+            if let Ok(Some(_)) = self.store.get(&o.job_id).await {
+                if let Some(c) = &self.cluster {
+                    c.picked().remove(&o.run_id);
+                }
+                return;
+            }
+            // Deleted meanwhile: end the entry with why.
             let record = self.skipped_record(
                 &o.job_id,
                 o.trigger,
