@@ -45,7 +45,7 @@ use embedded::bench_embedded;
 use http::bench_http;
 use lateness::bench_lateness;
 use notify::bench_notify;
-use publish::bench_publish;
+use publish::{bench_publish, bench_publish_cluster};
 use restart::bench_restart;
 use store::bench_store;
 
@@ -196,6 +196,12 @@ enum Cmd {
         rate: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// Three kala-server processes on PostgreSQL instead of the
+        /// embedded engine.
+        #[arg(long)]
+        cluster: bool,
+        #[arg(long)]
+        server: Option<PathBuf>,
     },
     /// Lateness of scheduled runs at a rate, with idle jobs queued.
     Lateness {
@@ -337,7 +343,15 @@ fn main() -> anyhow::Result<()> {
                 kind,
                 rate,
                 seconds,
-            } => bench_publish(kind, *rate, *seconds).await,
+                cluster,
+                server,
+            } => {
+                if *cluster {
+                    bench_publish_cluster(server.clone(), kind, *rate, *seconds).await
+                } else {
+                    bench_publish(kind, *rate, *seconds).await
+                }
+            }
             Cmd::Lateness {
                 rate,
                 idle,

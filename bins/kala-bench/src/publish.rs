@@ -213,3 +213,130 @@ pub async fn bench_publish(kind: &str, rate: usize, seconds: f64) -> anyhow::Res
         ),
     ])
 }
+
+/// The same across three kala-server instances on one PostgreSQL schema,
+/// each with the broker: confirmed publishes per second (from the run
+/// records), lateness and confirmation latency.
+pub async fn bench_publish_cluster(
+    server: Option<std::path::PathBuf>,
+    kind: &str,
+    rate: usize,
+    seconds: f64,
+) -> anyhow::Result<Vec<Measure>> {
+    use sqlx::Connection;
+    let bin = crate::server::server_binary(server)?;
+    let tag = format!("{:x}", std::process::id());
+    let (url, to) = prepare(kind, &tag).await?;
+    let pg_url = "postgres://postgres@127.0.0.1:5432/test";
+    let ns = format!("kala_publish_{tag}");
+    let mut dirs = Vec::new();
+    let mut servers = Vec::new();
+    for i in 0..3 {
+        let dir = tempfile::tempdir()?;
+        let args: Vec<String> = [
+            "--jobdb",
+            "postgres",
+            "--jobdb-address",
+            pg_url,
+            "--jobdb-namespace",
+            &ns,
+            "--node-name",
+            &format!("p{i}"),
+            "--max-concurrent-runs",
+            "4096",
+            "--broker",
+            &format!("bench={url}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        servers.push(kala_testkit::ServerProcess::start(&bin, dir.path(), &args)?);
+        dirs.push(dir);
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let clients: Vec<kala_client::Client> = servers
+        .iter()
+        .map(|s| kala_client::Client::new(&s.base))
+        .collect::<Result<_, _>>()?;
+    let start = Timestamp::now() + SignedDuration::from_secs(4 + (rate / 300) as i64);
+    let mut ids = Vec::with_capacity(rate);
+    for k in 0..rate {
+        let offset = SignedDuration::from_nanos((1_000_000_000 / rate as i64) * k as i64);
+        let body = serde_json::json!({
+            "name": format!("publish {k}"),
+            "type": 3,
+            "schedule": format!("R/{}/PT1S", start + offset),
+            "publish": {"broker": "bench", "to": to, "payload": "{\"point\":\"{{.Run.ScheduledAt}}\"}"},
+        });
+        ids.push(clients[k % 3].create_json(&body).await?);
+    }
+    let from = start + SignedDuration::from_secs(1);
+    let to_t = from + SignedDuration::from_secs_f64(seconds);
+    let wait = to_t.duration_since(Timestamp::now()).as_secs_f64().max(0.0);
+    tokio::time::sleep(Duration::from_secs_f64(wait + 3.0)).await;
+    for (k, id) in ids.iter().enumerate() {
+        clients[k % 3].disable(id).await?;
+    }
+    let (mut late, mut confirm) = (Vec::new(), Vec::new());
+    let (mut ok, mut failed) = (0u64, 0u64);
+    for (k, id) in ids.iter().enumerate() {
+        for r in clients[k % 3].runs(id, None).await? {
+            let Some(p) = r.scheduled_at.filter(|p| *p >= from && *p < to_t) else {
+                continue;
+            };
+            if r.outcome == Outcome::Succeeded {
+                ok += 1;
+                late.push(r.ran_at.duration_since(p).as_secs_f64() * 1e3);
+                confirm.push(r.execution_duration as f64 / 1e6);
+            } else {
+                failed += 1;
+                if failed == 1 {
+                    eprintln!(
+                        "publish: first run not succeeded: {:?} {:?}",
+                        r.outcome, r.error
+                    );
+                }
+            }
+        }
+    }
+    for s in servers {
+        s.stop()?;
+    }
+    let mut pg = sqlx::PgConnection::connect(pg_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {ns} CASCADE"
+    )))
+    .execute(&mut pg)
+    .await?;
+    clean(kind, &tag).await?;
+    late.sort_by(f64::total_cmp);
+    confirm.sort_by(f64::total_cmp);
+    let label = format!("{kind}, {rate} jobs each once a second, 3 instances on PostgreSQL");
+    Ok(vec![
+        measure(
+            format!("confirmed publishes per second, every run recorded ({label})"),
+            "msg/s",
+            vec![ok as f64 / seconds],
+        ),
+        measure(
+            format!("failed publishes ({label})"),
+            "runs",
+            vec![failed as f64],
+        ),
+        measure(
+            format!("lateness p50 ({label})"),
+            "ms",
+            vec![percentile(&late, 0.5)],
+        ),
+        measure(
+            format!("lateness p99 ({label})"),
+            "ms",
+            vec![percentile(&late, 0.99)],
+        ),
+        measure(
+            format!("broker confirmation p99 ({label})"),
+            "ms",
+            vec![percentile(&confirm, 0.99)],
+        ),
+    ])
+}

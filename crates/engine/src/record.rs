@@ -83,12 +83,14 @@ impl Inner {
             if let Some(why) = why {
                 return Clear::Stopped(why);
             }
-            if asked.elapsed() < FRESH && self.lease_proven(id, token) {
+            // The lease was proven (with its margin) right before the
+            // read: a fresh answer leaves it standing.
+            if asked.elapsed() < FRESH {
                 return Clear::Go;
             }
             tracing::debug!(job = %id, "the stored job's answer was slow; asking again before the start");
         }
-        if self.lease_proven(id, token) {
+        if self.reprove_lease(id, token).await {
             Clear::Go
         } else {
             Clear::LeaseLost
