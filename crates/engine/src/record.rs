@@ -83,9 +83,9 @@ impl Inner {
             if let Some(why) = why {
                 return Clear::Stopped(why);
             }
-            // The lease was proven (with its margin) right before the
-            // read: a fresh answer leaves it standing.
-            if asked.elapsed() < FRESH {
+            // A fresh answer, and the lease still held here after it (a
+            // hand-over during the read ends it at once).
+            if asked.elapsed() < FRESH && self.lease_proven(id, token) {
                 return Clear::Go;
             }
             tracing::debug!(job = %id, "the stored job's answer was slow; asking again before the start");

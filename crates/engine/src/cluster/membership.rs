@@ -205,10 +205,16 @@ impl Inner {
         };
         let fresh = coord.get_many(&ids).await?;
         let mut taken: HashMap<&str, Timestamp> = HashMap::new();
+        // One-offs whose run is going on a live instance (or here): they
+        // count as attempted, so the takeover does not start them again
+        // before that run's record is written.
+        let mut once_going: HashMap<&str, Timestamp> = HashMap::new();
         for r in &going {
             if let Some(p) = r.scheduled_at {
                 let e = taken.entry(r.job_id.as_str()).or_insert(p);
                 *e = (*e).max(p);
+            } else if r.trigger == kala_job::Trigger::Once {
+                once_going.insert(r.job_id.as_str(), r.started_at);
             }
         }
         let present: HashSet<String> = fresh.iter().map(|j| j.id.clone()).collect();
@@ -216,6 +222,10 @@ impl Inner {
         for mut job in fresh {
             if let Some(p) = taken.get(job.id.as_str()) {
                 job.last_scheduled_at = Some(job.last_scheduled_at.map_or(*p, |l| l.max(*p)));
+            }
+            if let Some(t) = once_going.get(job.id.as_str()) {
+                let m = &mut job.metadata.last_attempted_run;
+                *m = Some(m.map_or(*t, |l| l.max(*t)));
             }
             if let Some(cur) = st.job(&job.id) {
                 job.next_run_at = cur.next_run_at;
@@ -265,6 +275,19 @@ impl Inner {
             let Ok(_permit) = self.permit().await else {
                 return;
             };
+            // In a cluster, a one-off whose run another instance (or this
+            // one, before a hand-over) journaled and has not recorded yet
+            // is going: the journal says so even when the stored job does
+            // not yet.
+            if self.cluster.is_some()
+                && let Ok(open) = self.store.open_runs().await
+                && open
+                    .iter()
+                    .any(|o| o.job_id == id && o.trigger == Trigger::Once)
+            {
+                tracing::debug!(job = %id, "a run of this one-off is journaled already; not started again");
+                return;
+            }
             // Skipped or dispatched elsewhere: the one-off is done either
             // way (recorded, or marked done with its dispatch).
             let job = self.lock().job(&id);
