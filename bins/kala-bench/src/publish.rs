@@ -177,41 +177,8 @@ pub async fn bench_publish(kind: &str, rate: usize, seconds: f64) -> anyhow::Res
     if let Some(e) = first_error {
         eprintln!("publish: {failed} failed runs; the first: {e:?}");
     }
-    late.sort_by(f64::total_cmp);
-    confirm.sort_by(f64::total_cmp);
     let label = format!("{kind}, {rate} jobs each once a second, embedded store");
-    Ok(vec![
-        measure(
-            format!("confirmed publishes per second, every run recorded ({label})"),
-            "msg/s",
-            vec![ok as f64 / seconds],
-        ),
-        measure(
-            format!("failed publishes ({label})"),
-            "runs",
-            vec![failed as f64],
-        ),
-        measure(
-            format!("lateness p50 ({label})"),
-            "ms",
-            vec![percentile(&late, 0.5)],
-        ),
-        measure(
-            format!("lateness p99 ({label})"),
-            "ms",
-            vec![percentile(&late, 0.99)],
-        ),
-        measure(
-            format!("broker confirmation p50 ({label})"),
-            "ms",
-            vec![percentile(&confirm, 0.5)],
-        ),
-        measure(
-            format!("broker confirmation p99 ({label})"),
-            "ms",
-            vec![percentile(&confirm, 0.99)],
-        ),
-    ])
+    Ok(report(&label, seconds, ok, failed, late, confirm))
 }
 
 /// The same across three kala-server instances on one PostgreSQL schema,
@@ -309,10 +276,22 @@ pub async fn bench_publish_cluster(
     .execute(&mut pg)
     .await?;
     clean(kind, &tag).await?;
+    let label = format!("{kind}, {rate} jobs each once a second, 3 instances on PostgreSQL");
+    Ok(report(&label, seconds, ok, failed, late, confirm))
+}
+
+/// The figures of a publish measurement.
+fn report(
+    label: &str,
+    seconds: f64,
+    ok: u64,
+    failed: u64,
+    mut late: Vec<f64>,
+    mut confirm: Vec<f64>,
+) -> Vec<Measure> {
     late.sort_by(f64::total_cmp);
     confirm.sort_by(f64::total_cmp);
-    let label = format!("{kind}, {rate} jobs each once a second, 3 instances on PostgreSQL");
-    Ok(vec![
+    vec![
         measure(
             format!("confirmed publishes per second, every run recorded ({label})"),
             "msg/s",
@@ -334,9 +313,14 @@ pub async fn bench_publish_cluster(
             vec![percentile(&late, 0.99)],
         ),
         measure(
+            format!("broker confirmation p50 ({label})"),
+            "ms",
+            vec![percentile(&confirm, 0.5)],
+        ),
+        measure(
             format!("broker confirmation p99 ({label})"),
             "ms",
             vec![percentile(&confirm, 0.99)],
         ),
-    ])
+    ]
 }

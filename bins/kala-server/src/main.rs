@@ -10,7 +10,6 @@ mod notify;
 mod store;
 mod tags;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -375,19 +374,6 @@ async fn run(command: Vec<String>) -> ExitCode {
     }
 }
 
-fn listen_addr(interface: &str, port: &str) -> anyhow::Result<SocketAddr> {
-    let port = port.strip_prefix(':').unwrap_or(port);
-    let port: u16 = port
-        .parse()
-        .with_context(|| format!("--port {port:?} is not a port number"))?;
-    let ip: std::net::IpAddr = interface
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .with_context(|| format!("--interface {interface:?} is not an IP address"))?;
-    Ok(SocketAddr::new(ip, port))
-}
-
 async fn serve(args: Serve) -> anyhow::Result<()> {
     let filter = if args.verbose { "debug" } else { "info" };
     let env_filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -412,7 +398,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         tracing::error!(panic = %info, "caught a panic; see the error it became");
     }));
 
-    let addr = listen_addr(&args.interface, &args.port)?;
+    let addr = net::listen_addr(&args.interface, &args.port)?;
     // Bound before the engine starts so that the instance's default name
     // has the real port (also with `--port 0`); requests wait in the
     // backlog until the engine is ready.

@@ -1,4 +1,4 @@
-//! The HTTP side: TLS set-up, the accept loop with its timeouts, and the
+//! The HTTP side: the listen address, TLS set-up, the accept loop with its timeouts, and the
 //! shutdown signal.
 
 use std::sync::Arc;
@@ -127,4 +127,18 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// `--interface` and `--port` (Kala's `:8000` form too) as an address.
+pub fn listen_addr(interface: &str, port: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let port = port.strip_prefix(':').unwrap_or(port);
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("--port {port:?} is not a port number"))?;
+    let ip: std::net::IpAddr = interface
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .with_context(|| format!("--interface {interface:?} is not an IP address"))?;
+    Ok(std::net::SocketAddr::new(ip, port))
 }

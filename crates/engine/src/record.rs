@@ -166,16 +166,29 @@ impl Inner {
     }
 
     pub async fn record_skip(&self, id: &str, point: Timestamp, why: String) {
+        self.record_skipped(id, Trigger::Schedule, Some(point), why)
+            .await;
+    }
+
+    /// A run of `id` (`trigger`, `point`) that did not happen, recorded
+    /// with why (and its point consumed).
+    pub(crate) async fn record_skipped(
+        &self,
+        id: &str,
+        trigger: Trigger,
+        point: Option<Timestamp>,
+        why: String,
+    ) {
         let record = self.skipped_record(
             id,
-            Trigger::Schedule,
-            Some(point),
+            trigger,
+            point,
             self.clock.now(),
             uuid::Uuid::new_v4().to_string(),
             why,
         );
         let delta = RunDelta {
-            point: Some(point),
+            point,
             ..RunDelta::default()
         };
         self.persist_run(id, record, None, delta, None).await;

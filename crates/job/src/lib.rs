@@ -10,10 +10,9 @@ pub mod notify;
 pub mod packed;
 pub mod placement;
 pub mod publish;
+mod remote;
 mod timing;
 pub mod wire;
-
-use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use kala_schedule::{Schedule, Zone};
@@ -23,6 +22,8 @@ pub use kala_schedule;
 pub use notify::{NotifyOn, NotifyTarget};
 pub use placement::RunOn;
 pub use publish::Publish;
+pub use remote::RemoteProperties;
+use remote::shared_remote;
 pub use timing::{Plan, Timing};
 
 /// A job id: a UUID string for jobs created over the API.
@@ -86,52 +87,6 @@ pub struct Metadata {
     pub last_error: Option<Timestamp>,
     pub last_attempted_run: Option<Timestamp>,
     pub number_of_finished_runs: u64,
-}
-
-/// Settings of a remote (HTTP) job, Kala's `remote_properties`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteProperties {
-    pub url: String,
-    /// Empty means GET.
-    pub method: String,
-    pub body: String,
-    pub headers: Option<BTreeMap<String, Vec<String>>>,
-    /// Seconds; 0 means the default of 30 s, negative means none.
-    pub timeout: i64,
-    /// Empty means `[200]`.
-    pub expected_response_codes: Option<Vec<u16>>,
-}
-
-thread_local! {
-    /// One empty value per thread: jobs made on a thread share it, and
-    /// threads decoding a million jobs at once do not all count
-    /// references on one cache line.
-    static NO_REMOTE: std::sync::Arc<RemoteProperties> =
-        std::sync::Arc::new(RemoteProperties::default());
-}
-
-impl RemoteProperties {
-    /// The empty settings local jobs share.
-    pub fn shared_default() -> std::sync::Arc<RemoteProperties> {
-        NO_REMOTE.with(std::sync::Arc::clone)
-    }
-
-    /// `self` in an `Arc`: the shared one when it is empty.
-    pub fn shared(self) -> std::sync::Arc<RemoteProperties> {
-        if self == RemoteProperties::default() {
-            RemoteProperties::shared_default()
-        } else {
-            std::sync::Arc::new(self)
-        }
-    }
-}
-
-/// Stored jobs' remote settings: the shared empty value when empty, so a
-/// million loaded local jobs do not hold a million empty copies.
-fn shared_remote<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<std::sync::Arc<RemoteProperties>, D::Error> {
-    RemoteProperties::deserialize(d).map(RemoteProperties::shared)
 }
 
 /// A job: its definition (what the user asked for) and its state (what

@@ -16,6 +16,7 @@ use kala_job::{Job, Outcome, RunRecord, Trigger, wire::job_from_json};
 use crate::{Batch, Claim, JobStore};
 
 mod cluster;
+mod fencing;
 mod journal;
 mod outbox;
 mod runs;

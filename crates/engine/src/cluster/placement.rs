@@ -258,19 +258,7 @@ impl Inner {
     ) {
         self.metrics.placement_skipped();
         tracing::warn!(job = %id, "{why}");
-        let record = self.skipped_record(
-            id,
-            trigger,
-            point,
-            self.clock.now(),
-            uuid::Uuid::new_v4().to_string(),
-            why,
-        );
-        let delta = RunDelta {
-            point,
-            ..RunDelta::default()
-        };
-        self.persist_run(id, record, None, delta, None).await;
+        self.record_skipped(id, trigger, point, why).await;
     }
 
     /// Whether a change of `ids` may carry a run dispatched here: one of

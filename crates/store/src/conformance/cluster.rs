@@ -9,17 +9,15 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use kala_job::Job;
 
-use super::journal::open_run;
 use crate::{
-    Batch, Coordination, Fence, JobChange, JobStore, JobUpdate, LeaseRequest, NodeInfo, RunDelta,
-    StoreError,
+    Batch, Coordination, JobChange, JobStore, JobUpdate, LeaseRequest, NodeInfo, RunDelta,
 };
 
-fn at(s: i64) -> Timestamp {
+pub(super) fn at(s: i64) -> Timestamp {
     Timestamp::from_second(1_900_000_000 + s).expect("in range")
 }
 
-fn req(node: &str, take: &[u32], release: &[u32], now: Timestamp) -> LeaseRequest {
+pub(super) fn req(node: &str, take: &[u32], release: &[u32], now: Timestamp) -> LeaseRequest {
     LeaseRequest {
         node: node.into(),
         take: take.to_vec(),
@@ -32,8 +30,8 @@ fn req(node: &str, take: &[u32], release: &[u32], now: Timestamp) -> LeaseReques
 /// The test's two instances; their leases from an earlier run of the
 /// suite are freed first (leases outlive `delete_all`, tokens never go
 /// back, so tokens are checked relative to what was found).
-const A: &str = "conformance-a";
-const B: &str = "conformance-b";
+pub(super) const A: &str = "conformance-a";
+pub(super) const B: &str = "conformance-b";
 
 pub(super) async fn cluster(s: Arc<dyn JobStore>) {
     let name = s.name();
@@ -42,13 +40,13 @@ pub(super) async fn cluster(s: Arc<dyn JobStore>) {
         c.leave(n).await.expect("leave");
     }
     leases(name, c).await;
-    fencing(name, &*s, c).await;
+    super::fencing::fencing(name, &*s, c).await;
     updates(name, s.clone(), c).await;
     membership(name, c).await;
 }
 
 /// The token of partition `p` if `node` holds it.
-fn tok(leases: &[crate::Lease], node: &str, p: u32) -> Option<u64> {
+pub(super) fn tok(leases: &[crate::Lease], node: &str, p: u32) -> Option<u64> {
     leases
         .iter()
         .find(|l| l.partition == p && l.owner == node)
@@ -108,160 +106,6 @@ async fn leases(name: &str, c: &dyn Coordination) {
         t3.map(|t| t + 1),
         "[{name}] leases() lists them"
     );
-}
-
-async fn fencing(name: &str, s: &dyn JobStore, c: &dyn Coordination) {
-    let job = Job::new("fenced", "true");
-    s.apply(Batch::put(job.clone())).await.expect("put");
-    let all = c.lease(req(A, &[7], &[], at(10))).await.expect("lease");
-    let token = tok(&all, A, 7).expect("held");
-    let fenced = |node: &str, token: u64, now: Timestamp, run: &str| Batch {
-        begin: vec![open_run(run, &job.id, Some(1_900_000_000_000_000_000))],
-        fence: Some(Fence {
-            partition: 7,
-            node: node.into(),
-            token,
-            now,
-        }),
-        ..Batch::default()
-    };
-    s.apply(fenced(A, token, at(11), "f-ok"))
-        .await
-        .expect("a holds the lease");
-    for (why, batch) in [
-        ("another node", fenced(B, token, at(11), "f-1")),
-        ("an old token", fenced(A, token - 1, at(11), "f-2")),
-        ("an expired lease", fenced(A, token, at(14), "f-3")),
-    ] {
-        match s.apply(batch).await {
-            Err(StoreError::Fenced(_)) => {}
-            other => panic!("[{name}] a batch fenced by {why} must fail Fenced, got {other:?}"),
-        }
-    }
-    let open: Vec<String> = s
-        .open_runs()
-        .await
-        .expect("open")
-        .into_iter()
-        .map(|r| r.run_id)
-        .collect();
-    assert!(
-        open.contains(&"f-ok".to_string()),
-        "[{name}] the fenced batch that held is written"
-    );
-    assert!(
-        !open.iter().any(|r| r.starts_with("f-") && r != "f-ok"),
-        "[{name}] refused batches write nothing: {open:?}"
-    );
-    // Taken over: the old holder's token no longer works even before expiry.
-    c.lease(req(A, &[], &[7], at(11))).await.expect("release");
-    c.lease(req(B, &[7], &[], at(11))).await.expect("take");
-    assert!(
-        matches!(
-            s.apply(fenced(A, token, at(11), "f-4")).await,
-            Err(StoreError::Fenced(_))
-        ),
-        "[{name}] a lease that changed hands fences its old holder"
-    );
-    // The record of a run journaled under the old lease (its write waited
-    // on a stalled link while the partition changed hands) is refused
-    // whole: no record, no counters, its journal entry still open.
-    let mut record = super::outbox::run_of(&job, at(12));
-    record.run_id = Some("f-ok".into());
-    let refused = s
-        .apply(Batch {
-            runs: vec![record],
-            end: vec!["f-ok".into()],
-            update: vec![JobUpdate {
-                job_id: job.id.clone(),
-                change: JobChange::Ran(RunDelta {
-                    successes: 1,
-                    finished: 1,
-                    ..RunDelta::default()
-                }),
-            }],
-            fence: Some(Fence {
-                partition: 7,
-                node: A.into(),
-                token,
-                now: at(11),
-            }),
-            ..Batch::default()
-        })
-        .await;
-    assert!(
-        matches!(refused, Err(StoreError::Fenced(_))),
-        "[{name}] a run's record under a lease that changed hands is refused, got {refused:?}"
-    );
-    assert!(
-        s.runs(&job.id, None).await.expect("runs").is_empty(),
-        "[{name}] the refused record is not written"
-    );
-    let kept = s.get(&job.id).await.expect("get").expect("exists");
-    assert_eq!(kept.metadata.success_count, 0, "[{name}] nor its counters");
-    assert!(
-        s.open_runs()
-            .await
-            .expect("open")
-            .iter()
-            .any(|r| r.run_id == "f-ok"),
-        "[{name}] and its journal entry stays open"
-    );
-    // A record under a lease that ran out but did not change hands (no
-    // one took it over, so no one recorded the run interrupted) is
-    // written: Fence::for_record does not check expiry.
-    let b_token = tok(&c.leases().await.expect("leases"), B, 7).expect("b holds it");
-    let b_fence = Fence {
-        partition: 7,
-        node: B.into(),
-        token: b_token,
-        now: at(12),
-    };
-    s.apply(Batch {
-        begin: vec![open_run("f-b", &job.id, None)],
-        fence: Some(b_fence.clone()),
-        ..Batch::default()
-    })
-    .await
-    .expect("b holds the lease");
-    let mut late = super::outbox::run_of(&job, at(12));
-    late.run_id = Some("f-b".into());
-    let expired = Fence {
-        now: at(3600),
-        ..b_fence
-    };
-    assert!(
-        matches!(
-            s.apply(Batch {
-                begin: vec![open_run("f-5", &job.id, None)],
-                fence: Some(expired.clone()),
-                ..Batch::default()
-            })
-            .await,
-            Err(StoreError::Fenced(_))
-        ),
-        "[{name}] an expired lease fences a journal entry"
-    );
-    s.apply(Batch {
-        runs: vec![late],
-        end: vec!["f-b".into()],
-        fence: Some(expired.for_record()),
-        ..Batch::default()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("[{name}] a record under an expired lease nobody took: {e}"));
-    assert_eq!(
-        s.runs(&job.id, None).await.expect("runs").len(),
-        1,
-        "[{name}] the record under the unchanged lease is written"
-    );
-    s.apply(Batch {
-        end: vec!["f-ok".into()],
-        delete: vec![job.id.clone()],
-        ..Batch::default()
-    })
-    .await
-    .expect("end");
 }
 
 async fn updates(name: &str, s: Arc<dyn JobStore>, c: &dyn Coordination) {
