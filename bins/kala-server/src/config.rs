@@ -55,6 +55,18 @@ fn value_text(key: &str, v: &toml::Value) -> Result<String, String> {
     })
 }
 
+/// The config file `serve` reads: `--config`/`KALA_CONFIG`, else the
+/// default one when it exists.
+pub fn effective(explicit: Option<&std::path::Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => {
+            let default = PathBuf::from(DEFAULT_PATH);
+            default.exists().then_some(default)
+        }
+    }
+}
+
 /// `cmd` with the config file's values as the defaults of `serve`'s flags.
 pub fn apply(mut cmd: Command, args: &[OsString]) -> Result<Command, String> {
     let Some((path, named)) = named(args) else {
@@ -101,6 +113,9 @@ pub fn apply(mut cmd: Command, args: &[OsString]) -> Result<Command, String> {
                     entries.push(("broker-ca-file".into(), toml::Value::Array(cas)));
                 }
             }
+            // `[[tokens]]`: not a flag; read by `auth.rs` (and again on
+            // SIGHUP).
+            ("tokens", toml::Value::Array(_)) => {}
             _ => entries.push((key.clone(), value.clone())),
         }
     }

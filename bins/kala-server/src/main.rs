@@ -1,12 +1,14 @@
 //! `kala-server`: composes the schedule, job, store, executor, engine and
 //! API crates into Kala's single binary. Flag names follow Kala's.
 
+mod auth;
 mod brokers;
 mod check;
 mod config;
 mod import;
 mod net;
 mod notify;
+mod run;
 mod store;
 mod tags;
 
@@ -51,6 +53,11 @@ enum Command {
         #[arg(long = "bolt-path", env = "KALA_BOLT_PATH", default_value = ".")]
         bolt_path: PathBuf,
     },
+    /// Make API tokens (`kala-server token new --name ci --role operator`).
+    Token {
+        #[command(subcommand)]
+        cmd: auth::TokenCmd,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish,
     /// powershell) for kala-server.
     Completions { shell: clap_complete::Shell },
@@ -87,11 +94,6 @@ enum LogFormat {
     /// One JSON object per line, for log collectors.
     Json,
 }
-
-/// The backends `--jobdb` accepts.
-const JOBDBS: &[&str] = &[
-    "boltdb", "redis", "postgres", "mysql", "mariadb", "mongo", "consul",
-];
 
 #[derive(Args, Debug)]
 struct Serve {
@@ -273,6 +275,8 @@ struct Serve {
     notify: notify::NotifyArgs,
     #[command(flatten)]
     brokers: brokers::BrokerArgs,
+    #[command(flatten)]
+    auth: auth::AuthArgs,
 }
 
 fn main() -> ExitCode {
@@ -300,7 +304,10 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Run { command } => runtime.block_on(run(command)),
+        Command::Run { command } => runtime.block_on(run::run(command)),
+        Command::Token {
+            cmd: auth::TokenCmd::New { name, role, owner },
+        } => auth::token_new(&name, role, owner),
         Command::Check { bolt_path } => check::check(&bolt_path),
         Command::Import {
             from,
@@ -345,33 +352,6 @@ fn main() -> ExitCode {
     // thread reading a command's output) does not hold the process.
     runtime.shutdown_timeout(Duration::from_millis(500));
     code
-}
-
-async fn run(command: Vec<String>) -> ExitCode {
-    match command.as_slice() {
-        [] => {
-            eprintln!("Must include a command");
-            ExitCode::FAILURE
-        }
-        [cmd] => {
-            let attempt = kala_executor::run_command(cmd, None).await;
-            if attempt.success {
-                println!("Command Succeeded!");
-                println!("Output:  {}", attempt.output.trim());
-                ExitCode::SUCCESS
-            } else {
-                eprintln!(
-                    "Command Failed with err: {}",
-                    attempt.error.unwrap_or_default()
-                );
-                ExitCode::FAILURE
-            }
-        }
-        _ => {
-            eprintln!("Must only include a command (quote it: kala-server run \"echo hi\")");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 async fn serve(args: Serve) -> anyhow::Result<()> {
@@ -440,10 +420,15 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         "jobs loaded and scheduled"
     );
 
+    let config_file = config::effective(args.config.as_deref());
+    let auth = args.auth.build(config_file.as_deref()).await?;
+    auth::reload_on_sighup(auth.clone(), config_file);
     let api = ApiConfig {
         default_owner: args.default_owner.clone(),
         max_body_bytes: args.max_body_bytes,
         auth_token: args.auth_token.clone().filter(|t| !t.is_empty()),
+        auth,
+        allow_commands: args.auth.allow_commands,
         allowed_hosts: args.allowed_hosts.clone(),
     };
     let tls = match (&args.tls_cert, &args.tls_key) {

@@ -9,7 +9,12 @@ use anyhow::bail;
 use kala_store::{JobStore, MemoryStore};
 use kala_store_redb::RedbStore;
 
-use crate::{JOBDBS, Serve};
+use crate::Serve;
+
+/// The backends `--jobdb` accepts.
+pub const JOBDBS: &[&str] = &[
+    "boltdb", "redis", "postgres", "mysql", "mariadb", "mongo", "consul",
+];
 
 pub async fn open_store(args: &Serve) -> anyhow::Result<Arc<dyn JobStore>> {
     if !JOBDBS.contains(&args.jobdb.as_str()) {

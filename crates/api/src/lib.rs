@@ -25,9 +25,10 @@
 //! Modules: this file (the routes and the middleware stack), `handlers`
 //! (one module per resource), `error` ([`ApiError`]), `extract` (typed
 //! body extractors, limits), `guard` (Host, Origin and content-type checks against
-//! cross-site and DNS-rebinding attacks), `auth`, `webui`, `metrics`.
+//! cross-site and DNS-rebinding attacks), `auth` (tokens, roles, JWT, owner
+//! scopes), `webui`, `metrics`.
 
-mod auth;
+pub mod auth;
 mod error;
 mod extract;
 mod guard;
@@ -52,6 +53,8 @@ use tower::Layer;
 use tower_http::compression::CompressionLayer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
+pub use auth::jwt::{JwtConfig, Verifier as JwtVerifier};
+pub use auth::{Auth, Principal, Role, TokenSet, TokenSpec, hash_of, new_token};
 pub use error::{ApiError, JSON_UTF8};
 pub use metrics::HttpMetrics;
 
@@ -63,8 +66,15 @@ pub struct ApiConfig {
     pub default_owner: String,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
-    /// When set, every `/api/v1` request needs `Authorization: Bearer <token>`.
+    /// `--auth-token`: one admin token; every `/api/v1` request then
+    /// needs `Authorization: Bearer <token>`.
     pub auth_token: Option<String>,
+    /// Named tokens with roles and the JWT verifier (see [`auth`]); keep
+    /// a clone to reload the tokens.
+    pub auth: Auth,
+    /// The role a job that runs a local command needs (`--allow-commands`;
+    /// admin by default).
+    pub allow_commands: Role,
     /// Host names (besides IP addresses and `localhost`) that requests may
     /// name in `Host` (`--allowed-host`; `*` allows any). See `guard`.
     pub allowed_hosts: Vec<String>,
@@ -76,6 +86,8 @@ impl Default for ApiConfig {
             default_owner: String::new(),
             max_body_bytes: 1 << 20,
             auth_token: None,
+            auth: Auth::default(),
+            allow_commands: Role::Admin,
             allowed_hosts: Vec::new(),
         }
     }
@@ -97,6 +109,9 @@ pub type App = NormalizePath<Router>;
 /// The whole HTTP service: routes, trailing-slash handling, gzip, auth,
 /// request metrics. Serve it with `axum::serve(listener, into_service(app(…)))`.
 pub fn app(engine: Engine, config: ApiConfig) -> App {
+    if let Some(t) = &config.auth_token {
+        config.auth.set_admin_token(t);
+    }
     let state = AppState {
         engine,
         config: Arc::new(config),
@@ -118,13 +133,12 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
         .route("/api/v1/job/disable/{id}", post(jobs::disable_job))
         .route("/api/v1/stats", get(server::app_stats))
         .route("/api/v1/schedule/preview", post(server::preview))
-        .route("/api/v1/cluster", get(server::cluster));
-    // Without a token there is nothing to check: no layer (each layer is
-    // cloned for every request).
-    let api = match state.config.auth_token {
-        Some(_) => api.route_layer(middleware::from_fn_with_state(state.clone(), auth::auth)),
-        None => api,
-    };
+        .route("/api/v1/cluster", get(server::cluster))
+        .route("/api/v1/whoami", get(server::whoami))
+        .route("/metrics", get(server::metrics_text))
+        // Always there: tokens may come with a reload, and the handlers
+        // read the caller it finds.
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::auth));
     let router = Router::new()
         .merge(api)
         .route("/", get(webui::redirect))
@@ -133,7 +147,6 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
         .route("/webui/app.css", get(webui::css))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/healthz", get(server::healthz))
-        .route("/metrics", get(server::metrics_text))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), front))
         // The fastest level: the full list of 100k jobs is 74 MB of

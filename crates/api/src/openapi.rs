@@ -28,7 +28,7 @@ use crate::schema::{ErrorBody, JobIn, PublishIn, RemoteIn, RunOnIn};
     paths(
         jobs::create_job, list::list_jobs, jobs::get_job, jobs::delete_job, jobs::delete_all,
         jobs::job_stats, jobs::job_runs, notify::set_notify, jobs::start_job, jobs::enable_job, jobs::disable_job,
-        server::app_stats, server::preview, server::cluster, server::healthz, server::metrics_text, openapi_json,
+        server::app_stats, server::preview, server::cluster, server::whoami, server::healthz, server::metrics_text, openapi_json,
     ),
     components(schemas(ErrorBody, JobIn, RemoteIn, PublishIn, RunOnIn)),
     modifiers(&Common),
@@ -92,11 +92,11 @@ impl Modify for Common {
                 let r = &mut op.responses.responses;
                 if !public {
                     r.entry("401".into()).or_insert_with(|| {
-                        error("With --auth-token: the token is missing or wrong")
+                        error("With tokens or JWT: the credential is missing, wrong or expired")
                     });
                 }
                 r.entry("403".into()).or_insert_with(|| {
-                    error("A cross-site browser request (Origin, Sec-Fetch-Site)")
+                    error("A cross-site browser request (Origin, Sec-Fetch-Site), or the caller's role or owner scope does not allow this (the message names what is missing)")
                 });
                 r.entry("421".into()).or_insert_with(|| {
                     error("The Host header names neither this server nor an --allowed-host")
@@ -150,11 +150,53 @@ fn link_created_job(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// Each operation's required role ([`crate::auth::rights`]) as
+/// `x-kala-role`, and said in its description.
+fn add_roles(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let Ok(m) = method.to_uppercase().parse::<axum::http::Method>() else {
+                continue;
+            };
+            let public = op
+                .get("security")
+                .and_then(|s| s.as_array())
+                .is_some_and(|s| {
+                    s.iter()
+                        .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
+                });
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            if public {
+                continue;
+            }
+            let role = crate::auth::rights::required(&m, path);
+            op.insert("x-kala-role".into(), role.as_str().into());
+            let said = format!(
+                "Role: {role} (when the server has tokens or JWT; each role includes the ones before: reader, operator, editor, admin)."
+            );
+            let description = match op.get("description").and_then(|d| d.as_str()) {
+                Some(d) if !d.is_empty() => format!("{d}\n\n{said}"),
+                _ => said,
+            };
+            op.insert("description".into(), description.into());
+        }
+    }
+}
+
 /// The document as served. utoipa 5.5 writes a link's `operationId` and
 /// `operationRef` in snake case, which no OpenAPI tool reads; they are
 /// renamed here.
 pub fn document() -> serde_json::Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    add_roles(&mut doc);
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         for op in paths.values_mut().filter_map(|i| i.as_object_mut()) {
             for operation in op.values_mut() {
@@ -198,6 +240,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_documented_route_has_its_role_in_the_table() {
+        let doc = document();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if op.get("x-kala-role").is_none() {
+                    continue;
+                }
+                let m: axum::http::Method = method.to_uppercase().parse().unwrap();
+                let route = path.trim_end_matches('/');
+                assert!(
+                    crate::auth::rights::ROUTES
+                        .iter()
+                        .any(|(rm, r, _)| *rm == m && *r == route),
+                    "{method} {path} is not in auth::rights::ROUTES"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_document_is_openapi_3_1_and_names_every_route() {
         let doc = document();
         assert!(
@@ -230,6 +292,10 @@ mod tests {
             assert!(create.get(code).is_some(), "POST /api/v1/job/ lacks {code}");
         }
         assert!(paths["/healthz"]["get"]["responses"].get("401").is_none());
+        assert_eq!(paths["/api/v1/job/"]["post"]["x-kala-role"], "editor");
+        assert_eq!(paths["/api/v1/job/all/"]["delete"]["x-kala-role"], "admin");
+        assert_eq!(paths["/metrics"]["get"]["x-kala-role"], "reader");
+        assert!(paths["/healthz"]["get"].get("x-kala-role").is_none());
         let link = &create["201"]["links"]["get_job"];
         assert_eq!(link["operationId"], "get_job", "{link}");
         assert_eq!(link["parameters"]["id"], "$response.body#/id");

@@ -13,6 +13,7 @@ use kala_job::{Job, Outcome, RunRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
+use crate::auth::{Caller, scope};
 use crate::error::{ApiResult, json_response};
 use crate::extract::{Body, Path, Query, clamp_limit};
 use crate::schema::ErrorBody;
@@ -46,11 +47,16 @@ pub struct Created {
         (status = 413, description = "The body is larger than --max-body-bytes", body = ErrorBody),
         (status = 415, description = "A content type a browser can send cross-site", body = ErrorBody),
     ))]
-pub async fn create_job(State(s): State<AppState>, Body(body): Body) -> ApiResult {
+pub async fn create_job(
+    State(s): State<AppState>,
+    Caller(p): Caller,
+    Body(body): Body,
+) -> ApiResult {
     let mut job = job_from_json(&body)?;
-    if job.owner.is_empty() {
+    if job.owner.is_empty() && p.may_own(&s.config.default_owner) {
         job.owner.clone_from(&s.config.default_owner);
     }
+    scope::check_create(&s, &p, &mut job)?;
     let id = s.engine.create(job).await?;
     Ok(json_response(StatusCode::CREATED, &Created { id }))
 }
@@ -93,9 +99,11 @@ pub struct One<'a> {
     ))]
 pub async fn get_job(
     State(s): State<AppState>,
+    Caller(p): Caller,
     Path(id): Path<String>,
     Query(q): Query<StatsQuery>,
 ) -> ApiResult {
+    scope::visible(&s, &p, &id)?;
     // With stats the store is read anyway: the job comes from it too in a
     // cluster (its counters as every instance wrote them). Without, from
     // memory (served through a database outage).
@@ -125,7 +133,12 @@ pub async fn get_job(
         (status = 400, description = "The id does not decode", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
     ))]
-pub async fn delete_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+pub async fn delete_job(
+    State(s): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    scope::check_delete(&s, &p, &id)?;
     s.engine.delete(&id).await?;
     Ok(no_content())
 }
@@ -133,7 +146,8 @@ pub async fn delete_job(State(s): State<AppState>, Path(id): Path<String>) -> Ap
 /// Deletes every job and all run history.
 #[utoipa::path(delete, path = "/api/v1/job/all/", tag = "jobs",
     responses((status = 204, description = "Everything deleted")))]
-pub async fn delete_all(State(s): State<AppState>) -> ApiResult {
+pub async fn delete_all(State(s): State<AppState>, Caller(p): Caller) -> ApiResult {
+    scope::check_delete_all(&p)?;
     s.engine.delete_all().await?;
     Ok(no_content())
 }
@@ -152,7 +166,12 @@ pub struct Stats<'a> {
         (status = 400, description = "The id does not decode", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
     ))]
-pub async fn job_stats(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+pub async fn job_stats(
+    State(s): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    scope::visible(&s, &p, &id)?;
     let runs = kala_runs(s.engine.runs(&id, None).await?);
     let job_stats = (!runs.is_empty()).then(|| runs.iter().map(StatOut::new).collect());
     Ok(json_response(StatusCode::OK, &Stats { job_stats }))
@@ -194,9 +213,11 @@ pub struct RunOut {
     ))]
 pub async fn job_runs(
     State(s): State<AppState>,
+    Caller(p): Caller,
     Path(id): Path<String>,
     Query(q): Query<RunsQuery>,
 ) -> ApiResult {
+    scope::visible(&s, &p, &id)?;
     let limit = q
         .limit
         .map(|l| clamp_limit(Some(saturate(l)), PAGE_MAX, PAGE_MAX));
@@ -229,7 +250,12 @@ pub async fn job_runs(
         (status = 400, description = "The id does not decode", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
     ))]
-pub async fn start_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+pub async fn start_job(
+    State(s): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    scope::visible(&s, &p, &id)?;
     s.engine.run_now(&id).await?;
     Ok(no_content())
 }
@@ -242,7 +268,12 @@ pub async fn start_job(State(s): State<AppState>, Path(id): Path<String>) -> Api
         (status = 400, description = "The id does not decode", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
     ))]
-pub async fn enable_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+pub async fn enable_job(
+    State(s): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    scope::visible(&s, &p, &id)?;
     s.engine.enable(&id).await?;
     Ok(no_content())
 }
@@ -255,7 +286,12 @@ pub async fn enable_job(State(s): State<AppState>, Path(id): Path<String>) -> Ap
         (status = 400, description = "The id does not decode", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
     ))]
-pub async fn disable_job(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+pub async fn disable_job(
+    State(s): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    scope::visible(&s, &p, &id)?;
     s.engine.disable(&id).await?;
     Ok(no_content())
 }

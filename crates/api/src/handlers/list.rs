@@ -19,6 +19,7 @@ use kala_job::{Job, RunRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
+use crate::auth::{Caller, Principal};
 use crate::error::{ApiResult, json_response};
 use crate::extract::{Query, clamp_limit};
 use crate::handlers::jobs::{has_history, kala_runs};
@@ -69,16 +70,24 @@ pub struct JobList {
         (status = 200, description = "The jobs by id (`next_cursor` only for a page)", body = JobList),
         (status = 400, description = "A query parameter does not decode", body = ErrorBody),
     ))]
-pub async fn list_jobs(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult {
+pub async fn list_jobs(
+    State(s): State<AppState>,
+    Caller(p): Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     let page = (q.limit.is_some() || q.cursor.is_some())
         .then(|| clamp_limit(q.limit.map(saturate), PAGE_DEFAULT, PAGE_MAX));
     let with_stats = q.stats.unwrap_or(true);
     if page.is_none() && s.engine.len() > ENCODE_IN_PLACE {
-        return Ok(stream_all(s.engine.clone(), s.engine.ids(), with_stats));
+        return Ok(stream_all(s.engine.clone(), s.engine.ids(), with_stats, p));
     }
     let mut jobs = match page {
-        Some(limit) => s.engine.list_page(q.cursor.as_deref(), limit),
-        None => s.engine.list(),
+        Some(limit) => scoped_page(&s.engine, &p, q.cursor.as_deref(), limit),
+        None => {
+            let mut all = s.engine.list();
+            all.retain(|j| p.may_own(&j.owner));
+            all
+        }
     };
     if with_stats {
         // The store is read for the stats anyway: in a cluster the jobs
@@ -90,6 +99,26 @@ pub async fn list_jobs(State(s): State<AppState>, Query(q): Query<ListQuery>) ->
         false => BTreeMap::new(),
     };
     Ok(encode_list(&jobs, &stats, page))
+}
+
+/// Up to `limit` jobs the caller may see with ids after `after`, in id
+/// order (pages of the engine's list are read until there are enough).
+fn scoped_page(engine: &Engine, p: &Principal, after: Option<&str>, limit: usize) -> Vec<Arc<Job>> {
+    if p.owners.is_none() {
+        return engine.list_page(after, limit);
+    }
+    let mut out = Vec::new();
+    let mut cursor = after.map(str::to_string);
+    loop {
+        let raw = engine.list_page(cursor.as_deref(), limit);
+        let full = raw.len() == limit;
+        cursor = raw.last().map(|j| j.id.clone());
+        out.extend(raw.into_iter().filter(|j| p.may_own(&j.owner)));
+        if out.len() >= limit || !full {
+            out.truncate(limit);
+            return out;
+        }
+    }
 }
 
 /// The run history (Kala's stats) of the jobs in `jobs` that have one.
@@ -176,7 +205,7 @@ fn encode_chunk(
 /// at most a few pieces are held. A store error after the first piece
 /// cannot become a status: the answer is cut short (logged), and the
 /// client sees a broken body instead of a wrong list.
-fn stream_all(engine: Engine, ids: Vec<JobRef>, with_stats: bool) -> Response {
+fn stream_all(engine: Engine, ids: Vec<JobRef>, with_stats: bool, p: Principal) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         if tx
@@ -189,7 +218,8 @@ fn stream_all(engine: Engine, ids: Vec<JobRef>, with_stats: bool) -> Response {
         let mut first = true;
         for chunk in ids.chunks(CHUNK) {
             // Jobs deleted since the ids were taken are left out.
-            let jobs = engine.get_many(chunk);
+            let mut jobs = engine.get_many(chunk);
+            jobs.retain(|j| p.may_own(&j.owner));
             let read = async {
                 if !with_stats {
                     return Ok((jobs, BTreeMap::new()));

@@ -33,9 +33,11 @@ pub struct Targets {
     ))]
 pub async fn set_notify(
     State(s): State<AppState>,
+    crate::auth::Caller(p): crate::auth::Caller,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> ApiResult {
+    crate::auth::scope::visible(&s, &p, &id)?;
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("body: invalid JSON: {e}")))?;
     let targets = kala_job::wire::notify_from_value("notify", value)

@@ -224,9 +224,9 @@ pub async fn healthz(State(s): State<AppState>) -> Response {
     )
 }
 
-/// Prometheus metrics (text exposition format 0.0.4). Never needs the
-/// auth token.
-#[utoipa::path(get, path = "/metrics", tag = "server", security(()),
+/// Prometheus metrics (text exposition format 0.0.4); with tokens, a
+/// reader's.
+#[utoipa::path(get, path = "/metrics", tag = "server",
     responses((status = 200, description = "The metrics", body = String,
         content_type = "text/plain; version=0.0.4; charset=utf-8")))]
 pub async fn metrics_text(State(s): State<AppState>) -> Response {
@@ -239,4 +239,38 @@ pub async fn metrics_text(State(s): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Who the caller is.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    /// The token's name, `jwt:<sub>` for a JWT, `anonymous` without auth.
+    name: String,
+    role: crate::auth::Role,
+    /// The owners the caller is limited to; absent for every owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owners: Option<Vec<String>>,
+    /// `token`, `jwt`, or `none` (the server has no tokens).
+    via: &'static str,
+    /// The role a job that runs a local command needs here.
+    commands_need: crate::auth::Role,
+}
+
+/// The caller's name, role and owner scope (for the web UI).
+#[utoipa::path(get, path = "/api/v1/whoami/", tag = "server",
+    responses((status = 200, description = "The caller", body = WhoAmI)))]
+pub async fn whoami(
+    State(s): State<AppState>,
+    crate::auth::Caller(p): crate::auth::Caller,
+) -> Response {
+    json_response(
+        StatusCode::OK,
+        &WhoAmI {
+            name: p.name.to_string(),
+            role: p.role,
+            owners: p.owners.map(|o| o.to_vec()),
+            via: p.via,
+            commands_need: s.config.allow_commands,
+        },
+    )
 }
