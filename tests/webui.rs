@@ -2,7 +2,9 @@
 //! (`tests/webui/run.mjs`) against a kala-server started here. Creates a job
 //! through the form, watches it run and its history appear, disables it,
 //! deletes it; a bad schedule shows the server's error in the form. Once
-//! without and once with `--auth-token`. Screenshots of every page go to
+//! without and once with `--auth-token`; and with role tokens
+//! (`tests/webui/roles.mjs`): who is signed in, buttons a role may not
+//! use, a 403's message. Screenshots of every page go to
 //! `test-output/webui/`. `.ci/run` installs chromium and the npm package;
 //! without them this test fails and says what is missing.
 
@@ -18,6 +20,16 @@ fn root() -> PathBuf {
 }
 
 fn drive(base: &str, shots: &str, token: Option<&str>) {
+    drive_script(
+        "run.mjs",
+        base,
+        shots,
+        token.as_slice(),
+        "webui: all checks passed",
+    );
+}
+
+fn drive_script(script: &str, base: &str, shots: &str, args: &[&str], done: &str) {
     let dir = root().join("tests/webui");
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -31,13 +43,11 @@ fn drive(base: &str, shots: &str, token: Option<&str>) {
     let out_dir = root().join("test-output/webui").join(shots);
     let mut cmd = Command::new("node");
     cmd.current_dir(&dir)
-        .arg("run.mjs")
+        .arg(script)
         .arg(base)
         .arg(&out_dir)
+        .args(args)
         .env("KALA_CHROMIUM", &chromium);
-    if let Some(t) = token {
-        cmd.arg(t);
-    }
     let out = cmd.output().expect("node must be installed");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -46,7 +56,7 @@ fn drive(base: &str, shots: &str, token: Option<&str>) {
         "browser test failed (screenshots in {}):\n{stdout}\n{stderr}",
         out_dir.display()
     );
-    assert!(stdout.contains("webui: all checks passed"), "{stdout}");
+    assert!(stdout.contains(done), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,5 +112,62 @@ async fn webui_asks_for_the_token_once() {
     tokio::task::spawn_blocking(move || drive(&base, "auth", Some("s3cret-token")))
         .await
         .expect("driver");
+    assert_eq!(s.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webui_follows_the_role_of_the_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kala.toml");
+    let mut text = String::new();
+    for (name, role, token) in [
+        ("ui-reader", "reader", "reader-token-1"),
+        ("ui-operator", "operator", "operator-token-1"),
+        ("ui-admin", "admin", "admin-token-1"),
+    ] {
+        text += &format!(
+            "[[tokens]]\nname = {name:?}\nrole = {role:?}\nhash = {:?}\n\n",
+            kala_api::hash_of(token)
+        );
+    }
+    std::fs::write(&config, text).expect("write config");
+    let s = Server::start(dir.path(), &["--config", config.to_str().expect("utf8")]);
+    let c = client();
+    let body = serde_json::json!({"name": "roles", "command": "true", "schedule": starts_in(3600, "R", "PT1H")});
+    let r = c
+        .post(s.url("/api/v1/job/"))
+        .bearer_auth("admin-token-1")
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status().as_u16(), 201);
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let base = s.base.clone();
+    tokio::task::spawn_blocking(move || {
+        drive_script(
+            "roles.mjs",
+            &base,
+            "roles",
+            &["reader-token-1", "operator-token-1", &id],
+            "webui roles: all checks passed",
+        )
+    })
+    .await
+    .expect("driver");
+    // The operator's disable went through; the reader changed nothing.
+    let r = c
+        .get(s.url("/api/v1/job/?stats=false"))
+        .bearer_auth("admin-token-1")
+        .send()
+        .await
+        .expect("list");
+    let jobs = r.json::<serde_json::Value>().await.expect("json");
+    let jobs = jobs["jobs"].as_object().expect("jobs");
+    assert_eq!(jobs.len(), 1, "the operator's create was refused");
+    assert!(jobs.values().all(|j| j["disabled"] == true));
     assert_eq!(s.stop(), Some(0));
 }

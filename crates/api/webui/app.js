@@ -10,7 +10,48 @@ const state = {
   list: { cursors: [null], page: 0, filter: '', status: 'all', sort: 'name', asc: true, jobs: [], next: null },
   timer: null,
   renderId: 0,
+  // The caller as /api/v1/whoami/ tells it: name, role, owners.
+  me: null,
 };
+
+const ROLES = ['reader', 'operator', 'editor', 'admin'];
+// Whether the signed-in caller has at least `role` (unknown until asked: yes,
+// and the server's 403 says otherwise).
+function can(role) {
+  if (!state.me) return true;
+  return ROLES.indexOf(state.me.role) >= ROLES.indexOf(role);
+}
+// A button the caller may not use: disabled, with the reason as its title.
+function gate(role, attrs) {
+  return can(role) ? attrs : { ...attrs, disabled: true, title: `needs the ${role} role (you are ${state.me.role})` };
+}
+
+async function loadMe() {
+  try {
+    state.me = await api('GET', '/api/v1/whoami/');
+  } catch (_) {
+    state.me = null;
+  }
+  const who = $('#who');
+  const out = $('#sign-out');
+  if (state.me && state.me.via !== 'none') {
+    const scope = state.me.owners ? ` · ${state.me.owners.join(', ')}` : '';
+    who.textContent = `${state.me.name} · ${state.me.role}${scope}`;
+    who.hidden = false;
+    out.hidden = false;
+  } else {
+    who.hidden = true;
+    out.hidden = true;
+  }
+  $('a[data-nav="new"]').hidden = !can('editor');
+}
+
+function signOut() {
+  state.token = '';
+  sessionStorage.removeItem('kala-token');
+  state.me = null;
+  askToken().then(() => loadMe()).then(() => route());
+}
 
 // ---------- helpers ----------
 
@@ -70,9 +111,12 @@ function askToken(message) {
       ev.preventDefault();
       state.token = $('#login-token').value.trim();
       sessionStorage.setItem('kala-token', state.token);
+      $('#login-token').value = '';
       dlg.close();
       tokenPrompt = null;
       resolve();
+      // Who the new token is (the role shown, buttons it may use).
+      loadMe();
     };
   });
   if (!dlg.open) dlg.showModal();
@@ -289,7 +333,7 @@ function renderList(error) {
     error ? banner('error', error) : null,
     h('div', { class: 'toolbar' }, filter, status, h('span', { class: 'grow' }),
       h('span', { class: 'muted small' }, `page ${L.page + 1} · ${L.jobs.length} ${L.jobs.length === 1 ? 'job' : 'jobs'} on this page`), prev, next,
-      h('a', { href: '#/new' }, h('button', { class: 'primary' }, 'New job'))),
+      can('editor') ? h('a', { href: '#/new' }, h('button', { class: 'primary' }, 'New job')) : null),
     h('div', { id: 'jobs-area' }, jobsTable()));
   if (focused === 'filter') { const f = $('#filter'); f.focus(); f.setSelectionRange(f.value.length, f.value.length); }
 }
@@ -542,6 +586,13 @@ function renderNew() {
     form.querySelectorAll('[data-group]').forEach((el) => { el.hidden = of[el.dataset.group] !== type; });
   };
   $('#f-type').addEventListener('change', showGroups);
+  if (state.me && !can(state.me.commands_need)) {
+    // The server refuses local commands from this role (--allow-commands).
+    const local = $('#f-type option[value="0"]');
+    local.disabled = true;
+    local.textContent += ` (needs the ${state.me.commands_need} role)`;
+    $('#f-type').value = '1';
+  }
   showGroups();
   for (const id of ['#f-schedule', '#f-time_zone']) {
     $(id).addEventListener('input', () => { clearTimeout(previewTimer); previewTimer = setTimeout(previewSchedule, 250); });
@@ -629,7 +680,7 @@ async function renderJob(id, rid) {
     ['On failure', job.on_failure_job ? link(job.on_failure_job) : '—'],
     ['Retries', job.retries || 0], ['Retry delay', job.retry_delay || '—'], ['Epsilon', job.epsilon || '—'],
     ['Timeout', job.timeout || '—'], ['Time zone', job.time_zone || '—'], ['Overlap', job.overlap || 'allow'],
-    ['Notifications', [describeTargets(job.notify), ' ', h('button', { id: 'edit-notify', class: 'small', onclick: () => editNotify() }, 'Edit')]],
+    ['Notifications', [describeTargets(job.notify), ' ', h('button', gate('editor', { id: 'edit-notify', class: 'small', onclick: () => editNotify() }), 'Edit')]],
     ['Successes / errors', `${m.success_count || 0} / ${m.error_count || 0}`],
     ['Last success', timeCell(m.last_success)], ['Last error', timeCell(m.last_error)],
     ['Last attempted run', timeCell(m.last_attempted_run)],
@@ -677,10 +728,10 @@ async function renderJob(id, rid) {
     h('h1', { id: 'job-name' }, job.name || '(no name)'),
     h('div', { id: 'job-error' }),
     h('div', { class: 'actions spaced' },
-      h('button', { id: 'run-now', class: 'primary', onclick: () => act('start'), disabled: job.disabled }, 'Run now'),
-      job.disabled ? h('button', { id: 'enable', onclick: () => act('enable') }, 'Enable')
-        : h('button', { id: 'disable', onclick: () => act('disable') }, 'Disable'),
-      h('button', { id: 'delete', class: 'danger', onclick: del }, 'Delete')),
+      h('button', gate('operator', { id: 'run-now', class: 'primary', onclick: () => act('start'), disabled: job.disabled }), 'Run now'),
+      job.disabled ? h('button', gate('operator', { id: 'enable', onclick: () => act('enable') }), 'Enable')
+        : h('button', gate('operator', { id: 'disable', onclick: () => act('disable') }), 'Disable'),
+      h('button', gate('editor', { id: 'delete', class: 'danger', onclick: del }), 'Delete')),
     h('div', { class: 'card' }, h('dl', { class: 'fields' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
     h('h2', {}, 'Durations'), chart(runs),
     h('h2', {}, `Run history (${runs.length})`),
@@ -741,7 +792,9 @@ async function renderDashboard(rid) {
   let stats, metrics, health;
   try {
     stats = (await api('GET', '/api/v1/stats/')).Stats;
-    const r = await fetch('/metrics');
+    // With tokens, /metrics is a reader's too.
+    const r = await fetch('/metrics', { headers: state.token ? { Authorization: 'Bearer ' + state.token } : {} });
+    if (!r.ok) throw new ApiError(r.status, 'metrics: ' + r.status + ' ' + r.statusText);
     metrics = parseMetrics(await r.text());
     // /healthz answers 503 with the same body while the store is unhealthy.
     health = await (await fetch('/healthz')).json();
@@ -865,5 +918,6 @@ function poll() {
 }
 
 window.addEventListener('hashchange', () => route());
-route();
+$('#sign-out').addEventListener('click', signOut);
+loadMe().then(() => route());
 poll();
