@@ -41,7 +41,7 @@ pub async fn bench_lateness(
         None => 0,
     };
     if have != idle {
-        store.delete_all().await?;
+        store.delete_all(Vec::new()).await?;
         fill(&*store, idle).await?;
     }
     let started = Instant::now();

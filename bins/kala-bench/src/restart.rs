@@ -54,7 +54,7 @@ pub async fn bench_restart(
             let store = RedbStore::open_dir(&dir)?;
             let have = store.load_packed().await?.len();
             if have != n {
-                store.delete_all().await?;
+                store.delete_all(Vec::new()).await?;
                 fill(&store, n).await?;
             }
             store.close().await?;

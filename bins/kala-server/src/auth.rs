@@ -65,6 +65,21 @@ pub struct AuthArgs {
     /// string); without it, or without the claim, every owner.
     #[arg(long = "jwt-owners-claim", env = "KALA_JWT_OWNERS_CLAIM")]
     pub jwt_owners_claim: Option<String>,
+    /// Also write each audit entry (every change, who made it, the diff)
+    /// to this file as a JSON line, for a log shipper. The entries are in
+    /// the store (GET /api/v1/audit/) either way.
+    #[arg(long = "audit-log", env = "KALA_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Days audit entries are kept; 0 keeps them for ever.
+    #[arg(
+        long = "audit-keep-days",
+        env = "KALA_AUDIT_KEEP_DAYS",
+        default_value_t = 400
+    )]
+    pub audit_keep_days: u32,
+    /// Write no audit log (it is on by default).
+    #[arg(long = "no-audit", env = "KALA_NO_AUDIT", conflicts_with = "audit_log")]
+    pub no_audit: bool,
 }
 
 fn parse_command_role(s: &str) -> Result<Role, String> {
@@ -102,6 +117,16 @@ fn token_set(path: Option<&Path>) -> Result<TokenSet, String> {
 }
 
 impl AuthArgs {
+    /// The engine's audit settings.
+    pub fn audit(&self) -> kala_engine::AuditSettings {
+        kala_engine::AuditSettings {
+            enabled: !self.no_audit,
+            keep: (self.audit_keep_days > 0)
+                .then(|| jiff::SignedDuration::from_hours(i64::from(self.audit_keep_days) * 24)),
+            log_file: self.audit_log.clone(),
+        }
+    }
+
     /// The credentials: the config file's tokens and the JWT verifier
     /// (its key set read now).
     pub async fn build(&self, config: Option<&Path>) -> anyhow::Result<Auth> {
@@ -128,7 +153,7 @@ impl AuthArgs {
 
 /// On each SIGHUP, reads the config file's tokens again and puts them in
 /// place; a file that does not read or check keeps the tokens in use.
-pub fn reload_on_sighup(auth: Auth, config: Option<PathBuf>) {
+pub fn reload_on_sighup(auth: Auth, config: Option<PathBuf>, engine: kala_engine::Engine) {
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
@@ -145,6 +170,16 @@ pub fn reload_on_sighup(auth: Auth, config: Option<PathBuf>) {
                     let n = set.len();
                     auth.replace(set);
                     tracing::info!(tokens = n, "SIGHUP: tokens reloaded");
+                    let actor = kala_engine::Actor {
+                        name: "SIGHUP".into(),
+                        source: "signal".into(),
+                        request_id: String::new(),
+                    };
+                    let detail =
+                        serde_json::json!({ "tokens": n, "file": path.display().to_string() });
+                    if let Err(e) = engine.record_audit(&actor, "tokens_reloaded", detail).await {
+                        tracing::warn!(error = %e, "the token reload could not be audited");
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "SIGHUP: tokens not reloaded; the ones in use are kept")

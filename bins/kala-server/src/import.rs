@@ -133,10 +133,33 @@ async fn run(from: &str, token: Option<&str>, dry_run: bool, args: &Serve) -> an
     } = sorted;
     let (skipped, invalid) = (skipped.len(), refused.len());
     if !dry_run {
+        // Each imported job has its audit entry, in its batch.
+        let actor =
+            std::env::var("USER").map_or_else(|_| "import".into(), |u| format!("import:{u}"));
         for chunk in new.chunks(CHUNK) {
+            let audit = chunk
+                .iter()
+                .map(|j| {
+                    let at = jiff::Timestamp::now();
+                    kala_store::AuditEntry {
+                        id: kala_store::audit_id(at),
+                        at,
+                        actor: actor.clone(),
+                        source: kala_publish::redact(from),
+                        request_id: String::new(),
+                        action: "import".into(),
+                        job_id: j.id.clone(),
+                        job_name: j.name.clone(),
+                        owner: j.owner.clone(),
+                        node: String::new(),
+                        diff: kala_engine::audit_diff(None, Some(j)),
+                    }
+                })
+                .collect();
             store
                 .apply(Batch {
                     put: chunk.to_vec(),
+                    audit,
                     ..Batch::default()
                 })
                 .await?;

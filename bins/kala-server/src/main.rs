@@ -409,6 +409,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
         tags,
         role,
         notify,
+        audit: args.auth.audit(),
         ..EngineConfig::default()
     };
     let started = std::time::Instant::now();
@@ -422,7 +423,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
 
     let config_file = config::effective(args.config.as_deref());
     let auth = args.auth.build(config_file.as_deref()).await?;
-    auth::reload_on_sighup(auth.clone(), config_file);
+    auth::reload_on_sighup(auth.clone(), config_file, engine.clone());
     let api = ApiConfig {
         default_owner: args.default_owner.clone(),
         max_body_bytes: args.max_body_bytes,

@@ -75,8 +75,15 @@ pub async fn serve_connections(
             graceful.watcher(),
         );
         tokio::spawn(async move {
+            // The client's address goes with each request (the audit
+            // log's source).
             let svc = TowerToHyperService::new(app.map_request(
-                |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+                move |req: hyper::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(axum::body::Body::new);
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                },
             ));
             let served = match tls {
                 None => {

@@ -14,6 +14,8 @@
 //! | GET | `/api/v1/stats/` | 200 `{"Stats":{…}}` |
 //! | GET | `/api/v1/job/{id}/runs/` | 200 `{"runs":[…]}` with output tails |
 //! | POST | `/api/v1/schedule/preview/` | the next run times of a schedule |
+//! | GET | `/api/v1/audit/` | 200 `{"entries":[…],"next_cursor":…}`: who changed what |
+//! | GET | `/api/v1/whoami/` | 200 the caller's name, role and owners |
 //! | GET | `/healthz`, `/metrics` | health, Prometheus text |
 //! | GET | `/api/v1/openapi.json` | the OpenAPI 3.1 document of all of this ([`ApiDoc`]) |
 //!
@@ -58,7 +60,7 @@ pub use auth::{Auth, Principal, Role, TokenSet, TokenSpec, hash_of, new_token};
 pub use error::{ApiError, JSON_UTF8};
 pub use metrics::HttpMetrics;
 
-use handlers::{jobs, list, notify, server};
+use handlers::{audit, jobs, list, notify, server};
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -99,6 +101,8 @@ pub(crate) struct AppState {
     engine: Engine,
     config: Arc<ApiConfig>,
     http: Arc<HttpMetrics>,
+    /// How many refused requests the audit log takes a second.
+    refusals: Arc<auth::RefusalLimit>,
     /// When the API was built (the server's start, for `/healthz`).
     started: jiff::Timestamp,
 }
@@ -116,6 +120,7 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
         engine,
         config: Arc::new(config),
         http: Arc::new(HttpMetrics::default()),
+        refusals: Arc::new(auth::RefusalLimit::default()),
         started: jiff::Timestamp::now(),
     };
     let api = Router::new()
@@ -135,6 +140,7 @@ pub fn app(engine: Engine, config: ApiConfig) -> App {
         .route("/api/v1/schedule/preview", post(server::preview))
         .route("/api/v1/cluster", get(server::cluster))
         .route("/api/v1/whoami", get(server::whoami))
+        .route("/api/v1/audit", get(audit::audit_log))
         .route("/metrics", get(server::metrics_text))
         // Always there: tokens may come with a reload, and the handlers
         // read the caller it finds.

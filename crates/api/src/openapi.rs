@@ -15,7 +15,7 @@ use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::json_response;
-use crate::handlers::{jobs, list, notify, server};
+use crate::handlers::{audit, jobs, list, notify, server};
 use crate::schema::{ErrorBody, JobIn, PublishIn, RemoteIn, RunOnIn};
 
 #[derive(OpenApi)]
@@ -28,7 +28,7 @@ use crate::schema::{ErrorBody, JobIn, PublishIn, RemoteIn, RunOnIn};
     paths(
         jobs::create_job, list::list_jobs, jobs::get_job, jobs::delete_job, jobs::delete_all,
         jobs::job_stats, jobs::job_runs, notify::set_notify, jobs::start_job, jobs::enable_job, jobs::disable_job,
-        server::app_stats, server::preview, server::cluster, server::whoami, server::healthz, server::metrics_text, openapi_json,
+        server::app_stats, server::preview, server::cluster, server::whoami, audit::audit_log, server::healthz, server::metrics_text, openapi_json,
     ),
     components(schemas(ErrorBody, JobIn, RemoteIn, PublishIn, RunOnIn)),
     modifiers(&Common),

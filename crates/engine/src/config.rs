@@ -77,6 +77,8 @@ pub struct EngineConfig {
     pub change_poll: std::time::Duration,
     /// Notifications of runs (targets, delivery, retries, rate limit).
     pub notify: NotifySettings,
+    /// The audit log of changes.
+    pub audit: crate::audit::AuditSettings,
 }
 
 impl Default for EngineConfig {
@@ -100,6 +102,7 @@ impl Default for EngineConfig {
             heartbeat: SignedDuration::from_secs(1),
             change_poll: std::time::Duration::from_millis(500),
             notify: NotifySettings::default(),
+            audit: crate::audit::AuditSettings::default(),
         }
     }
 }

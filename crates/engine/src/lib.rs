@@ -22,6 +22,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `facade` | [`Engine`]: create, get, list, delete, enable/disable, run now, stats, shutdown |
+//! | `audit` | [`Actor`], [`AuditSettings`]: audit entries in the batch of each change, their diff, the `--audit-log` file |
 //! | `builder` | [`EngineBuilder`] |
 //! | `startup` | [`Engine::start`]: load, parse plans, catch up, build the queue |
 //! | `config` | [`EngineConfig`], [`MissedRuns`], [`EngineError`], [`Event`] |
@@ -38,6 +39,7 @@
 //! | [`clock`] | injectable time ([`SystemClock`], [`FakeClock`]) |
 //! | `metrics` | counters for `/metrics` |
 
+mod audit;
 mod builder;
 mod chain;
 pub mod clock;
@@ -57,6 +59,7 @@ mod startup;
 mod state;
 mod timer;
 
+pub use audit::{Actor, AuditSettings, diff as audit_diff, mask as audit_mask};
 pub use builder::EngineBuilder;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use cluster::{ClusterStatus, NodeStatus};

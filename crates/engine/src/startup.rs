@@ -34,6 +34,20 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
+        let sink = crate::audit::Sink::open(config.audit.log_file.as_ref()).map_err(|e| {
+            EngineError::Invalid(kala_job::JobError::new(
+                "audit_log",
+                format!(
+                    "{}: {e}",
+                    config
+                        .audit
+                        .log_file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                ),
+            ))
+        })?;
         let load_started = std::time::Instant::now();
         // In a cluster, changes are followed from before the load, so
         // none committed during it is missed.
@@ -44,7 +58,7 @@ impl Engine {
         let mut jobs = store.load_packed().await?;
         let loaded_in = load_started.elapsed();
         let engine = Engine {
-            inner: Arc::new(Inner::new(store, executor, clock, config)),
+            inner: Arc::new(Inner::new(store, executor, clock, config, sink)),
         };
         let inner = &engine.inner;
         let recovered = crate::journal::recover(
@@ -101,7 +115,7 @@ impl Engine {
             let inner = engine.inner.clone();
             tokio::spawn(async move { inner.outbox_loop().await });
         }
-        if engine.inner.config.run_ttl.is_some() {
+        if engine.inner.config.run_ttl.is_some() || engine.inner.config.audit.keep.is_some() {
             let inner = engine.inner.clone();
             tokio::spawn(async move { inner.maintenance_loop().await });
         }

@@ -217,6 +217,8 @@ pub(crate) struct Inner {
     /// offers coordination and `config.cluster`): which partitions it
     /// holds. `None`: it runs every job.
     pub cluster: Option<crate::cluster::model::Cluster>,
+    /// `--audit-log`: committed audit entries as JSON lines.
+    pub audit_sink: crate::audit::Sink,
 }
 
 fn stripe_of(id: &str) -> usize {
@@ -231,6 +233,7 @@ impl Inner {
         executor: Executor,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
+        audit_sink: crate::audit::Sink,
     ) -> Inner {
         let (events, _) = broadcast::channel(4096);
         let (shutdown, _) = watch::channel(false);
@@ -254,6 +257,7 @@ impl Inner {
             metrics: Metrics::default(),
             outbox: crate::outbox::memory::Outbox::default(),
             late: crate::late::queue::Late::default(),
+            audit_sink,
         }
     }
 

@@ -66,6 +66,7 @@ impl ConsulStore {
         for n in &batch.notices {
             self.notice_ops(n, &mut ops)?;
         }
+        self.audit_ops(&batch.audit, &mut ops)?;
         for job in &batch.put {
             ops.push(Op::Set(self.job_key(&job.id), encode(job)?));
         }

@@ -34,6 +34,7 @@
 //! free loopback ports).
 
 mod address;
+mod audit;
 mod batch;
 mod client;
 mod cluster;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::{Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, ns_i64};
+use kala_store::{AuditEntry, Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, ns_i64};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
@@ -199,7 +199,7 @@ impl JobStore for ConsulStore {
     /// The job data goes; nodes, leases and the change sequence stay
     /// (a lease token must never go back), and followers hear "reload
     /// everything".
-    async fn delete_all(&self) -> Result<()> {
+    async fn delete_all(&self, audit: Vec<AuditEntry>) -> Result<()> {
         let _alone = self.staging.write().await;
         let mut ops: Vec<Op> = [
             "jobs/",
@@ -215,7 +215,19 @@ impl JobStore for ConsulStore {
         .map(|t| Op::DeleteTree(format!("{}{t}", self.p)))
         .collect();
         ops.push(self.change_op(kala_store::ALL_JOBS));
+        // With the audit entries, in one transaction (up to Consul's 64
+        // operations; a larger delete_all entry list is not made).
+        self.audit_ops(&audit, &mut ops)?;
         self.consul.txn(&ops).await
+    }
+
+    async fn audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let _read = self.staging.read().await;
+        self.audit_page(before, limit).await
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64> {
+        self.prune_audit_before(before).await
     }
 
     async fn open_runs(&self) -> Result<Vec<OpenRun>> {

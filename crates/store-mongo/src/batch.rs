@@ -207,6 +207,11 @@ impl MongoStore {
                 session
             )?;
         }
+        if !batch.audit.is_empty() {
+            let docs = crate::audit::audit_docs(&batch.audit)
+                .map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
+            exec!(self.audit.insert_many(docs), session)?;
+        }
         if !batch.begin.is_empty() {
             let mut docs = Vec::with_capacity(batch.begin.len());
             for open in &batch.begin {

@@ -26,6 +26,7 @@
 //! ([`MongoStore`] and its queries).
 
 mod address;
+mod audit;
 mod batch;
 mod cluster;
 mod codec;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
-use kala_store::{Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError, ns_i64};
+use kala_store::{
+    AuditEntry, Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError, ns_i64,
+};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::{
     Acknowledgment, ClientOptions, Credential, IndexOptions, ReturnDocument, WriteConcern,
@@ -27,6 +29,7 @@ pub struct MongoStore {
     pub(crate) claims: Collection<Document>,
     pub(crate) open_runs: Collection<Document>,
     pub(crate) notices: Collection<Document>,
+    pub(crate) audit: Collection<Document>,
     pub(crate) nodes: Collection<Document>,
     pub(crate) leases: Collection<Document>,
     pub(crate) changes: Collection<Document>,
@@ -75,6 +78,7 @@ impl MongoStore {
             claims: db.collection("claims"),
             open_runs: db.collection("open_runs"),
             notices: db.collection("notices"),
+            audit: db.collection("audit"),
             nodes: db.collection("nodes"),
             leases: db.collection("leases"),
             changes: db.collection("changes"),
@@ -117,6 +121,16 @@ impl MongoStore {
                 .await
                 .map_err(map_err)?;
         }
+        store
+            .audit
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "at": 1 })
+                    .options(IndexOptions::builder().name("time".to_string()).build())
+                    .build(),
+            )
+            .await
+            .map_err(map_err)?;
         tracing::info!(database = name, transactions, "mongo store connected");
         Ok(store)
     }
@@ -229,7 +243,7 @@ impl JobStore for MongoStore {
 
     /// Job data goes; nodes, leases and the change sequence stay (a lease
     /// token must never go back), and followers hear "reload everything".
-    async fn delete_all(&self) -> Result<()> {
+    async fn delete_all(&self, audit: Vec<AuditEntry>) -> Result<()> {
         for c in [
             &self.jobs,
             &self.runs,
@@ -239,10 +253,19 @@ impl JobStore for MongoStore {
         ] {
             c.delete_many(doc! {}).await.map_err(map_err)?;
         }
+        self.insert_audit(&audit).await?;
         if self.transactions {
             self.announce(kala_store::ALL_JOBS).await?;
         }
         Ok(())
+    }
+
+    async fn audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.audit_page(before, limit).await
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64> {
+        self.prune_audit_before(before).await
     }
 
     async fn open_runs(&self) -> Result<Vec<OpenRun>> {

@@ -22,6 +22,8 @@
 //!   notice still to deliver
 //! * `pending_by_time`: (next attempt in ns, job id, notice id) → (): the
 //!   same notices in the order they fall due
+//! * `audit`: entry id (time ordered) → the audit entry
+//!   (`kala_store::AuditEntry`)
 //! * `meta`:   "format" → 3 (1: unframed JSON, 2: framed JSON jobs;
 //!   both migrated when opened)
 //!
@@ -45,7 +47,8 @@ use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
 use kala_store::json::{decode_framed as decode, encode_framed as encode};
 use kala_store::{
-    Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError, oldest_first, soonest,
+    AuditEntry, Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError,
+    oldest_first, soonest,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
@@ -69,6 +72,7 @@ pub(crate) const NOTICES: TableDefinition<(&str, &str), &[u8]> = TableDefinition
 pub(crate) const DUE: TableDefinition<(&str, &str), i128> = TableDefinition::new("notice_due");
 pub(crate) const PENDING: TableDefinition<(i128, &str, &str), ()> =
     TableDefinition::new("pending_by_time");
+pub(crate) const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 
 /// The file name inside the `--bolt-path` directory.
 pub const FILE_NAME: &str = "kala.redb";
@@ -119,6 +123,7 @@ impl RedbStore {
             txn.open_table(NOTICES).map_err(backend)?;
             txn.open_table(PENDING).map_err(backend)?;
             txn.open_table(DUE).map_err(backend)?;
+            txn.open_table(AUDIT).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
             let format = meta.get("format").map_err(backend)?.map(|v| v.value());
             match format {
@@ -323,6 +328,7 @@ impl JobStore for RedbStore {
             notices.push((n.job_id.clone(), n.id.clone(), due, encode(n)?));
         }
         let op = Op::Apply(Encoded {
+            audit: encode_audit(&batch.audit)?,
             notices,
             put,
             delete: batch.delete,
@@ -345,8 +351,33 @@ impl JobStore for RedbStore {
         }
     }
 
-    async fn delete_all(&self) -> Result<()> {
-        self.send(Op::DeleteAll).await.map(|_| ())
+    async fn delete_all(&self, audit: Vec<AuditEntry>) -> Result<()> {
+        self.send(Op::DeleteAll(encode_audit(&audit)?))
+            .await
+            .map(|_| ())
+    }
+
+    async fn audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let txn = self.db()?.begin_read().map_err(backend)?;
+        let table = txn.open_table(AUDIT).map_err(backend)?;
+        let range = match before {
+            Some(b) => table.range(..b),
+            None => table.range::<&str>(..),
+        }
+        .map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in range.rev().take(limit) {
+            let (k, v) = entry.map_err(backend)?;
+            out.push(decode(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64> {
+        match self.send(Op::PruneAudit(before)).await? {
+            Reply::Pruned(n) => Ok(n),
+            _ => Ok(0),
+        }
     }
 
     async fn open_runs(&self) -> Result<Vec<OpenRun>> {
@@ -422,6 +453,14 @@ impl JobStore for RedbStore {
         self.shared.db.write().map_err(backend)?.take();
         Ok(())
     }
+}
+
+/// Audit entries as (id, framed entry).
+fn encode_audit(audit: &[AuditEntry]) -> Result<Vec<(String, Vec<u8>)>> {
+    audit
+        .iter()
+        .map(|e| Ok((e.id.clone(), encode(e)?)))
+        .collect()
 }
 
 impl Drop for RedbStore {

@@ -14,7 +14,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 
 use crate::shared::{PROBE_EVERY, Shared, commit_error};
-use crate::{CLAIMS, DUE, JOBS, NOTICES, OPEN_RUNS, PENDING, RUNS, backend};
+use crate::{AUDIT, CLAIMS, DUE, JOBS, NOTICES, OPEN_RUNS, PENDING, RUNS, backend};
 
 /// The most batches folded into one commit.
 const MAX_GROUP: usize = 4096;
@@ -31,14 +31,18 @@ pub(crate) struct Encoded {
     /// Notices: (job id, notice id, next attempt in ns while pending,
     /// framed notice).
     pub notices: Vec<(String, String, Option<i128>, Vec<u8>)>,
+    /// Audit entries: entry id → framed entry.
+    pub audit: Vec<(String, Vec<u8>)>,
 }
 
 pub(crate) enum Op {
     Apply(Encoded),
     Prune(Retention, Timestamp),
-    DeleteAll,
+    /// With the audit entries to write in the same commit.
+    DeleteAll(Vec<(String, Vec<u8>)>),
     Claim(Claim),
     PruneNotices(Timestamp),
+    PruneAudit(Timestamp),
 }
 
 pub(crate) enum Reply {
@@ -131,6 +135,7 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
         let mut notices = txn.open_table(NOTICES).map_err(backend)?;
         let mut pending = txn.open_table(PENDING).map_err(backend)?;
         let mut due = txn.open_table(DUE).map_err(backend)?;
+        let mut audit = txn.open_table(AUDIT).map_err(backend)?;
         for m in group {
             let reply = match &m.op {
                 Op::Apply(e) => {
@@ -209,12 +214,22 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
                     for id in &e.end {
                         open.remove(id.as_str()).map_err(backend)?;
                     }
+                    for (id, bytes) in &e.audit {
+                        audit
+                            .insert(id.as_str(), bytes.as_slice())
+                            .map_err(backend)?;
+                    }
                     Reply::Done
                 }
                 Op::Prune(retention, now) => {
                     Reply::Pruned(prune(&mut runs, &mut claims, *retention, *now)?)
                 }
-                Op::DeleteAll => {
+                Op::DeleteAll(entries) => {
+                    for (id, bytes) in entries {
+                        audit
+                            .insert(id.as_str(), bytes.as_slice())
+                            .map_err(backend)?;
+                    }
                     jobs.retain(|_, _| false).map_err(backend)?;
                     runs.retain(|_, _| false).map_err(backend)?;
                     claims.retain(|_, _| false).map_err(backend)?;
@@ -237,6 +252,15 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
                         })
                         .map_err(backend)?;
                     Reply::Pruned(n - notices.len().map_err(backend)?)
+                }
+                Op::PruneAudit(before) => {
+                    // Ids begin with the time in ns, 20 digits.
+                    let cutoff = format!("{:020}", before.as_nanosecond().max(0));
+                    let n = audit.len().map_err(backend)?;
+                    audit
+                        .retain_in::<&str, _>(..cutoff.as_str(), |_, _| false)
+                        .map_err(backend)?;
+                    Reply::Pruned(n - audit.len().map_err(backend)?)
                 }
                 Op::Claim(c) => {
                     let key = (c.job_id.as_str(), c.scheduled_at.as_nanosecond());

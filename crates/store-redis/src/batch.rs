@@ -169,6 +169,7 @@ impl RedisStore {
         for id in &batch.end {
             cmds.push(cmd(&[b"HDEL", self.open_key.as_bytes(), id.as_bytes()]));
         }
+        cmds.extend(self.audit_cmds(&batch.audit)?);
         let now = Timestamp::now().as_nanosecond().to_string();
         for id in batch.changed_ids() {
             cmds.push(self.change_cmd(&now, &id));

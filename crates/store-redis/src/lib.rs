@@ -36,6 +36,7 @@
 //! and its commands).
 
 mod address;
+mod audit;
 mod batch;
 mod changes;
 mod cluster;

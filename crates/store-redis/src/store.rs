@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
 use kala_store::json::decode;
-use kala_store::{Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError};
+use kala_store::{
+    AuditEntry, Batch, Claim, JobStore, Notice, OpenRun, Result, Retention, StoreError,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
@@ -39,6 +41,9 @@ pub struct RedisStore {
     pub(crate) notice_jobs_key: String,
     /// Prefix of each job's set of notice ids.
     pub(crate) job_notices_prefix: String,
+    /// The audit log: id → entry JSON, and the ids in time order.
+    pub(crate) audit_key: String,
+    pub(crate) audit_ids_key: String,
     pub(crate) nodes_key: String,
     pub(crate) leases_key: String,
     pub(crate) changes_key: String,
@@ -104,6 +109,8 @@ impl RedisStore {
             done_key: format!("{p}:notices:done"),
             notice_jobs_key: format!("{p}:notices:jobs"),
             job_notices_prefix: format!("{p}:notices:job:"),
+            audit_key: format!("{p}:audit"),
+            audit_ids_key: format!("{p}:audit:ids"),
             nodes_key: format!("{p}:nodes"),
             leases_key: format!("{p}:leases"),
             changes_key: format!("{p}:changes"),
@@ -267,7 +274,7 @@ impl JobStore for RedisStore {
         Ok(dropped)
     }
 
-    async fn delete_all(&self) -> Result<()> {
+    async fn delete_all(&self, audit: Vec<AuditEntry>) -> Result<()> {
         let ids = self.run_job_ids().await?;
         let mut conn = self.conn.clone();
         for chunk in ids.chunks(1000) {
@@ -297,11 +304,16 @@ impl JobStore for RedisStore {
             .map_err(map_err)?;
         // Nodes and leases stay; followers hear "reload everything".
         let now = Timestamp::now().as_nanosecond().to_string();
-        let change = self.change_cmd(&now, kala_store::ALL_JOBS);
+        // The audit entries go with the change, in the last step.
+        let mut cmds = self.audit_cmds(&audit)?;
+        cmds.push(self.change_cmd(&now, kala_store::ALL_JOBS));
         let mut inv = self.batch_script.prepare_invoke();
-        inv.arg("0").arg("1").arg(change.len().to_string());
-        for a in &change {
-            inv.arg(a);
+        inv.arg("0").arg(cmds.len().to_string());
+        for c in &cmds {
+            inv.arg(c.len().to_string());
+            for a in c {
+                inv.arg(a);
+            }
         }
         let _: redis::Value = inv.invoke_async(&mut conn).await.map_err(map_err)?;
         Ok(())
@@ -328,6 +340,14 @@ impl JobStore for RedisStore {
 
     async fn notices(&self, job_id: &str) -> Result<Vec<Notice>> {
         self.notices_of(job_id).await
+    }
+
+    async fn audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.audit_page(before, limit).await
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64> {
+        self.prune_audit_before(before).await
     }
 
     async fn prune_notices(&self, before: Timestamp) -> Result<u64> {

@@ -41,8 +41,18 @@ pub struct EncodedBatch {
     /// Notices: (id, job id, pending 0/1, next attempt ns, done ns or
     /// i64::MAX, JSON).
     pub notices: Vec<(String, String, i64, i64, i64, String)>,
+    /// Audit entries: (id, at ns, JSON).
+    pub audit: Vec<(String, i64, String)>,
     /// When the batch was encoded (ns), for the change rows.
     pub now: i64,
+}
+
+/// Audit entries as (id, at ns, JSON) rows.
+pub fn encode_audit(audit: &[kala_store::AuditEntry]) -> Result<Vec<(String, i64, String)>> {
+    audit
+        .iter()
+        .map(|e| Ok((e.id.clone(), ns_i64(e.at)?, encode_string(e)?)))
+        .collect()
 }
 
 impl EncodedBatch {
@@ -85,6 +95,7 @@ impl EncodedBatch {
                 encode_string(n)?,
             ));
         }
+        out.audit = encode_audit(&batch.audit)?;
         out.end = batch.end.clone();
         out.end.sort_unstable();
         let mut update: std::collections::BTreeMap<&str, Vec<JobChange>> = Default::default();

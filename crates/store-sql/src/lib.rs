@@ -21,6 +21,7 @@
 //! JSON of `kala_store::json`. Every batch is one transaction; jobs are
 //! upserted in id order so two batches cannot deadlock on each other.
 
+mod audit;
 pub mod batch;
 mod cluster;
 pub mod dialect;

@@ -42,6 +42,13 @@ pub fn migrator<D: Dialect>() -> Migrator {
             D::SYNTAX.notices.into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            "audit".into(),
+            MigrationType::Simple,
+            D::SYNTAX.audit.into_sql_str(),
+            false,
+        ),
     ]);
     m.dangerous_set_table_name("kala_migrations");
     m

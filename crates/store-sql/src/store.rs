@@ -11,8 +11,8 @@ use jiff::Timestamp;
 use kala_job::{Job, RunRecord};
 use kala_store::json::{decode, encode_string};
 use kala_store::{
-    ALL_JOBS, Batch, Claim, JobChange, JobStore, Notice, OpenRun, Result, Retention, StoreError,
-    ns_i64, oldest_first, soonest,
+    ALL_JOBS, AuditEntry, Batch, Claim, JobChange, JobStore, Notice, OpenRun, Result, Retention,
+    StoreError, ns_i64, oldest_first, soonest,
 };
 use sqlx::migrate::Migrate;
 use sqlx::{
@@ -34,7 +34,7 @@ const RUNS_BEYOND: &str = "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (PARTI
 
 /// A [`JobStore`] on the database `D` speaks.
 pub struct SqlStore<D: Dialect> {
-    pool: Pool<D::DB>,
+    pub(crate) pool: Pool<D::DB>,
     /// Woken when another instance committed a change (PostgreSQL's
     /// `LISTEN`); `None` where the database has no such thing.
     pub(crate) signal: Option<std::sync::Arc<tokio::sync::Notify>>,
@@ -281,41 +281,9 @@ where
             q.push(D::SYNTAX.upsert_notice);
             q.build().execute(&mut *tx).await?;
         }
+        Self::insert_audit(&mut tx, &b.audit).await?;
         Self::announce(&mut tx, &b.changed, b.now).await?;
         tx.commit().await.map(Ok)
-    }
-
-    /// Every row of `sql` (`SELECT key, json …`), decoded; damage is
-    /// named by the row's key.
-    pub(crate) async fn keyed_json<T: serde::de::DeserializeOwned>(
-        &self,
-        sql: &'static str,
-    ) -> Result<Vec<T>> {
-        self.keyed_rows(&mut QueryBuilder::<D::DB>::new(sql)).await
-    }
-
-    /// [`Self::keyed_json`] for a built query.
-    pub(crate) async fn keyed_rows<T: serde::de::DeserializeOwned>(
-        &self,
-        q: &mut QueryBuilder<D::DB>,
-    ) -> Result<Vec<T>> {
-        let rows = q
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err::<D>)?;
-        rows.iter()
-            .map(|row| {
-                let key: String = row.try_get(0).map_err(map_err::<D>)?;
-                let json: String = row.try_get(1).map_err(map_err::<D>)?;
-                decode(&key, json.as_bytes())
-            })
-            .collect()
-    }
-
-    pub(crate) async fn execute(&self, q: &mut QueryBuilder<D::DB>) -> Result<u64> {
-        let done = q.build().execute(&self.pool).await.map_err(map_err::<D>)?;
-        Ok(done.rows())
     }
 }
 
@@ -410,8 +378,12 @@ where
         Ok(dropped)
     }
 
-    async fn delete_all(&self) -> Result<()> {
+    async fn delete_all(&self, audit: Vec<AuditEntry>) -> Result<()> {
+        let rows = crate::batch::encode_audit(&audit)?;
         let mut tx = self.pool.begin().await.map_err(map_err::<D>)?;
+        Self::insert_audit(&mut tx, &rows)
+            .await
+            .map_err(map_err::<D>)?;
         for sql in D::SYNTAX.delete_all.iter() {
             QueryBuilder::<D::DB>::new(*sql)
                 .build()
@@ -446,6 +418,14 @@ where
         let mut out = self.keyed_rows(&mut q).await?;
         oldest_first(&mut out);
         Ok(out)
+    }
+
+    async fn audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.audit_page(before, limit).await
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64> {
+        self.prune_audit_rows(before).await
     }
 
     async fn prune_notices(&self, before: Timestamp) -> Result<u64> {

@@ -38,6 +38,8 @@ pub struct Syntax {
     /// Appended to `INSERT INTO kala_notices (…) VALUES …` to replace an
     /// existing row.
     pub upsert_notice: &'static str,
+    /// Migration 5: the audit log.
+    pub audit: &'static str,
     /// Run in a transaction that appended changes, to wake the other
     /// instances at its commit; `None`: they poll.
     pub notify: Option<&'static str>,
@@ -75,6 +77,7 @@ impl Syntax {
         share_lock: " FOR SHARE",
         notices: include_str!("../migrations/postgres/0004_notices.sql"),
         upsert_notice: " ON CONFLICT (id) DO UPDATE SET pending = EXCLUDED.pending, next_at = EXCLUDED.next_at, done_at = EXCLUDED.done_at, notice = EXCLUDED.notice",
+        audit: include_str!("../migrations/postgres/0005_audit.sql"),
         notify: Some("SELECT pg_notify('kala_changes', '')"),
         skip_locked: " FOR UPDATE SKIP LOCKED",
         // The server also probes the connection (TCP keepalive every 2 s
@@ -126,6 +129,7 @@ impl Syntax {
         share_lock: " LOCK IN SHARE MODE",
         notices: include_str!("../migrations/mysql/0004_notices.sql"),
         upsert_notice: " ON DUPLICATE KEY UPDATE pending = VALUES(pending), next_at = VALUES(next_at), done_at = VALUES(done_at), notice = VALUES(notice)",
+        audit: include_str!("../migrations/mysql/0005_audit.sql"),
         notify: None,
         skip_locked: " FOR UPDATE SKIP LOCKED",
         // MariaDB ends a transaction idle for `idle_transaction_timeout`

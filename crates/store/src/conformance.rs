@@ -15,12 +15,14 @@ use kala_job::{Job, Outcome, RunRecord, Trigger, wire::job_from_json};
 
 use crate::{Batch, Claim, JobStore};
 
+mod audit;
 mod cluster;
 mod fencing;
 mod journal;
 mod outbox;
 mod runs;
 
+pub use audit::entry as audit_entry;
 pub use journal::open_run;
 use journal::run_journal;
 use runs::{retention, run_records};
@@ -33,7 +35,7 @@ where
     Fut: Future<Output = Arc<dyn JobStore>>,
 {
     let store = open().await;
-    store.delete_all().await.expect("delete_all");
+    store.delete_all(Vec::new()).await.expect("delete_all");
     round_trip_every_field(&*store).await;
     missing_and_delete(&*store).await;
     run_records(&*store).await;
@@ -42,12 +44,13 @@ where
     claims(&*store).await;
     run_journal(&*store).await;
     outbox::outbox(&*store).await;
+    audit::audit(&*store).await;
     cluster::cluster(store.clone()).await;
     concurrent_writers(store.clone()).await;
     bulk_load(&*store, bulk).await;
     reopen(store, &open).await;
     let store = open().await;
-    store.delete_all().await.expect("delete_all");
+    store.delete_all(Vec::new()).await.expect("delete_all");
     assert!(
         store.load_all().await.expect("load_all").is_empty(),
         "delete_all leaves nothing"
@@ -142,7 +145,7 @@ async fn round_trip_every_field(s: &dyn JobStore) {
         "[{}] a put replaces",
         s.name()
     );
-    s.delete_all().await.expect("delete_all");
+    s.delete_all(Vec::new()).await.expect("delete_all");
 }
 
 async fn missing_and_delete(s: &dyn JobStore) {
@@ -184,7 +187,7 @@ async fn missing_and_delete(s: &dyn JobStore) {
     })
     .await
     .expect("delete unknown");
-    s.delete_all().await.expect("delete_all");
+    s.delete_all(Vec::new()).await.expect("delete_all");
 }
 
 async fn graph_changes_are_one_batch(s: &dyn JobStore) {
@@ -245,7 +248,7 @@ async fn graph_changes_are_one_batch(s: &dyn JobStore) {
         .expect("get")
         .expect("shared child survives");
     assert_eq!(sh.parents(), std::slice::from_ref(&backup.id));
-    s.delete_all().await.expect("delete_all");
+    s.delete_all(Vec::new()).await.expect("delete_all");
 }
 
 async fn claims(s: &dyn JobStore) {
@@ -298,7 +301,7 @@ async fn claims(s: &dyn JobStore) {
         "[{}] expired claims can be taken",
         s.name()
     );
-    s.delete_all().await.expect("delete_all");
+    s.delete_all(Vec::new()).await.expect("delete_all");
 }
 
 async fn concurrent_writers(s: Arc<dyn JobStore>) {
@@ -341,7 +344,7 @@ async fn concurrent_writers(s: Arc<dyn JobStore>) {
     for id in ids.iter().step_by(37) {
         assert_eq!(s.runs(id, None).await.expect("runs").len(), 1);
     }
-    s.delete_all().await.expect("delete_all");
+    s.delete_all(Vec::new()).await.expect("delete_all");
 }
 
 async fn bulk_load(s: &dyn JobStore, n: usize) {
@@ -387,10 +390,12 @@ where
     let before = s.load_all().await.expect("load").len();
     let job = full_job();
     let journaled = open_run("run-survives", &job.id, Some(1_900_000_000_000_000_000));
+    let audited = audit::entry("survives", &job.id, 1_900_000_001_000_000_000);
     s.apply(Batch {
         put: vec![job.clone()],
         runs: vec![run(&job.id, 1_900_000_000_000_000_000, Outcome::Failed)],
         begin: vec![journaled.clone()],
+        audit: vec![audited.clone()],
         ..Batch::default()
     })
     .await
@@ -406,6 +411,11 @@ where
     );
     assert_eq!(s.get(&job.id).await.expect("get"), Some(job.clone()));
     assert_eq!(s.runs(&job.id, None).await.expect("runs").len(), 1);
+    assert!(
+        s.audit(None, 100).await.expect("audit").contains(&audited),
+        "[{}] an audit entry survives a reopen",
+        s.name()
+    );
     assert_eq!(
         s.open_runs().await.expect("open_runs"),
         vec![journaled],

@@ -24,9 +24,14 @@
 //!   that causes them; [`JobStore::pending_notices`] lists the ones still
 //!   to deliver, [`JobStore::notices`] a job's. Deleting a job deletes
 //!   its notices.
+//! * The audit log: [`Batch::audit`] writes [`AuditEntry`]s in the same
+//!   transaction as the change they describe; [`JobStore::audit`] pages
+//!   them newest first. Deleting jobs (or all of them) keeps the log;
+//!   only [`JobStore::prune_audit`] drops entries.
 //! * [`JobStore::claim`] is the primitive that lets several instances on
 //!   one database agree that exactly one of them runs a given occurrence.
 
+mod audit;
 mod cluster;
 mod memory;
 mod notice;
@@ -39,6 +44,7 @@ use jiff::{SignedDuration, Timestamp};
 use kala_job::{Job, JobId, RunRecord, Trigger};
 use serde::{Deserialize, Serialize};
 
+pub use audit::{AuditEntry, audit_id, audit_page};
 pub use cluster::{
     ALL_JOBS, Coordination, Fence, JobChange, JobUpdate, Lease, LeaseRequest, NodeInfo, NodeRole,
     PARTITIONS, RunDelta, partition_of,
@@ -93,6 +99,9 @@ pub struct Batch {
     /// Notifications to store (insert, or replace the one with the same
     /// id). Applied after `delete`.
     pub notices: Vec<Notice>,
+    /// Audit entries of the changes in this batch (inserted; never
+    /// changed).
+    pub audit: Vec<AuditEntry>,
     /// When set, the whole batch is written only if the lease it names is
     /// still held (see [`Fence`]); otherwise [`StoreError::Fenced`].
     pub fence: Option<Fence>,
@@ -136,6 +145,7 @@ impl Batch {
             && self.end.is_empty()
             && self.update.is_empty()
             && self.notices.is_empty()
+            && self.audit.is_empty()
     }
 
     /// The jobs other instances must re-read after this batch: every job
@@ -257,8 +267,16 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Deletes every job, run record, claim, open run and notice (a shared
     /// backend keeps nodes and leases, and appends the change
-    /// [`ALL_JOBS`]).
-    async fn delete_all(&self) -> Result<()>;
+    /// [`ALL_JOBS`]), and writes `audit` in the same transaction. The
+    /// audit log stays.
+    async fn delete_all(&self, audit: Vec<AuditEntry>) -> Result<()>;
+
+    /// Audit entries with ids before `before` (every one without it),
+    /// newest first, at most `limit`.
+    async fn audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+
+    /// Drops the audit entries older than `before`; returns how many.
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64>;
 
     /// Every run journaled by [`Batch::begin`] and not yet ended, in no
     /// particular order.

@@ -13,8 +13,8 @@ use jiff::Timestamp;
 use kala_job::{Job, JobId, RunRecord};
 
 use crate::{
-    Batch, Claim, Coordination, JobStore, Lease, LeaseRequest, NodeInfo, Notice, OpenRun, Result,
-    Retention, StoreError, oldest_first, soonest, trim_oldest,
+    AuditEntry, Batch, Claim, Coordination, JobStore, Lease, LeaseRequest, NodeInfo, Notice,
+    OpenRun, Result, Retention, StoreError, oldest_first, soonest, trim_oldest,
 };
 
 #[derive(Default)]
@@ -25,6 +25,8 @@ struct Inner {
     claims: BTreeMap<(JobId, i128), (String, Timestamp)>,
     open: HashMap<String, OpenRun>,
     notices: HashMap<String, Notice>,
+    /// By id (time order).
+    audit: BTreeMap<String, AuditEntry>,
     nodes: BTreeMap<String, NodeInfo>,
     leases: BTreeMap<u32, Lease>,
     /// (sequence, job id, when).
@@ -110,6 +112,9 @@ impl JobStore for MemoryStore {
         for n in batch.notices {
             g.notices.insert(n.id.clone(), n);
         }
+        for e in batch.audit {
+            g.audit.insert(e.id.clone(), e);
+        }
         for job in batch.put {
             let packed = kala_job::packed::encode(&job).into_boxed_slice();
             g.jobs.insert(job.id, packed);
@@ -181,8 +186,11 @@ impl JobStore for MemoryStore {
 
     /// Membership and leases stay (they are not job data, and a lease
     /// token must never go back); followers hear `*`: reload everything.
-    async fn delete_all(&self) -> Result<()> {
+    async fn delete_all(&self, audit: Vec<AuditEntry>) -> Result<()> {
         let mut g = self.lock()?;
+        for e in audit {
+            g.audit.insert(e.id.clone(), e);
+        }
         g.jobs.clear();
         g.runs.clear();
         g.claims.clear();
@@ -225,6 +233,25 @@ impl JobStore for MemoryStore {
         g.notices
             .retain(|_, n| n.is_pending() || n.done_at.is_none_or(|d| d >= before));
         Ok((n - g.notices.len()) as u64)
+    }
+
+    async fn audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let g = self.lock()?;
+        use std::ops::Bound;
+        let end = before.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(g.audit
+            .range::<str, _>((Bound::Unbounded, end))
+            .rev()
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> Result<u64> {
+        let mut g = self.lock()?;
+        let n = g.audit.len();
+        g.audit.retain(|_, e| e.at >= before);
+        Ok((n - g.audit.len()) as u64)
     }
 
     async fn claim(&self, claim: Claim) -> Result<bool> {

@@ -154,7 +154,10 @@ pub(crate) async fn auth(State(s): State<AppState>, mut req: Request, next: Next
         // every header of every request.
         match s.config.auth.authenticate(bearer(req.headers())).await {
             Some(p) => p,
-            None => return unauthorized(),
+            None => {
+                refused(&s, &req, None, 401);
+                return unauthorized();
+            }
         }
     } else {
         Principal::anonymous()
@@ -165,6 +168,7 @@ pub(crate) async fn auth(State(s): State<AppState>, mut req: Request, next: Next
         .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
     let need = rights::required(req.method(), &path);
     if principal.role < need {
+        refused(&s, &req, Some(&principal), 403);
         return forbidden(format!(
             "role: {} {path} needs the {need} role; {} has {}",
             req.method(),
@@ -173,8 +177,138 @@ pub(crate) async fn auth(State(s): State<AppState>, mut req: Request, next: Next
         ))
         .into_response();
     }
+    let audit_403 = s.config.auth.is_on().then(|| {
+        (
+            principal.clone(),
+            req.method().clone(),
+            req.uri().path().to_string(),
+            source_of(req.extensions()),
+        )
+    });
     req.extensions_mut().insert(principal);
-    next.run(req).await
+    let resp = next.run(req).await;
+    // A handler's 403 (an owner scope, a local command) is a refusal too.
+    if resp.status() == StatusCode::FORBIDDEN
+        && let Some((p, method, path, source)) = audit_403
+    {
+        record_refusal(&s, Some(&p), method.as_str(), &path, source, 403);
+    }
+    resp
+}
+
+/// The client's address, as the server put it in the request.
+fn source_of(ext: &axum::http::Extensions) -> String {
+    ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default()
+}
+
+/// Records a refused request in the audit log (at most [`REFUSALS_PER_SECOND`]
+/// a second: a flood of bad tokens must not fill the store).
+fn refused(s: &AppState, req: &Request, p: Option<&Principal>, status: u16) {
+    record_refusal(
+        s,
+        p,
+        req.method().as_str(),
+        req.uri().path(),
+        source_of(req.extensions()),
+        status,
+    );
+}
+
+/// Refusals recorded per second, at most; the rest are counted in the log.
+const REFUSALS_PER_SECOND: u32 = 20;
+
+fn record_refusal(
+    s: &AppState,
+    p: Option<&Principal>,
+    method: &str,
+    path: &str,
+    source: String,
+    status: u16,
+) {
+    if !s.engine.audits() || !s.refusals.admit() {
+        return;
+    }
+    let actor = kala_engine::Actor {
+        name: p.map_or_else(
+            || "(no valid credential)".to_string(),
+            |p| p.name.to_string(),
+        ),
+        source,
+        request_id: String::new(),
+    };
+    let detail = serde_json::json!({ "status": status, "method": method, "path": path });
+    let engine = s.engine.clone();
+    tokio::spawn(async move {
+        if let Err(e) = engine.record_audit(&actor, "refused", detail).await {
+            tracing::warn!(error = %e, "a refused request could not be audited");
+        }
+    });
+}
+
+/// A fixed-window limit of refusals recorded per second.
+#[derive(Default)]
+pub(crate) struct RefusalLimit {
+    window: std::sync::Mutex<(Option<std::time::Instant>, u32, u64)>,
+}
+
+impl RefusalLimit {
+    fn admit(&self) -> bool {
+        let Ok(mut w) = self.window.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        if w.0
+            .is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1))
+        {
+            if w.2 > 0 {
+                tracing::warn!(
+                    dropped = w.2,
+                    "refused requests over the audit limit were not recorded"
+                );
+            }
+            *w = (Some(now), 0, 0);
+        }
+        if w.1 < REFUSALS_PER_SECOND {
+            w.1 += 1;
+            true
+        } else {
+            w.2 += 1;
+            false
+        }
+    }
+}
+
+/// The caller as the audit log names it, and its principal: the
+/// principal's name, the client's address, and the request's id (the
+/// client's `x-request-id` when it is a plain token of up to 64
+/// characters, else a new one).
+pub(crate) struct Acting(pub kala_engine::Actor, pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Acting {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Self::Rejection> {
+        let Ok(Caller(p)) = Caller::from_request_parts(parts, s).await;
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            })
+            .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
+        let actor = kala_engine::Actor {
+            name: p.name.to_string(),
+            source: source_of(&parts.extensions),
+            request_id,
+        };
+        Ok(Acting(actor, p))
+    }
 }
 
 /// The caller, for handlers: the principal the middleware found (an

@@ -13,7 +13,7 @@ use kala_job::{Job, Outcome, RunRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::auth::{Caller, scope};
+use crate::auth::{Acting, Caller, scope};
 use crate::error::{ApiResult, json_response};
 use crate::extract::{Body, Path, Query, clamp_limit};
 use crate::schema::ErrorBody;
@@ -49,7 +49,7 @@ pub struct Created {
     ))]
 pub async fn create_job(
     State(s): State<AppState>,
-    Caller(p): Caller,
+    Acting(actor, p): Acting,
     Body(body): Body,
 ) -> ApiResult {
     let mut job = job_from_json(&body)?;
@@ -57,7 +57,7 @@ pub async fn create_job(
         job.owner.clone_from(&s.config.default_owner);
     }
     scope::check_create(&s, &p, &mut job)?;
-    let id = s.engine.create(job).await?;
+    let id = s.engine.create_as(job, &actor).await?;
     Ok(json_response(StatusCode::CREATED, &Created { id }))
 }
 
@@ -135,20 +135,20 @@ pub async fn get_job(
     ))]
 pub async fn delete_job(
     State(s): State<AppState>,
-    Caller(p): Caller,
+    Acting(actor, p): Acting,
     Path(id): Path<String>,
 ) -> ApiResult {
     scope::check_delete(&s, &p, &id)?;
-    s.engine.delete(&id).await?;
+    s.engine.delete_as(&id, &actor).await?;
     Ok(no_content())
 }
 
 /// Deletes every job and all run history.
 #[utoipa::path(delete, path = "/api/v1/job/all/", tag = "jobs",
     responses((status = 204, description = "Everything deleted")))]
-pub async fn delete_all(State(s): State<AppState>, Caller(p): Caller) -> ApiResult {
+pub async fn delete_all(State(s): State<AppState>, Acting(actor, p): Acting) -> ApiResult {
     scope::check_delete_all(&p)?;
-    s.engine.delete_all().await?;
+    s.engine.delete_all_as(&actor).await?;
     Ok(no_content())
 }
 
@@ -252,11 +252,11 @@ pub async fn job_runs(
     ))]
 pub async fn start_job(
     State(s): State<AppState>,
-    Caller(p): Caller,
+    Acting(actor, p): Acting,
     Path(id): Path<String>,
 ) -> ApiResult {
     scope::visible(&s, &p, &id)?;
-    s.engine.run_now(&id).await?;
+    s.engine.run_now_as(&id, &actor).await?;
     Ok(no_content())
 }
 
@@ -270,11 +270,11 @@ pub async fn start_job(
     ))]
 pub async fn enable_job(
     State(s): State<AppState>,
-    Caller(p): Caller,
+    Acting(actor, p): Acting,
     Path(id): Path<String>,
 ) -> ApiResult {
     scope::visible(&s, &p, &id)?;
-    s.engine.enable(&id).await?;
+    s.engine.enable_as(&id, &actor).await?;
     Ok(no_content())
 }
 
@@ -288,10 +288,10 @@ pub async fn enable_job(
     ))]
 pub async fn disable_job(
     State(s): State<AppState>,
-    Caller(p): Caller,
+    Acting(actor, p): Acting,
     Path(id): Path<String>,
 ) -> ApiResult {
     scope::visible(&s, &p, &id)?;
-    s.engine.disable(&id).await?;
+    s.engine.disable_as(&id, &actor).await?;
     Ok(no_content())
 }

@@ -33,7 +33,7 @@ pub struct Targets {
     ))]
 pub async fn set_notify(
     State(s): State<AppState>,
-    crate::auth::Caller(p): crate::auth::Caller,
+    crate::auth::Acting(actor, p): crate::auth::Acting,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> ApiResult {
@@ -42,7 +42,7 @@ pub async fn set_notify(
         .map_err(|e| ApiError::bad_request(format!("body: invalid JSON: {e}")))?;
     let targets = kala_job::wire::notify_from_value("notify", value)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    s.engine.set_notify(&id, targets.clone()).await?;
+    s.engine.set_notify_as(&id, targets.clone(), &actor).await?;
     Ok(json_response(StatusCode::OK, &Targets { notify: targets }))
 }
 

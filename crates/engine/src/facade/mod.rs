@@ -17,6 +17,7 @@ use kala_job::{Job, JobError, JobId, RunRecord, Trigger};
 use kala_store::{Batch, JobChange, JobStore, JobUpdate};
 use tokio::sync::broadcast;
 
+use crate::audit::Actor;
 use crate::clock::Clock;
 use crate::config::{EngineError, Event};
 use crate::metrics::Metrics;
@@ -79,8 +80,14 @@ impl Engine {
     }
 
     /// Validates, stores and schedules a new job. A job without a schedule
-    /// (and without parents) runs once, now, in the background.
-    pub async fn create(&self, mut job: Job) -> Result<JobId, EngineError> {
+    /// (and without parents) runs once, now, in the background. Audited
+    /// as made by [`Actor::engine`].
+    pub async fn create(&self, job: Job) -> Result<JobId, EngineError> {
+        self.create_as(job, &Actor::engine()).await
+    }
+
+    /// [`Engine::create`] by `actor` (in the audit log).
+    pub async fn create_as(&self, mut job: Job, actor: &Actor) -> Result<JobId, EngineError> {
         self.check_running()?;
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -119,10 +126,20 @@ impl Engine {
             .collect();
         ids.push(&id);
         let _stripes = inner.lock_stripes(&ids).await;
+        let audit: Vec<_> = inner
+            .audit_entry(
+                actor,
+                "create",
+                Some(&job),
+                crate::audit::diff(None, Some(&job)),
+            )
+            .into_iter()
+            .collect();
         let batch = if inner.cluster.is_some() {
             // Parents change in the database, not from this memory.
             Batch {
                 put: vec![job.clone()],
+                audit,
                 update: linked
                     .updated_parents
                     .iter()
@@ -138,10 +155,11 @@ impl Engine {
             put.push(job.clone());
             Batch {
                 put,
+                audit,
                 ..Batch::default()
             }
         };
-        inner.store.apply(batch).await?;
+        inner.apply_audited(batch).await?;
         let run_now = job_is_pending_once(&job);
         {
             let mut st = inner.lock();
@@ -161,11 +179,31 @@ impl Engine {
     /// Deletes a job: unlinks it from its parents and deletes each child
     /// left without a parent, in one atomic write.
     pub async fn delete(&self, id: &str) -> Result<(), EngineError> {
+        self.delete_as(id, &Actor::engine()).await
+    }
+
+    /// [`Engine::delete`] by `actor`: an audit entry for the job and for
+    /// each child deleted with it.
+    pub async fn delete_as(&self, id: &str, actor: &Actor) -> Result<(), EngineError> {
         let inner = &self.inner;
         let _graph = inner.graph.lock().await;
-        let plan = {
+        let (plan, audit) = {
             let st = inner.lock();
-            plan_delete(id, |x| st.job(x)).ok_or_else(|| EngineError::NotFound(id.to_string()))?
+            let plan = plan_delete(id, |x| st.job(x))
+                .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+            let audit: Vec<_> = plan
+                .deleted
+                .iter()
+                .filter_map(|d| st.job(d))
+                .filter_map(|j| {
+                    let mut diff = crate::audit::diff(Some(&j), None);
+                    if j.id != id {
+                        diff["deleted_with"] = serde_json::json!(id);
+                    }
+                    inner.audit_entry(actor, "delete", Some(&j), diff)
+                })
+                .collect();
+            (plan, audit)
         };
         let ids: Vec<&str> = plan
             .deleted
@@ -185,16 +223,18 @@ impl Engine {
                         change: JobChange::Unlink(plan.deleted.clone()),
                     })
                     .collect(),
+                audit,
                 ..Batch::default()
             }
         } else {
             Batch {
                 put: plan.updated.clone(),
                 delete: plan.deleted.clone(),
+                audit,
                 ..Batch::default()
             }
         };
-        inner.store.apply(batch).await?;
+        inner.apply_audited(batch).await?;
         let mut st = inner.lock();
         for d in &plan.deleted {
             st.remove(d);
@@ -210,13 +250,30 @@ impl Engine {
 
     /// Deletes every job and run record.
     pub async fn delete_all(&self) -> Result<(), EngineError> {
+        self.delete_all_as(&Actor::engine()).await
+    }
+
+    /// [`Engine::delete_all`] by `actor` (one audit entry with the number
+    /// of jobs; the audit log itself stays).
+    pub async fn delete_all_as(&self, actor: &Actor) -> Result<(), EngineError> {
         let inner = &self.inner;
         let _graph = inner.graph.lock().await;
         let mut guards = Vec::with_capacity(STRIPES);
         for s in &inner.stripes {
             guards.push(s.lock().await);
         }
-        inner.store.delete_all().await?;
+        let jobs = inner.lock().jobs.len();
+        let audit: Vec<_> = inner
+            .audit_entry(
+                actor,
+                "delete_all",
+                None,
+                serde_json::json!({ "jobs": jobs }),
+            )
+            .into_iter()
+            .collect();
+        inner.store.delete_all(audit.clone()).await?;
+        inner.audit_sink.write(&audit);
         let mut st = inner.lock();
         st.jobs.clear();
         st.queue.clear();
@@ -227,17 +284,32 @@ impl Engine {
 
     /// Disables a job: its pending run is cancelled; nothing else happens.
     pub async fn disable(&self, id: &str) -> Result<(), EngineError> {
-        self.set_disabled(id, true).await
+        self.set_disabled(id, true, &Actor::engine()).await
+    }
+
+    /// [`Engine::disable`] by `actor`.
+    pub async fn disable_as(&self, id: &str, actor: &Actor) -> Result<(), EngineError> {
+        self.set_disabled(id, true, actor).await
+    }
+
+    /// [`Engine::enable`] by `actor`.
+    pub async fn enable_as(&self, id: &str, actor: &Actor) -> Result<(), EngineError> {
+        self.set_disabled(id, false, actor).await
     }
 
     /// Enables a job: it is scheduled again (an overdue run is caught up
     /// once, or skipped with `resume_at_next_scheduled_time`); a one-off
     /// that never ran runs now.
     pub async fn enable(&self, id: &str) -> Result<(), EngineError> {
-        self.set_disabled(id, false).await
+        self.set_disabled(id, false, &Actor::engine()).await
     }
 
-    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), EngineError> {
+    async fn set_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        actor: &Actor,
+    ) -> Result<(), EngineError> {
         let inner = &self.inner;
         let _stripe = inner.lock_stripes(&[id]).await;
         let mut job = inner
@@ -258,19 +330,35 @@ impl Engine {
         // points fell while it was disabled (Kala: one catch-up run at
         // the enable) and which before (each owed a run or a record).
         let change = JobChange::Disabled { disabled, at: now };
+        let before = job.clone();
         change.apply(&mut job);
+        let action = if disabled { "disable" } else { "enable" };
+        let audit: Vec<_> = inner
+            .audit_entry(
+                actor,
+                action,
+                Some(&job),
+                crate::audit::diff(Some(&before), Some(&job)),
+            )
+            .into_iter()
+            .collect();
         let batch = if inner.cluster.is_some() {
             Batch {
                 update: vec![JobUpdate {
                     job_id: id.to_string(),
                     change: change.clone(),
                 }],
+                audit,
                 ..Batch::default()
             }
         } else {
-            Batch::put(job)
+            Batch {
+                put: vec![job],
+                audit,
+                ..Batch::default()
+            }
         };
-        inner.store.apply(batch).await?;
+        inner.apply_audited(batch).await?;
         let run_once = {
             let mut st = inner.lock();
             let Some(once) = st.update(id, |cur| {
@@ -293,14 +381,35 @@ impl Engine {
     /// on-failure job included), like Kala. The schedule is unchanged. A
     /// disabled job runs nothing: `Ok(None)`.
     pub async fn run_now(&self, id: &str) -> Result<Option<RunRecord>, EngineError> {
+        self.run_now_as(id, &Actor::engine()).await
+    }
+
+    /// [`Engine::run_now`] by `actor`: the start is audited before the run.
+    pub async fn run_now_as(
+        &self,
+        id: &str,
+        actor: &Actor,
+    ) -> Result<Option<RunRecord>, EngineError> {
         self.check_running()?;
-        let disabled = self
+        let job = self
             .inner
             .lock()
             .job(id)
-            .map(|j| j.disabled)
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
-        if disabled {
+        if let Some(e) = self.inner.audit_entry(
+            actor,
+            "start",
+            Some(&job),
+            serde_json::json!({ "disabled": job.disabled }),
+        ) {
+            self.inner
+                .apply_audited(Batch {
+                    audit: vec![e],
+                    ..Batch::default()
+                })
+                .await?;
+        }
+        if job.disabled {
             return Ok(None);
         }
         let _permit = self.inner.permit().await?;

@@ -66,6 +66,17 @@ impl crate::Engine {
         id: &str,
         targets: Vec<NotifyTarget>,
     ) -> Result<(), crate::EngineError> {
+        self.set_notify_as(id, targets, &crate::Actor::engine())
+            .await
+    }
+
+    /// [`Engine::set_notify`] by `actor` (in the audit log).
+    pub async fn set_notify_as(
+        &self,
+        id: &str,
+        targets: Vec<NotifyTarget>,
+        actor: &crate::Actor,
+    ) -> Result<(), crate::EngineError> {
         let inner = &self.inner;
         kala_job::notify::validate_targets("notify", &targets)?;
         let _stripe = inner.lock_stripes(&[id]).await;
@@ -73,20 +84,35 @@ impl crate::Engine {
             .lock()
             .job(id)
             .ok_or_else(|| crate::EngineError::NotFound(id.to_string()))?;
+        let before = job.clone();
         job.notify.clone_from(&targets);
         inner.check_notify(&job)?;
+        let audit: Vec<_> = inner
+            .audit_entry(
+                actor,
+                "notify",
+                Some(&job),
+                crate::audit::diff(Some(&before), Some(&job)),
+            )
+            .into_iter()
+            .collect();
         let batch = if inner.cluster.is_some() {
             Batch {
                 update: vec![kala_store::JobUpdate {
                     job_id: id.to_string(),
                     change: kala_store::JobChange::Notify(targets.clone()),
                 }],
+                audit,
                 ..Batch::default()
             }
         } else {
-            Batch::put(job)
+            Batch {
+                put: vec![job],
+                audit,
+                ..Batch::default()
+            }
         };
-        inner.store.apply(batch).await?;
+        inner.apply_audited(batch).await?;
         inner
             .lock()
             .update(id, |cur| cur.notify = targets)

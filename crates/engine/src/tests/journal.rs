@@ -163,8 +163,18 @@ impl JobStore for NoJournal {
     ) -> kala_store::Result<u64> {
         self.0.prune_runs(r, now).await
     }
-    async fn delete_all(&self) -> kala_store::Result<()> {
-        self.0.delete_all().await
+    async fn delete_all(&self, audit: Vec<kala_store::AuditEntry>) -> kala_store::Result<()> {
+        self.0.delete_all(audit).await
+    }
+    async fn audit(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> kala_store::Result<Vec<kala_store::AuditEntry>> {
+        self.0.audit(before, limit).await
+    }
+    async fn prune_audit(&self, before: Timestamp) -> kala_store::Result<u64> {
+        self.0.prune_audit(before).await
     }
     async fn open_runs(&self) -> kala_store::Result<Vec<OpenRun>> {
         self.0.open_runs().await

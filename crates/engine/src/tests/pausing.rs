@@ -124,8 +124,18 @@ impl JobStore for PausingStore {
     ) -> kala_store::Result<u64> {
         self.inner.prune_runs(retention, now).await
     }
-    async fn delete_all(&self) -> kala_store::Result<()> {
-        self.inner.delete_all().await
+    async fn delete_all(&self, audit: Vec<kala_store::AuditEntry>) -> kala_store::Result<()> {
+        self.inner.delete_all(audit).await
+    }
+    async fn audit(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> kala_store::Result<Vec<kala_store::AuditEntry>> {
+        self.inner.audit(before, limit).await
+    }
+    async fn prune_audit(&self, before: Timestamp) -> kala_store::Result<u64> {
+        self.inner.prune_audit(before).await
     }
     async fn open_runs(&self) -> kala_store::Result<Vec<kala_store::OpenRun>> {
         self.reachable()?;

@@ -17,6 +17,7 @@ pub(super) async fn fencing(name: &str, s: &dyn JobStore, c: &dyn Coordination) 
     let token = tok(&all, A, 7).expect("held");
     let fenced = |node: &str, token: u64, now: Timestamp, run: &str| Batch {
         begin: vec![open_run(run, &job.id, Some(1_900_000_000_000_000_000))],
+        audit: vec![super::audit::entry(run, &job.id, 1_900_000_100_000_000_000)],
         fence: Some(Fence {
             partition: 7,
             node: node.into(),
@@ -52,6 +53,19 @@ pub(super) async fn fencing(name: &str, s: &dyn JobStore, c: &dyn Coordination) 
     assert!(
         !open.iter().any(|r| r.starts_with("f-") && r != "f-ok"),
         "[{name}] refused batches write nothing: {open:?}"
+    );
+    let audited: Vec<String> = s
+        .audit(None, 1000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .filter(|a| a.starts_with("f-"))
+        .collect();
+    assert_eq!(
+        audited,
+        ["f-ok"],
+        "[{name}] a refused batch writes no audit entry; the one that held does"
     );
     // Taken over: the old holder's token no longer works even before expiry.
     c.lease(req(A, &[], &[7], at(11))).await.expect("release");

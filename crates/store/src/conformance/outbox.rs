@@ -128,7 +128,7 @@ pub async fn outbox(store: &dyn JobStore) {
         vec![b1.clone()],
         "{name}: other jobs' notices stay"
     );
-    store.delete_all().await.expect("delete_all");
+    store.delete_all(Vec::new()).await.expect("delete_all");
     assert!(
         store
             .pending_notices(10)

@@ -58,7 +58,7 @@ pub(super) async fn run_records(s: &dyn JobStore) {
     assert_eq!(kept.len(), 3, "[{}] keep_runs", s.name());
     assert_eq!(kept[2].ran_at, ts(base + 10_000_000_000));
     assert!(s.runs("no-such-id", None).await.expect("runs").is_empty());
-    s.delete_all().await.expect("delete_all");
+    s.delete_all(Vec::new()).await.expect("delete_all");
 }
 
 pub(super) async fn retention(s: &dyn JobStore) {
@@ -111,5 +111,5 @@ pub(super) async fn retention(s: &dyn JobStore) {
         "[{}] the newest stay",
         s.name()
     );
-    s.delete_all().await.expect("delete_all");
+    s.delete_all(Vec::new()).await.expect("delete_all");
 }

@@ -1,0 +1,372 @@
+//! The audit log: every change made through the engine (create, delete,
+//! delete all, enable, disable, start, notification targets) writes an
+//! [`AuditEntry`] in the same store batch as the change, naming the
+//! [`Actor`] the caller gave (the API gives the token's name, the
+//! client's address and the request id; an embedder its own). The entry
+//! holds what changed as a diff of the job's JSON, secrets masked. After
+//! the batch commits, entries also go to `--audit-log` as JSON lines.
+//!
+//! Owns: [`Actor`], [`AuditSettings`], the diff and the masking, the file
+//! sink, pruning by age. Must not: write an entry outside the batch of
+//! its change (a change and its entry are both stored or neither is).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use jiff::SignedDuration;
+use kala_job::Job;
+use kala_job::wire::JobOut;
+use kala_store::{AuditEntry, Batch, audit_id};
+use serde_json::{Map, Value, json};
+
+use crate::config::EngineError;
+use crate::facade::Engine;
+use crate::state::Inner;
+
+/// Who makes a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// A token's name, `jwt:<sub>`, a user: what the log shows as who.
+    pub name: String,
+    /// From where (a client address, a service name).
+    pub source: String,
+    /// The request's id, if there is one.
+    pub request_id: String,
+}
+
+impl Actor {
+    pub fn new(name: impl Into<String>) -> Actor {
+        Actor {
+            name: name.into(),
+            source: String::new(),
+            request_id: String::new(),
+        }
+    }
+
+    /// The caller of the engine's methods that take no actor: the program
+    /// that embeds it.
+    pub fn engine() -> Actor {
+        Actor {
+            name: "engine".into(),
+            source: "embedded".into(),
+            request_id: String::new(),
+        }
+    }
+}
+
+impl Default for Actor {
+    fn default() -> Self {
+        Actor::engine()
+    }
+}
+
+/// How the audit log is kept.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Whether entries are written at all.
+    pub enabled: bool,
+    /// Entries older than this are pruned (hourly); `None` keeps them.
+    pub keep: Option<SignedDuration>,
+    /// A file that also gets each committed entry as a JSON line.
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            keep: Some(SignedDuration::from_hours(400 * 24)),
+            log_file: None,
+        }
+    }
+}
+
+/// The file sink of `--audit-log`.
+#[derive(Default)]
+pub(crate) struct Sink {
+    file: Mutex<Option<std::fs::File>>,
+}
+
+impl Sink {
+    pub fn open(path: Option<&PathBuf>) -> std::io::Result<Sink> {
+        let file = match path {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ),
+            None => None,
+        };
+        Ok(Sink {
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Appends each entry as a line (after its batch committed).
+    pub fn write(&self, entries: &[AuditEntry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let Ok(mut guard) = self.file.lock() else {
+            return;
+        };
+        let Some(f) = guard.as_mut() else { return };
+        let mut buf = Vec::new();
+        for e in entries {
+            if serde_json::to_writer(&mut buf, e).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+        if let Err(e) = f.write_all(&buf) {
+            tracing::error!(error = %e, "the audit log file could not be written (the entries are in the store)");
+        }
+    }
+}
+
+/// Header names whose values are secrets.
+fn secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "auth",
+        "token",
+        "secret",
+        "key",
+        "cookie",
+        "password",
+        "passwd",
+        "signature",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// A URL with its password (and a query, which often holds a key)
+/// masked.
+fn mask_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("********"));
+    }
+    if u.query().is_some() {
+        u.set_query(Some("********"));
+    }
+    u.to_string()
+}
+
+const MASK: &str = "********";
+
+/// Masks what a job's JSON may hold as secrets: header values with a
+/// secret's name, passwords and queries of URLs (remote jobs, webhooks).
+pub fn mask(job: &mut Value) {
+    if let Some(rp) = job
+        .get_mut("remote_properties")
+        .and_then(Value::as_object_mut)
+    {
+        if let Some(Value::String(u)) = rp.get_mut("url") {
+            *u = mask_url(u);
+        }
+        if let Some(h) = rp.get_mut("headers").and_then(Value::as_object_mut) {
+            for (name, values) in h.iter_mut() {
+                if secret_name(name) {
+                    *values = json!([MASK]);
+                }
+            }
+        }
+    }
+    if let Some(h) = job
+        .get_mut("publish")
+        .and_then(|p| p.get_mut("headers"))
+        .and_then(Value::as_object_mut)
+    {
+        for (name, v) in h.iter_mut() {
+            if secret_name(name) {
+                *v = json!(MASK);
+            }
+        }
+    }
+    if let Some(targets) = job.get_mut("notify").and_then(Value::as_array_mut) {
+        for t in targets.iter_mut() {
+            if let Some(Value::String(u)) = t.get_mut("webhook") {
+                *u = mask_url(u);
+            }
+            if let Some(s) = t.get_mut("secret") {
+                *s = json!(MASK);
+            }
+        }
+    }
+}
+
+/// A job's JSON as the API shows it, masked; run counters left out (they
+/// change with every run, not with a change).
+fn masked(job: &Job) -> Map<String, Value> {
+    let mut v = serde_json::to_value(JobOut::new(job, None)).unwrap_or(Value::Null);
+    mask(&mut v);
+    let Value::Object(mut m) = v else {
+        return Map::new();
+    };
+    for volatile in ["metadata", "next_run_at", "scheduled_runs", "is_done"] {
+        m.remove(volatile);
+    }
+    m
+}
+
+/// `{"field": {"before": …, "after": …}}` for each top-level field that
+/// differs (a missing side is absent from its object).
+pub fn diff(before: Option<&Job>, after: Option<&Job>) -> Value {
+    let b = before.map(masked).unwrap_or_default();
+    let a = after.map(masked).unwrap_or_default();
+    let mut out = Map::new();
+    let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+    for k in keys {
+        let (x, y) = (b.get(k), a.get(k));
+        if x == y {
+            continue;
+        }
+        let mut change = Map::new();
+        if let Some(x) = x {
+            change.insert("before".into(), x.clone());
+        }
+        if let Some(y) = y {
+            change.insert("after".into(), y.clone());
+        }
+        out.insert(k.clone(), Value::Object(change));
+    }
+    Value::Object(out)
+}
+
+impl Inner {
+    /// An entry of `action` by `actor` about `job` (its id, name, owner),
+    /// or `None` when the audit log is off.
+    pub(crate) fn audit_entry(
+        &self,
+        actor: &Actor,
+        action: &str,
+        job: Option<&Job>,
+        diff: Value,
+    ) -> Option<AuditEntry> {
+        if !self.config.audit.enabled {
+            return None;
+        }
+        let at = self.clock.now();
+        Some(AuditEntry {
+            id: audit_id(at),
+            at,
+            actor: actor.name.clone(),
+            source: actor.source.clone(),
+            request_id: actor.request_id.clone(),
+            action: action.into(),
+            job_id: job.map(|j| j.id.clone()).unwrap_or_default(),
+            job_name: job.map(|j| j.name.clone()).unwrap_or_default(),
+            owner: job.map(|j| j.owner.clone()).unwrap_or_default(),
+            node: self.config.node_id.clone(),
+            diff,
+        })
+    }
+
+    /// Writes `batch` and, once committed, its entries to the file sink.
+    pub(crate) async fn apply_audited(&self, batch: Batch) -> Result<(), EngineError> {
+        let entries = (!batch.audit.is_empty()).then(|| batch.audit.clone());
+        self.store.apply(batch).await?;
+        if let Some(e) = entries {
+            self.audit_sink.write(&e);
+        }
+        Ok(())
+    }
+
+    /// Hourly: entries older than the configured age go.
+    pub(crate) async fn prune_audit(&self) {
+        let Some(keep) = self.config.audit.keep else {
+            return;
+        };
+        let Ok(before) = self.clock.now().checked_sub(keep) else {
+            return;
+        };
+        match self.store.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(dropped = n, "old audit entries pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
+        }
+    }
+}
+
+impl Engine {
+    /// Records an action that changes no job (a token reload, a refused
+    /// request) with `detail` as its diff.
+    pub async fn record_audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        detail: Value,
+    ) -> Result<(), EngineError> {
+        let Some(e) = self.inner.audit_entry(actor, action, None, detail) else {
+            return Ok(());
+        };
+        self.inner
+            .apply_audited(Batch {
+                audit: vec![e],
+                ..Batch::default()
+            })
+            .await
+    }
+
+    /// Audit entries with ids before `before`, newest first, at most
+    /// `limit`.
+    pub async fn audit_log(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, EngineError> {
+        Ok(self.inner.store.audit(before, limit).await?)
+    }
+
+    /// Whether changes are audited.
+    pub fn audits(&self) -> bool {
+        self.inner.config.audit.enabled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_and_only_changes_listed() {
+        let mut a = Job::new("x", "true");
+        a.job_type = kala_job::JobType::Remote;
+        let rp = kala_job::RemoteProperties {
+            url: "https://user:pw@example.com/hook?key=abc".into(),
+            headers: Some(
+                [
+                    (
+                        "Authorization".to_string(),
+                        vec!["Bearer s3cret".to_string()],
+                    ),
+                    ("Accept".to_string(), vec!["text/plain".to_string()]),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            ..kala_job::RemoteProperties::default()
+        };
+        a.remote_properties = rp.shared();
+        let created = diff(None, Some(&a));
+        let text = created.to_string();
+        assert!(
+            !text.contains("s3cret") && !text.contains(":pw@") && !text.contains("key=abc"),
+            "{text}"
+        );
+        assert!(text.contains("text/plain"), "{text}");
+        assert!(created["name"]["after"] == "x" && created["name"].get("before").is_none());
+        let mut b = a.clone();
+        b.disabled = true;
+        b.metadata.success_count = 9;
+        assert_eq!(
+            diff(Some(&a), Some(&b)),
+            json!({"disabled": {"before": false, "after": true}})
+        );
+    }
+}

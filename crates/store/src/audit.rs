@@ -1,0 +1,79 @@
+//! The audit log: one [`AuditEntry`] per change (who, when, from where,
+//! what, and the job before and after as a diff), written in the same
+//! batch as the change itself ([`crate::Batch::audit`]), so a change and
+//! its entry are stored together or not at all. Entries are never
+//! changed; [`crate::JobStore::prune_audit`] drops old ones.
+//!
+//! Owns: [`AuditEntry`], its id ([`audit_id`]: ordered by time, so every
+//! backend keeps and pages entries by id), and the in-memory paging
+//! helper backends that read everything use.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One change, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Unique and in time order as text ([`audit_id`]).
+    pub id: String,
+    pub at: Timestamp,
+    /// Who: a token's name, `jwt:<subject>`, `anonymous` (no auth), or
+    /// what an embedder names.
+    pub actor: String,
+    /// From where: the client's address, or what an embedder names.
+    pub source: String,
+    /// The request's id (`x-request-id`), empty outside HTTP.
+    #[serde(default)]
+    pub request_id: String,
+    /// `create`, `delete`, `delete_all`, `enable`, `disable`, `start`,
+    /// `notify`, `import`, `tokens_reloaded`, `refused`.
+    pub action: String,
+    /// The job changed; empty for server-wide actions.
+    #[serde(default)]
+    pub job_id: String,
+    #[serde(default)]
+    pub job_name: String,
+    /// The job's owner (owner-scoped readers see their owners' entries).
+    #[serde(default)]
+    pub owner: String,
+    /// The instance that made the change.
+    #[serde(default)]
+    pub node: String,
+    /// What changed: `{"field": {"before": …, "after": …}}` over the job's
+    /// JSON (secrets masked), or details of the action.
+    #[serde(default)]
+    pub diff: serde_json::Value,
+}
+
+/// An entry id: the time in nanoseconds since 1970 (20 digits, so text
+/// order is time order) and 8 random hex digits.
+pub fn audit_id(at: Timestamp) -> String {
+    let ns = at.as_nanosecond().max(0);
+    let tail = uuid::Uuid::new_v4().simple().to_string();
+    format!("{ns:020}-{}", &tail[..8])
+}
+
+/// The page [`crate::JobStore::audit`] answers, from every entry of a
+/// backend that reads them all: ids before `before`, newest first.
+pub fn audit_page(mut all: Vec<AuditEntry>, before: Option<&str>, limit: usize) -> Vec<AuditEntry> {
+    if let Some(b) = before {
+        all.retain(|e| e.id.as_str() < b);
+    }
+    all.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    all.truncate(limit);
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_in_time_order() {
+        let a = audit_id(Timestamp::from_second(1).unwrap());
+        let b = audit_id(Timestamp::from_second(1_000_000_000).unwrap());
+        let c = audit_id(Timestamp::from_second(4_000_000_000).unwrap());
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert_eq!(a.len(), b.len());
+    }
+}
