@@ -78,6 +78,14 @@ try {
   check(/needs the editor role/.test(err), 'the form shows the 403 message, got: ' + err);
   await shot('12-operator-403');
 
+  step('the audit log page shows who did what');
+  await page.click('a[data-nav="audit"]');
+  await page.waitForSelector('#audit tbody tr');
+  const log = await page.textContent('#audit');
+  check(log.includes('ui-operator') && log.includes('disable'), 'the operator\'s disable is in the log: ' + log.slice(0, 300));
+  check(log.includes('refused'), 'the refused create is in the log');
+  await shot('13-audit');
+
   check(errors.length === 0, 'no JavaScript errors: ' + errors.join('; '));
   console.log('webui roles: all checks passed');
 } catch (e) {

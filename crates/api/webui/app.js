@@ -891,6 +891,67 @@ async function renderCluster(rid) {
     h('p', { class: 'muted small' }, 'Each job runs on the instance holding its partition; a dead instance\'s partitions are taken over when its leases run out.'));
 }
 
+// ---------- audit log ----------
+
+// The audit log, newest first: filters by job and actor, one page at a time
+// (the cursors of the pages seen are kept for "Previous").
+state.audit = { cursors: [null], page: 0, job: '', actor: '', next: null };
+
+function describeDiff(d) {
+  if (!d || typeof d !== 'object') return '';
+  return Object.entries(d).map(([k, v]) => {
+    if (v && typeof v === 'object' && ('before' in v || 'after' in v)) {
+      const show = (x) => (x === undefined ? '—' : JSON.stringify(x));
+      return `${k}: ${show(v.before)} → ${show(v.after)}`;
+    }
+    return `${k}: ${JSON.stringify(v)}`;
+  }).join('\n');
+}
+
+async function renderAudit(rid) {
+  const A = state.audit;
+  const q = new URLSearchParams({ limit: '50' });
+  if (A.job) q.set('job', A.job);
+  if (A.actor) q.set('actor', A.actor);
+  if (A.cursors[A.page]) q.set('cursor', A.cursors[A.page]);
+  let page;
+  try {
+    page = await api('GET', '/api/v1/audit/?' + q.toString());
+    markLive(true);
+  } catch (e) {
+    if (rid !== state.renderId) return;
+    markLive(e.status !== 0);
+    setView(h('h1', {}, 'Audit log'), banner('error', e.message));
+    return;
+  }
+  if (rid !== state.renderId) return;
+  A.next = page.next_cursor;
+  const focused = document.activeElement && document.activeElement.id;
+  const filter = (id, key, placeholder) => h('input', { id, type: 'search', placeholder, value: A[key],
+    onchange: (e) => { A[key] = e.target.value.trim(); A.cursors = [null]; A.page = 0; renderAudit(state.renderId); } });
+  const rows = page.entries.map((e) => h('tr', { class: 'audit-entry' },
+    h('td', {}, timeCell(e.at)),
+    h('td', {}, e.actor, e.source ? h('div', { class: 'muted small mono' }, e.source) : null),
+    h('td', {}, h('span', { class: 'badge ' + (e.action === 'refused' ? 'bad' : e.action.startsWith('delete') ? 'off' : 'ok') }, e.action)),
+    h('td', {}, e.job_id ? [h('a', { href: '#/job/' + e.job_id }, e.job_name || e.job_id)] : h('span', { class: 'muted' }, '—')),
+    h('td', {}, Object.keys(e.diff || {}).length
+      ? h('details', {}, h('summary', { class: 'small' }, Object.keys(e.diff).slice(0, 4).join(', ')), h('pre', { class: 'out' }, describeDiff(e.diff)))
+      : h('span', { class: 'muted' }, '—')),
+    h('td', { class: 'small mono muted' }, e.node || '', e.request_id ? h('div', { title: 'request id' }, e.request_id.slice(0, 12)) : null)));
+  setView(
+    h('h1', {}, 'Audit log'),
+    h('div', { class: 'toolbar' }, filter('audit-job', 'job', 'Job id'), filter('audit-actor', 'actor', 'Actor'),
+      h('span', { class: 'grow' }),
+      h('button', { id: 'audit-prev', disabled: A.page === 0, onclick: () => { A.page--; renderAudit(state.renderId); } }, '← Newer'),
+      h('button', { id: 'audit-next', disabled: !A.next, onclick: () => { A.cursors[A.page + 1] = A.next; A.page++; renderAudit(state.renderId); } }, 'Older →')),
+    rows.length ? h('table', { id: 'audit' },
+      h('thead', {}, h('tr', {}, ['When', 'Who', 'Action', 'Job', 'What changed', 'Instance'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, rows))
+      : h('div', { class: 'card muted' }, 'No entries.'),
+    h('p', { class: 'muted small' }, 'Every change, who made it and from where. Entries cannot be changed; they are kept for --audit-keep-days.'));
+  if (focused && $('#' + focused)) $('#' + focused).focus();
+}
+
 // ---------- routing ----------
 
 async function route(initial) {
@@ -902,6 +963,7 @@ async function route(initial) {
   if (page === 'job' && arg) return renderJob(decodeURIComponent(arg), rid);
   if (page === 'dashboard') return renderDashboard(rid);
   if (page === 'cluster') return renderCluster(rid);
+  if (page === 'audit') return renderAudit(rid);
   return refreshList();
 }
 
