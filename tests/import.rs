@@ -27,6 +27,7 @@ fn import(args: &[&str]) -> (bool, String) {
 async fn jobs_come_over_with_their_ids_and_links() {
     let src_dir = tempfile::tempdir().unwrap();
     let src = Server::start(src_dir.path(), &["--auth-token", "old-secret"]);
+    let src_base = src.base.clone();
     let old = Client::builder(&src.base)
         .token("old-secret")
         .build()
@@ -98,6 +99,22 @@ async fn jobs_come_over_with_their_ids_and_links() {
     let here = s.api();
     let jobs = here.list().await.unwrap();
     assert_eq!(jobs.len(), 4);
+    // Each imported job has its audit entry, naming where it came from.
+    let audit = req(&client(), "GET", &s.url("/api/v1/audit/"), None)
+        .await
+        .json();
+    let imported: Vec<&serde_json::Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "import")
+        .collect();
+    assert_eq!(imported.len(), 4, "{audit}");
+    assert!(
+        imported.iter().all(|e| e["source"] == src_base.as_str()),
+        "{audit}"
+    );
+    assert!(imported.iter().any(|e| e["job_id"] == parent_id.as_str()));
     let p = &jobs[&parent_id].job;
     assert_eq!(p.dependent_jobs.as_deref(), Some(&[child_id.clone()][..]));
     assert!(p.next_run_at.is_some(), "scheduled here");

@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::{Server, client, eventually};
@@ -383,4 +385,82 @@ fn a_missing_or_empty_key_set_stops_the_start() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--jwt-jwks"), "{what}: {err}");
     }
+}
+
+/// A JWKS served over HTTP, as an identity provider's `jwks_uri` is: a
+/// token signed by a key the server has not seen makes it fetch the set
+/// again (a rotation), and then it is accepted.
+#[tokio::test]
+async fn a_jwks_url_is_fetched_again_for_an_unknown_key() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let first = Key::ed25519("url-1");
+    let second = Key::p256("url-2");
+    let body = Arc::new(std::sync::Mutex::new(
+        json!({"keys": [first.jwk.clone()]}).to_string(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let served = body.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let served = served.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let text = served.lock().expect("lock").clone();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("http://{addr}/.well-known/jwks.json");
+    let s = Server::start(dir.path(), &["--jwt-jwks", &url]);
+    let c = client();
+    let claims = json!({"sub": "bob", "exp": now() + 300, "kala_role": "reader"});
+    let (st, _) = status(
+        &c,
+        &s,
+        &first.sign(&claims, None),
+        "GET",
+        "/api/v1/whoami/",
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _) = status(
+        &c,
+        &s,
+        &second.sign(&claims, None),
+        "GET",
+        "/api/v1/whoami/",
+        None,
+    )
+    .await;
+    assert_eq!(st, 401, "a key the set does not have");
+    *body.lock().expect("lock") =
+        json!({"keys": [first.jwk.clone(), second.jwk.clone()]}).to_string();
+    // At most one fetch per 10 s on unknown keys: within 15 s it is in.
+    eventually(15, || async {
+        let (st, _) = status(
+            &c,
+            &s,
+            &second.sign(&claims, None),
+            "GET",
+            "/api/v1/whoami/",
+            None,
+        )
+        .await;
+        (st == 200).then_some(())
+    })
+    .await;
+    s.stop();
 }

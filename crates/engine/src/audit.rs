@@ -104,6 +104,11 @@ impl Sink {
         })
     }
 
+    /// Whether entries go to a file.
+    pub fn is_on(&self) -> bool {
+        self.file.lock().is_ok_and(|f| f.is_some())
+    }
+
     /// Appends each entry as a line (after its batch committed).
     pub fn write(&self, entries: &[AuditEntry]) {
         if entries.is_empty() {
@@ -214,26 +219,46 @@ fn masked(job: &Job) -> Map<String, Value> {
     m
 }
 
+/// The masked JSON of a job with every field at its default: a create's
+/// (or a delete's) diff leaves out the fields that equal it.
+fn blank() -> &'static Map<String, Value> {
+    static BLANK: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    BLANK.get_or_init(|| masked(&Job::new("", "")))
+}
+
+/// Whether `k` is worth showing when only one side exists: not a field
+/// left at its default (the id and name always are).
+fn shown(k: &str, v: &Value) -> bool {
+    matches!(k, "id" | "name") || blank().get(k) != Some(v)
+}
+
 /// `{"field": {"before": …, "after": …}}` for each top-level field that
-/// differs (a missing side is absent from its object).
+/// differs (a missing side is absent from its object). A create lists
+/// the fields set away from their defaults, a delete the same of the job
+/// that went.
 pub fn diff(before: Option<&Job>, after: Option<&Job>) -> Value {
-    let b = before.map(masked).unwrap_or_default();
+    let mut b = before.map(masked).unwrap_or_default();
     let a = after.map(masked).unwrap_or_default();
     let mut out = Map::new();
-    let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
-    for k in keys {
-        let (x, y) = (b.get(k), a.get(k));
-        if x == y {
+    for (k, y) in a {
+        let x = b.remove(&k);
+        if x.as_ref() == Some(&y) || (x.is_none() && !shown(&k, &y)) {
             continue;
         }
         let mut change = Map::new();
         if let Some(x) = x {
-            change.insert("before".into(), x.clone());
+            change.insert("before".into(), x);
         }
-        if let Some(y) = y {
-            change.insert("after".into(), y.clone());
+        change.insert("after".into(), y);
+        out.insert(k, Value::Object(change));
+    }
+    for (k, x) in b {
+        if after.is_none() && !shown(&k, &x) {
+            continue;
         }
-        out.insert(k.clone(), Value::Object(change));
+        let mut change = Map::new();
+        change.insert("before".into(), x);
+        out.insert(k, Value::Object(change));
     }
     Value::Object(out)
 }
@@ -269,7 +294,8 @@ impl Inner {
 
     /// Writes `batch` and, once committed, its entries to the file sink.
     pub(crate) async fn apply_audited(&self, batch: Batch) -> Result<(), EngineError> {
-        let entries = (!batch.audit.is_empty()).then(|| batch.audit.clone());
+        let entries =
+            (self.audit_sink.is_on() && !batch.audit.is_empty()).then(|| batch.audit.clone());
         self.store.apply(batch).await?;
         if let Some(e) = entries {
             self.audit_sink.write(&e);

@@ -44,8 +44,8 @@
 //! ```
 
 pub use kala_engine::{
-    Clock, Engine, EngineBuilder, EngineConfig, EngineError, Event, FakeClock, MetricsSnapshot,
-    MissedRuns, SystemClock,
+    Actor, AuditSettings, Clock, Engine, EngineBuilder, EngineConfig, EngineError, Event,
+    FakeClock, MetricsSnapshot, MissedRuns, SystemClock,
 };
 pub use kala_executor::{Executor, HandlerResult};
 pub use kala_job::{
@@ -60,7 +60,7 @@ pub use jiff::{self, SignedDuration, Timestamp};
 /// Storage: the [`JobStore`](store::JobStore) trait, the in-memory store,
 /// and each backend enabled by its cargo feature.
 pub mod store {
-    pub use kala_store::{Batch, Claim, JobStore, MemoryStore, Retention, StoreError};
+    pub use kala_store::{AuditEntry, Batch, Claim, JobStore, MemoryStore, Retention, StoreError};
 
     /// The embedded file store (feature `redb`, on by default).
     #[cfg(feature = "redb")]

@@ -301,7 +301,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Acting {
                     && v.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
             })
-            .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
+            .map_or_else(
+                || format!("{:016x}", kala_store::unique_u64()),
+                str::to_string,
+            );
         let actor = kala_engine::Actor {
             name: p.name.to_string(),
             source: source_of(&parts.extensions),

@@ -2,6 +2,7 @@
 //! happens only for the engine's async work to report back (events), with
 //! a real-time timeout as a safety net; no schedule is timed by sleeping.
 
+mod audit;
 mod cluster;
 mod journal;
 mod notify;
