@@ -31,15 +31,14 @@ async fn every_route_through_the_client() {
         Some(started),
         "the start, not the time of the request"
     );
+    // With a token, /metrics is a reader's too.
     assert!(
-        anonymous
-            .metrics()
-            .await
-            .unwrap()
-            .contains("kala_runs_total")
+        anonymous.metrics().await.is_err(),
+        "/metrics needs the token"
     );
 
     let kala = Client::builder(&s.base).token("s3cret").build().unwrap();
+    assert!(kala.metrics().await.unwrap().contains("kala_runs_total"));
     assert_eq!(kala.openapi().await.unwrap()["openapi"], "3.1.0");
     let preview = kala
         .preview("R3/2030-01-01T00:00:00Z/PT1H", "", 2)

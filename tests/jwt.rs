@@ -390,7 +390,7 @@ fn a_missing_or_empty_key_set_stops_the_start() {
 /// A JWKS served over HTTP, as an identity provider's `jwks_uri` is: a
 /// token signed by a key the server has not seen makes it fetch the set
 /// again (a rotation), and then it is accepted.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jwks_url_is_fetched_again_for_an_unknown_key() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let first = Key::ed25519("url-1");

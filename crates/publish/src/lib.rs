@@ -11,7 +11,7 @@
 //! | `nats://`, `tls://` | core NATS | the server received it (flush) | `Nats-Msg-Id` header, for consumers |
 //! | `…?jetstream=true` | JetStream | the stream's publish ack | dropped by the stream within its duplicate window |
 //! | `amqp://`, `amqps://` | AMQP 0-9-1 | publisher confirm; `mandatory`, a return is a failure | `message_id`, for consumers |
-//! | `mqtt://` | MQTT v5 | PUBACK (QoS 1), PUBCOMP (QoS 2), written (QoS 0) | `kala-message-id` user property, for consumers |
+//! | `mqtt://`, `mqtts://` | MQTT v5 | PUBACK (QoS 1), PUBCOMP (QoS 2), written (QoS 0) | `kala-message-id` user property, for consumers |
 //!
 //! The clients are each protocol's maintained crate: `async-nats`,
 //! `lapin`, `rumqttc`. No credential of a broker URL is ever shown: errors
@@ -55,7 +55,7 @@ pub enum BrokerError {
         why: String,
     },
     #[error(
-        "broker {name:?}: {url}: unsupported scheme {scheme:?} (nats://, tls://, amqp://, amqps://, mqtt://)"
+        "broker {name:?}: {url}: unsupported scheme {scheme:?} (nats://, tls://, amqp://, amqps://, mqtt://, mqtts://)"
     )]
     Scheme {
         name: String,
@@ -162,9 +162,11 @@ impl Brokers {
                     "amqp",
                     Conn::Amqp(amqp::Amqp::new(&url, c.ca_file.clone(), client).map_err(bad)?),
                 ),
-                "mqtt" => (
+                "mqtt" | "mqtts" => (
                     "mqtt",
-                    Conn::Mqtt(mqtt::Mqtt::new(&url, client, &name).map_err(bad)?),
+                    Conn::Mqtt(
+                        mqtt::Mqtt::new(&url, c.ca_file.as_deref(), client, &name).map_err(bad)?,
+                    ),
                 ),
                 other => {
                     return Err(BrokerError::Scheme {

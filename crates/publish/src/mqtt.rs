@@ -1,6 +1,8 @@
 //! MQTT v5 (rumqttc): QoS 1 succeeds on the broker's PUBACK, QoS 2 on its
 //! PUBCOMP, QoS 0 once written to the socket (MQTT has no confirmation
 //! for it). The message id and the headers travel as user properties.
+//! `mqtts://` (port 8883 by default) speaks TLS (rustls, aws-lc-rs) and
+//! trusts the system's roots and the broker's `ca_file`.
 //!
 //! rumqttc's event loop reports the packet id of each publish it sends,
 //! in the order the publishes were queued; publishes are queued under a
@@ -44,13 +46,60 @@ pub(crate) struct Mqtt {
     host: String,
     port: u16,
     login: Option<(String, String)>,
+    /// `mqtts://`: TLS with the system's roots and the broker's CA file.
+    tls: Option<Arc<rustls::ClientConfig>>,
     client_id: String,
     live: Mutex<Option<Live>>,
 }
 
+/// The TLS settings of `mqtts://`: the system's root certificates and
+/// those of `ca_file` (PEM), rustls with aws-lc-rs, TLS 1.2 and 1.3.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("the CA file {} is not PEM: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "the CA file {} holds no certificate",
+                path.display()
+            ));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("the CA file {}: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 impl Mqtt {
-    pub(crate) fn new(url: &url::Url, client: &str, broker: &str) -> Result<Mqtt, String> {
+    pub(crate) fn new(
+        url: &url::Url,
+        ca_file: Option<&std::path::Path>,
+        client: &str,
+        broker: &str,
+    ) -> Result<Mqtt, String> {
         crate::take_params(url, &[])?;
+        let tls = match url.scheme() {
+            "mqtts" => Some(Arc::new(tls_config(ca_file)?)),
+            _ if ca_file.is_some() => {
+                return Err("a CA file is for mqtts:// (TLS); this URL is mqtt://".into());
+            }
+            _ => None,
+        };
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
@@ -71,8 +120,11 @@ impl Mqtt {
             .collect();
         Ok(Mqtt {
             host,
-            port: url.port().unwrap_or(1883),
+            port: url
+                .port()
+                .unwrap_or(if tls.is_some() { 8883 } else { 1883 }),
             login,
+            tls,
             client_id: format!("kala-{node}-{broker}-{:x}", std::process::id()),
             live: Mutex::new(None),
         })
@@ -84,6 +136,11 @@ impl Mqtt {
         opts.set_clean_start(true);
         if let Some((u, p)) = &self.login {
             opts.set_credentials(u.clone(), p.clone());
+        }
+        if let Some(tls) = &self.tls {
+            opts.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
         }
         let (client, mut events) = AsyncClient::new(opts, QUEUE);
         let queued: Arc<StdMutex<VecDeque<Waiter>>> = Arc::default();

@@ -51,7 +51,11 @@ pub struct AuditOut {
     /// create, delete, delete_all, enable, disable, start, notify, import,
     /// tokens_reloaded, refused.
     action: String,
+    /// The job; absent for actions about no job (delete_all, refused,
+    /// tokens_reloaded).
+    #[serde(skip_serializing_if = "String::is_empty")]
     job_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     job_name: String,
     /// The instance that made the change.
     node: String,
