@@ -572,3 +572,65 @@ fn a_config_file_with_a_bad_token_block_stops_the_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tokens.ci.hash"), "{err}");
 }
+
+/// A request that started before a reload finishes with the role it
+/// started with: a start (which waits for the run, as Kala's does) by a
+/// token the reload removes still answers 204; the next request by it
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_keeps_its_role_across_a_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kala.toml");
+    write_config(
+        &config,
+        &[
+            block("root", "admin", "admin-token", None),
+            block("going", "operator", "going-token", None),
+        ],
+    );
+    let s = Server::start(dir.path(), &["--config", config.to_str().expect("utf8")]);
+    let c = client();
+    let slow = json!({"name": "slow", "command": "sleep 2", "schedule": common::starts_in(3600, "R", "PT1H")});
+    let (st, v) = call(
+        &c,
+        &s,
+        Some("admin-token"),
+        "POST",
+        "/api/v1/job/",
+        Some(&slow),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().expect("id").to_string();
+    let started = {
+        let (c, url) = (c.clone(), s.url(&format!("/api/v1/job/start/{id}/")));
+        tokio::spawn(async move {
+            c.post(url)
+                .bearer_auth("going-token")
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    write_config(&config, &[block("root", "admin", "admin-token", None)]);
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &s.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    eventually(10, || async {
+        (call(&c, &s, Some("going-token"), "GET", "/api/v1/whoami/", None)
+            .await
+            .0
+            == 401)
+            .then_some(())
+    })
+    .await;
+    let status = started.await.expect("join").expect("the start answered");
+    assert_eq!(
+        status, 204,
+        "the start begun before the reload finished as an operator's"
+    );
+    s.stop();
+}
