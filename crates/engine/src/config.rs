@@ -78,7 +78,7 @@ pub struct EngineConfig {
     /// Notifications of runs (targets, delivery, retries, rate limit).
     pub notify: NotifySettings,
     /// The audit log of changes.
-    pub audit: crate::audit::AuditSettings,
+    pub audit: crate::audit::model::AuditSettings,
 }
 
 impl Default for EngineConfig {
@@ -102,7 +102,7 @@ impl Default for EngineConfig {
             heartbeat: SignedDuration::from_secs(1),
             change_poll: std::time::Duration::from_millis(500),
             notify: NotifySettings::default(),
-            audit: crate::audit::AuditSettings::default(),
+            audit: crate::audit::model::AuditSettings::default(),
         }
     }
 }

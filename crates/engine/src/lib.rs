@@ -22,7 +22,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `facade` | [`Engine`]: create, get, list, delete, enable/disable, run now, stats, shutdown |
-//! | `audit` | [`Actor`], [`AuditSettings`]: audit entries in the batch of each change, their diff, the `--audit-log` file |
+//! | `audit` | [`Actor`], [`AuditSettings`], the diff, the `--audit-log` file (`model.rs`, below everything); audit entries in the batch of each change (`mod.rs`) |
 //! | `builder` | [`EngineBuilder`] |
 //! | `startup` | [`Engine::start`]: load, parse plans, catch up, build the queue |
 //! | `config` | [`EngineConfig`], [`MissedRuns`], [`EngineError`], [`Event`] |
@@ -59,7 +59,7 @@ mod startup;
 mod state;
 mod timer;
 
-pub use audit::{Actor, AuditSettings, diff as audit_diff, mask as audit_mask};
+pub use audit::model::{Actor, AuditSettings, diff as audit_diff, mask as audit_mask};
 pub use builder::EngineBuilder;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use cluster::{ClusterStatus, NodeStatus};

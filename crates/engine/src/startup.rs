@@ -34,20 +34,21 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        let sink = crate::audit::Sink::open(config.audit.log_file.as_ref()).map_err(|e| {
-            EngineError::Invalid(kala_job::JobError::new(
-                "audit_log",
-                format!(
-                    "{}: {e}",
-                    config
-                        .audit
-                        .log_file
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                ),
-            ))
-        })?;
+        let sink =
+            crate::audit::model::Sink::open(config.audit.log_file.as_ref()).map_err(|e| {
+                EngineError::Invalid(kala_job::JobError::new(
+                    "audit_log",
+                    format!(
+                        "{}: {e}",
+                        config
+                            .audit
+                            .log_file
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    ),
+                ))
+            })?;
         let load_started = std::time::Instant::now();
         // In a cluster, changes are followed from before the load, so
         // none committed during it is missed.

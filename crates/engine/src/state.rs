@@ -218,7 +218,7 @@ pub(crate) struct Inner {
     /// holds. `None`: it runs every job.
     pub cluster: Option<crate::cluster::model::Cluster>,
     /// `--audit-log`: committed audit entries as JSON lines.
-    pub audit_sink: crate::audit::Sink,
+    pub audit_sink: crate::audit::model::Sink,
 }
 
 fn stripe_of(id: &str) -> usize {
@@ -233,7 +233,7 @@ impl Inner {
         executor: Executor,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
-        audit_sink: crate::audit::Sink,
+        audit_sink: crate::audit::model::Sink,
     ) -> Inner {
         let (events, _) = broadcast::channel(4096);
         let (shutdown, _) = watch::channel(false);

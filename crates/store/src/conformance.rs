@@ -19,6 +19,7 @@ mod audit;
 mod cluster;
 mod fencing;
 mod journal;
+mod nodes;
 mod outbox;
 mod runs;
 

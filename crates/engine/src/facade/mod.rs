@@ -17,7 +17,7 @@ use kala_job::{Job, JobError, JobId, RunRecord, Trigger};
 use kala_store::{Batch, JobChange, JobStore, JobUpdate};
 use tokio::sync::broadcast;
 
-use crate::audit::Actor;
+use crate::audit::model::Actor;
 use crate::clock::Clock;
 use crate::config::{EngineError, Event};
 use crate::metrics::Metrics;
@@ -131,7 +131,7 @@ impl Engine {
                 actor,
                 "create",
                 Some(&job),
-                crate::audit::diff(None, Some(&job)),
+                crate::audit::model::diff(None, Some(&job)),
             )
             .into_iter()
             .collect();
@@ -196,7 +196,7 @@ impl Engine {
                 .iter()
                 .filter_map(|d| st.job(d))
                 .filter_map(|j| {
-                    let mut diff = crate::audit::diff(Some(&j), None);
+                    let mut diff = crate::audit::model::diff(Some(&j), None);
                     if j.id != id {
                         diff["deleted_with"] = serde_json::json!(id);
                     }
@@ -338,7 +338,7 @@ impl Engine {
                 actor,
                 action,
                 Some(&job),
-                crate::audit::diff(Some(&before), Some(&job)),
+                crate::audit::model::diff(Some(&before), Some(&job)),
             )
             .into_iter()
             .collect();

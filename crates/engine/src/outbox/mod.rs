@@ -66,7 +66,7 @@ impl crate::Engine {
         id: &str,
         targets: Vec<NotifyTarget>,
     ) -> Result<(), crate::EngineError> {
-        self.set_notify_as(id, targets, &crate::Actor::engine())
+        self.set_notify_as(id, targets, &crate::audit::model::Actor::engine())
             .await
     }
 
@@ -75,7 +75,7 @@ impl crate::Engine {
         &self,
         id: &str,
         targets: Vec<NotifyTarget>,
-        actor: &crate::Actor,
+        actor: &crate::audit::model::Actor,
     ) -> Result<(), crate::EngineError> {
         let inner = &self.inner;
         kala_job::notify::validate_targets("notify", &targets)?;
@@ -92,7 +92,7 @@ impl crate::Engine {
                 actor,
                 "notify",
                 Some(&job),
-                crate::audit::diff(Some(&before), Some(&job)),
+                crate::audit::model::diff(Some(&before), Some(&job)),
             )
             .into_iter()
             .collect();

@@ -9,29 +9,8 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use kala_job::Job;
 
-use crate::{
-    Batch, Coordination, JobChange, JobStore, JobUpdate, LeaseRequest, NodeInfo, RunDelta,
-};
-
-pub(super) fn at(s: i64) -> Timestamp {
-    Timestamp::from_second(1_900_000_000 + s).expect("in range")
-}
-
-pub(super) fn req(node: &str, take: &[u32], release: &[u32], now: Timestamp) -> LeaseRequest {
-    LeaseRequest {
-        node: node.into(),
-        take: take.to_vec(),
-        release: release.to_vec(),
-        now,
-        ttl: SignedDuration::from_secs(3),
-    }
-}
-
-/// The test's two instances; their leases from an earlier run of the
-/// suite are freed first (leases outlive `delete_all`, tokens never go
-/// back, so tokens are checked relative to what was found).
-pub(super) const A: &str = "conformance-a";
-pub(super) const B: &str = "conformance-b";
+use super::nodes::{A, B, at, req, tok};
+use crate::{Batch, Coordination, JobChange, JobStore, JobUpdate, NodeInfo, RunDelta};
 
 pub(super) async fn cluster(s: Arc<dyn JobStore>) {
     let name = s.name();
@@ -43,14 +22,6 @@ pub(super) async fn cluster(s: Arc<dyn JobStore>) {
     super::fencing::fencing(name, &*s, c).await;
     updates(name, s.clone(), c).await;
     membership(name, c).await;
-}
-
-/// The token of partition `p` if `node` holds it.
-pub(super) fn tok(leases: &[crate::Lease], node: &str, p: u32) -> Option<u64> {
-    leases
-        .iter()
-        .find(|l| l.partition == p && l.owner == node)
-        .map(|l| l.token)
 }
 
 async fn leases(name: &str, c: &dyn Coordination) {

@@ -6,8 +6,8 @@
 use jiff::Timestamp;
 use kala_job::Job;
 
-use super::cluster::{A, B, at, req, tok};
 use super::journal::open_run;
+use super::nodes::{A, B, at, req, tok};
 use crate::{Batch, Coordination, Fence, JobChange, JobStore, JobUpdate, RunDelta, StoreError};
 
 pub(super) async fn fencing(name: &str, s: &dyn JobStore, c: &dyn Coordination) {

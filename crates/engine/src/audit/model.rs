@@ -6,9 +6,11 @@
 //! holds what changed as a diff of the job's JSON, secrets masked. After
 //! the batch commits, entries also go to `--audit-log` as JSON lines.
 //!
-//! Owns: [`Actor`], [`AuditSettings`], the diff and the masking, the file
-//! sink, pruning by age. Must not: write an entry outside the batch of
-//! its change (a change and its entry are both stored or neither is).
+//! Owns (this file, which imports nothing of the engine): [`Actor`],
+//! [`AuditSettings`], the diff and the masking, the file sink. The
+//! entries of `Inner` and `Engine` are in `audit/mod.rs`. Must not: write
+//! an entry outside the batch of its change (a change and its entry are
+//! both stored or neither is).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,12 +19,8 @@ use std::sync::Mutex;
 use jiff::SignedDuration;
 use kala_job::Job;
 use kala_job::wire::JobOut;
-use kala_store::{AuditEntry, Batch, audit_id};
+use kala_store::AuditEntry;
 use serde_json::{Map, Value, json};
-
-use crate::config::EngineError;
-use crate::facade::Engine;
-use crate::state::Inner;
 
 /// Who makes a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,98 +259,6 @@ pub fn diff(before: Option<&Job>, after: Option<&Job>) -> Value {
         out.insert(k, Value::Object(change));
     }
     Value::Object(out)
-}
-
-impl Inner {
-    /// An entry of `action` by `actor` about `job` (its id, name, owner),
-    /// or `None` when the audit log is off.
-    pub(crate) fn audit_entry(
-        &self,
-        actor: &Actor,
-        action: &str,
-        job: Option<&Job>,
-        diff: Value,
-    ) -> Option<AuditEntry> {
-        if !self.config.audit.enabled {
-            return None;
-        }
-        let at = self.clock.now();
-        Some(AuditEntry {
-            id: audit_id(at),
-            at,
-            actor: actor.name.clone(),
-            source: actor.source.clone(),
-            request_id: actor.request_id.clone(),
-            action: action.into(),
-            job_id: job.map(|j| j.id.clone()).unwrap_or_default(),
-            job_name: job.map(|j| j.name.clone()).unwrap_or_default(),
-            owner: job.map(|j| j.owner.clone()).unwrap_or_default(),
-            node: self.config.node_id.clone(),
-            diff,
-        })
-    }
-
-    /// Writes `batch` and, once committed, its entries to the file sink.
-    pub(crate) async fn apply_audited(&self, batch: Batch) -> Result<(), EngineError> {
-        let entries =
-            (self.audit_sink.is_on() && !batch.audit.is_empty()).then(|| batch.audit.clone());
-        self.store.apply(batch).await?;
-        if let Some(e) = entries {
-            self.audit_sink.write(&e);
-        }
-        Ok(())
-    }
-
-    /// Hourly: entries older than the configured age go.
-    pub(crate) async fn prune_audit(&self) {
-        let Some(keep) = self.config.audit.keep else {
-            return;
-        };
-        let Ok(before) = self.clock.now().checked_sub(keep) else {
-            return;
-        };
-        match self.store.prune_audit(before).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(dropped = n, "old audit entries pruned"),
-            Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
-        }
-    }
-}
-
-impl Engine {
-    /// Records an action that changes no job (a token reload, a refused
-    /// request) with `detail` as its diff.
-    pub async fn record_audit(
-        &self,
-        actor: &Actor,
-        action: &str,
-        detail: Value,
-    ) -> Result<(), EngineError> {
-        let Some(e) = self.inner.audit_entry(actor, action, None, detail) else {
-            return Ok(());
-        };
-        self.inner
-            .apply_audited(Batch {
-                audit: vec![e],
-                ..Batch::default()
-            })
-            .await
-    }
-
-    /// Audit entries with ids before `before`, newest first, at most
-    /// `limit`.
-    pub async fn audit_log(
-        &self,
-        before: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>, EngineError> {
-        Ok(self.inner.store.audit(before, limit).await?)
-    }
-
-    /// Whether changes are audited.
-    pub fn audits(&self) -> bool {
-        self.inner.config.audit.enabled
-    }
 }
 
 #[cfg(test)]
