@@ -5,7 +5,7 @@
 //! (one admin token), or a JWT signed by a key of `--jwt-jwks`. The
 //! caller's [`Principal`] (name, [`Role`], owner scope) goes into the
 //! request's extensions; the route's required role ([`rights`]) is
-//! checked here, the owner scope by the handlers ([`scope`]).
+//! checked here, the owner scope by the handlers (`scope.rs`).
 //!
 //! Without any token source the API is open and every caller is an
 //! anonymous admin, as Kala is. Once a server has had tokens it never

@@ -70,7 +70,7 @@ impl crate::Engine {
             .await
     }
 
-    /// [`Engine::set_notify`] by `actor` (in the audit log).
+    /// [`crate::Engine::set_notify`] by `actor` (in the audit log).
     pub async fn set_notify_as(
         &self,
         id: &str,
