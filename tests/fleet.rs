@@ -83,6 +83,10 @@ async fn fleet(backend: &[String]) {
     let mut ids = BTreeMap::new();
     for (name, run_on) in [
         ("one", json!({"tags": {"role": "etl"}})),
+        // More single-instance jobs: their points together show the
+        // spread (each point's instance is a hash of job and point).
+        ("one-b", json!({"tags": {"role": "etl"}})),
+        ("one-c", json!({"tags": {"role": "etl"}})),
         ("two", json!({"tags": {"role": "etl"}, "count": 2})),
         ("every", json!({"every": true})),
         ("gpu", json!({"tags": {"role": "gpu"}})),
@@ -127,7 +131,7 @@ async fn fleet(backend: &[String]) {
         let mut sorted = nodes.clone();
         sorted.sort();
         match name {
-            "one" => {
+            "one" | "one-b" | "one-c" => {
                 assert_eq!(sorted.len(), 1, "one at {point}: {nodes:?}");
                 assert!(
                     sorted[0] == "n1" || sorted[0] == "n2",
@@ -146,7 +150,18 @@ async fn fleet(backend: &[String]) {
             "{name}: {points:?}"
         );
     }
-    assert_eq!(one_nodes.len(), 2, "one's points spread over n1 and n2");
+    // Each point's instance comes from a hash of the job and the point:
+    // the three single-instance jobs' ~20 points all on one of two
+    // instances would have odds of about 2^-19.
+    let ones: usize = ["one", "one-b", "one-c"]
+        .iter()
+        .map(|n| points.get(n).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        one_nodes.len(),
+        2,
+        "the {ones} points of the single-instance jobs spread over n1 and n2"
+    );
     let api = servers[1].as_ref().expect("n1").api();
     let gpu = api.runs(&ids["gpu"], None).await.expect("runs");
     assert!(

@@ -302,3 +302,42 @@ mod tests {
         );
     }
 }
+
+/// What an entry costs to make and encode, in release builds:
+/// `cargo test --release -p kala-engine --lib audit_cost -- --ignored --nocapture`.
+#[cfg(test)]
+mod cost {
+    use super::*;
+
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn audit_cost() {
+        let mut job = Job::new("nightly report", "true");
+        job.schedule = "R/2030-01-01T00:00:00Z/PT1H".into();
+        job.owner = "team-a".into();
+        let n = 20_000;
+        let t = std::time::Instant::now();
+        let mut bytes = 0;
+        for _ in 0..n {
+            let d = diff(None, Some(&job));
+            bytes += d.to_string().len();
+        }
+        let per = t.elapsed() / n;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let v = serde_json::to_value(JobOut::new(&job, None)).unwrap_or(Value::Null);
+            bytes += v.is_null() as usize;
+        }
+        let to_value = t.elapsed() / n;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            bytes += serde_json::to_vec(&JobOut::new(&job, None))
+                .map(|v| v.len())
+                .unwrap_or(0);
+        }
+        let to_vec = t.elapsed() / n;
+        eprintln!(
+            "diff + to_string: {per:?}; JobOut to_value: {to_value:?}; JobOut to_vec: {to_vec:?} ({bytes})"
+        );
+    }
+}
