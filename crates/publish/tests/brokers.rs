@@ -304,88 +304,103 @@ async fn mqtt_qos_1_and_2_are_confirmed_with_the_id_as_a_user_property() {
     poller.abort();
 }
 
-/// Each broker behind a proxy that cuts its connections: a publish while
-/// it is away is a failed attempt (within the timeout), and one after it
-/// is back succeeds on a new connection.
+/// Each broker behind a proxy that cuts its connections, then one that
+/// stalls them (the link stays open and nothing gets through, as a
+/// network partition looks): a publish meanwhile is a failed attempt
+/// within its timeout, never a hang, and one after the link is back
+/// succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_goes_away_fails_attempts_until_it_is_back() {
-    for (kind, addr) in [("nats", NATS), ("amqp", AMQP), ("mqtt", MQTT)] {
-        reachable(addr);
-        let proxy = kala_testkit::faults::FaultProxy::start(addr).expect("proxy");
-        let url = match kind {
-            "nats" => format!("nats://127.0.0.1:{}?jetstream=true", proxy.port()),
-            "amqp" => format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()),
-            _ => format!("mqtt://127.0.0.1:{}", proxy.port()),
-        };
-        let (ex, _b) = executor(&[("b", url)]);
-        let stream = unique("KALA_AWAY_");
-        let to = match kind {
-            "nats" => unique("kala.away."),
-            "amqp" => unique("kala-away-"),
-            _ => unique("kala/away/"),
-        };
-        match kind {
-            "nats" => {
-                let js = async_nats::jetstream::new(async_nats::connect(NATS).await.expect("nats"));
-                js.create_stream(async_nats::jetstream::stream::Config {
-                    name: stream.clone(),
-                    subjects: vec![to.clone()],
-                    ..Default::default()
-                })
-                .await
-                .expect("stream");
-            }
-            "amqp" => {
-                amqp_channel()
+    for fault in ["cut", "stall"] {
+        for (kind, addr) in [("nats", NATS), ("amqp", AMQP), ("mqtt", MQTT)] {
+            reachable(addr);
+            let proxy = kala_testkit::faults::FaultProxy::start(addr).expect("proxy");
+            let url = match kind {
+                "nats" => format!("nats://127.0.0.1:{}?jetstream=true", proxy.port()),
+                "amqp" => format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()),
+                _ => format!("mqtt://127.0.0.1:{}", proxy.port()),
+            };
+            let (ex, _b) = executor(&[("b", url)]);
+            let stream = unique("KALA_AWAY_");
+            let to = match kind {
+                "nats" => unique("kala.away."),
+                "amqp" => unique("kala-away-"),
+                _ => unique("kala/away/"),
+            };
+            match kind {
+                "nats" => {
+                    let js =
+                        async_nats::jetstream::new(async_nats::connect(NATS).await.expect("nats"));
+                    js.create_stream(async_nats::jetstream::stream::Config {
+                        name: stream.clone(),
+                        subjects: vec![to.clone()],
+                        ..Default::default()
+                    })
                     .await
-                    .queue_declare(
-                        to.as_str().into(),
-                        lapin::options::QueueDeclareOptions::default(),
-                        lapin::types::FieldTable::default(),
-                    )
-                    .await
-                    .expect("queue");
+                    .expect("stream");
+                }
+                "amqp" => {
+                    amqp_channel()
+                        .await
+                        .queue_declare(
+                            to.as_str().into(),
+                            lapin::options::QueueDeclareOptions::default(),
+                            lapin::types::FieldTable::default(),
+                        )
+                        .await
+                        .expect("queue");
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        let j = job("b", &to);
-        let before = ex.run_as(&j, None, Some(&ctx(&j, 10))).await;
-        assert!(before.success, "{kind} before the cut: {before:?}");
-        proxy.cut();
-        let t = Duration::from_secs(3);
-        let during = ex.run_as(&j, Some(t), Some(&ctx(&j, 11))).await;
-        assert!(
-            !during.success,
-            "{kind} while the broker is away: {during:?}"
-        );
-        proxy.heal();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let mut point = 12;
-        loop {
-            let after = ex.run_as(&j, Some(t), Some(&ctx(&j, point))).await;
-            if after.success {
-                break;
+            let j = job("b", &to);
+            let before = ex.run_as(&j, None, Some(&ctx(&j, 10))).await;
+            assert!(before.success, "{kind} before the cut: {before:?}");
+            match fault {
+                "cut" => proxy.cut(),
+                _ => proxy.stall(),
             }
+            let t = Duration::from_secs(3);
+            let asked = std::time::Instant::now();
+            let during = ex.run_as(&j, Some(t), Some(&ctx(&j, 11))).await;
             assert!(
-                std::time::Instant::now() < deadline,
-                "{kind}: no success within 30 s of the broker coming back: {after:?}"
+                !during.success,
+                "{kind} while the link is {fault}: {during:?}"
             );
-            point += 1;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        match kind {
-            "nats" => {
-                let js = async_nats::jetstream::new(async_nats::connect(NATS).await.expect("nats"));
-                js.delete_stream(&stream).await.expect("delete");
+            assert!(
+                asked.elapsed() < t + Duration::from_secs(3),
+                "{kind}, {fault}: the failed attempt took {:?} (timeout {t:?})",
+                asked.elapsed()
+            );
+            proxy.heal();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let mut point = 12;
+            loop {
+                let after = ex.run_as(&j, Some(t), Some(&ctx(&j, point))).await;
+                if after.success {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{kind}, {fault}: no success within 30 s of the link coming back: {after:?}"
+                );
+                point += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            "amqp" => {
-                amqp_channel()
-                    .await
-                    .queue_delete(to.as_str().into(), Default::default())
-                    .await
-                    .expect("delete");
+            match kind {
+                "nats" => {
+                    let js =
+                        async_nats::jetstream::new(async_nats::connect(NATS).await.expect("nats"));
+                    js.delete_stream(&stream).await.expect("delete");
+                }
+                "amqp" => {
+                    amqp_channel()
+                        .await
+                        .queue_delete(to.as_str().into(), Default::default())
+                        .await
+                        .expect("delete");
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
 }
