@@ -417,6 +417,14 @@ async fn every_route_for_every_role() {
     )
     .await;
     assert_eq!(st, 400, "{v}");
+    // Its stats count its owners' jobs only.
+    let (_, mine_stats) = call(&c, &s, Some(&team_token), "GET", "/api/v1/stats/", None).await;
+    let (_, all_stats) = call(&c, &s, Some(&admin), "GET", "/api/v1/stats/", None).await;
+    assert_eq!(mine_stats["Stats"]["jobs"], 2, "a and mine: {mine_stats}");
+    assert!(
+        all_stats["Stats"]["jobs"].as_u64().unwrap_or(0) > 2,
+        "{all_stats}"
+    );
     let (st, who) = call(&c, &s, Some(&team_token), "GET", "/api/v1/whoami/", None).await;
     assert_eq!(st, 200);
     assert_eq!(

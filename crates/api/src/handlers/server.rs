@@ -21,16 +21,45 @@ pub struct Wrapped {
     stats: kala_job::wire::AppStats,
 }
 
-/// Kala's app-level stats.
+/// Kala's app-level stats (of the caller's owners' jobs when it is
+/// limited to owners).
 #[utoipa::path(get, path = "/api/v1/stats/", tag = "server",
     responses((status = 200, description = "The app stats", body = Wrapped)))]
-pub async fn app_stats(State(s): State<AppState>) -> ApiResult {
-    Ok(json_response(
-        StatusCode::OK,
-        &Wrapped {
-            stats: s.engine.app_stats(),
-        },
-    ))
+pub async fn app_stats(
+    State(s): State<AppState>,
+    crate::auth::Caller(p): crate::auth::Caller,
+) -> ApiResult {
+    let stats = match &p.owners {
+        None => s.engine.app_stats(),
+        // A caller limited to owners counts their jobs only.
+        Some(_) => {
+            let mut st = kala_job::wire::AppStats {
+                created: Some(s.engine.clock().now()),
+                ..Default::default()
+            };
+            for j in s.engine.list().iter().filter(|j| p.may_own(&j.owner)) {
+                st.jobs += 1;
+                if j.disabled {
+                    st.disabled_jobs += 1;
+                } else {
+                    st.active_jobs += 1;
+                    if !j.is_done
+                        && let Some(at) = j.next_run_at
+                        && st.next_run_at.is_none_or(|n| at < n)
+                    {
+                        st.next_run_at = Some(at);
+                    }
+                }
+                st.error_count += j.metadata.error_count;
+                st.success_count += j.metadata.success_count;
+                if j.metadata.last_attempted_run > st.last_attempted_run {
+                    st.last_attempted_run = j.metadata.last_attempted_run;
+                }
+            }
+            st
+        }
+    };
+    Ok(json_response(StatusCode::OK, &Wrapped { stats }))
 }
 
 /// One instance of the cluster.
