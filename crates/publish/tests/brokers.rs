@@ -5,61 +5,16 @@
 //! failed attempts, and the next attempt succeeds once it is back.
 //! A broker that cannot be reached fails the test: it does not skip.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kala_executor::{Executor, RunContext};
-use kala_job::{Job, JobType, Publish};
-use kala_publish::{BrokerConfig, Brokers};
+
+mod common;
+use common::{ctx, executor, job, mqtt_subscriber, unique};
 
 const NATS: &str = "127.0.0.1:4222";
 const AMQP: &str = "127.0.0.1:5672";
 const MQTT: &str = "127.0.0.1:1883";
-
-fn executor(brokers: &[(&str, String)]) -> (Executor, Arc<Brokers>) {
-    let configs = brokers
-        .iter()
-        .map(|(name, url)| BrokerConfig {
-            name: name.to_string(),
-            url: url.clone(),
-            ca_file: None,
-        })
-        .collect();
-    let brokers = Arc::new(Brokers::new(configs, "test-node").expect("brokers"));
-    let ex = Executor::new().expect("executor");
-    ex.set_publisher(kala_publish::publisher(brokers.clone()));
-    (ex, brokers)
-}
-
-fn job(broker: &str, to: &str) -> Job {
-    let mut j = Job::new("publisher", "");
-    j.job_type = JobType::Publish;
-    j.publish = Some(Box::new(Publish {
-        broker: broker.into(),
-        to: to.into(),
-        payload: r#"{"job":"{{.Name}}","point":"{{.Run.ScheduledAt}}"}"#.into(),
-        headers: [("X-Team".to_string(), "billing".to_string())].into(),
-        ..Publish::default()
-    }));
-    j.validate(None).expect("valid");
-    j
-}
-
-fn ctx(job: &Job, point_s: i64) -> RunContext {
-    RunContext {
-        job_id: job.id.clone(),
-        job_name: job.name.clone(),
-        run_id: uuid::Uuid::new_v4().to_string(),
-        scheduled_at: Some(jiff::Timestamp::from_second(point_s).expect("time")),
-        attempt: 1,
-        node: "test-node".into(),
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
-}
 
 fn reachable(addr: &str) {
     assert!(
@@ -243,33 +198,10 @@ async fn amqp_confirms_persistent_messages_and_fails_refusals() {
 #[tokio::test]
 async fn mqtt_qos_1_and_2_are_confirmed_with_the_id_as_a_user_property() {
     use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::mqttbytes::v5::Packet;
     reachable(MQTT);
     let (ex, _b) = executor(&[("mqtt", format!("mqtt://{MQTT}"))]);
     let topic = unique("kala/test/");
-    let mut opts = rumqttc::v5::MqttOptions::new(unique("sub-"), "127.0.0.1", 1883);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (sub, mut events) = rumqttc::v5::AsyncClient::new(opts, 64);
-    sub.subscribe(topic.clone(), QoS::ExactlyOnce)
-        .await
-        .expect("subscribe");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let poller = tokio::spawn(async move {
-        loop {
-            match events.poll().await {
-                Ok(rumqttc::v5::Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = tx.send(None);
-                }
-                Ok(rumqttc::v5::Event::Incoming(Packet::Publish(p))) => {
-                    let _ = tx.send(Some(p));
-                }
-                Ok(_) => {}
-                Err(e) => panic!("subscriber: {e}"),
-            }
-        }
-    });
-    let subscribed = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
-    assert!(matches!(subscribed, Ok(Some(None))), "subscribed");
+    let (mut rx, poller) = mqtt_subscriber(1883, &topic, QoS::ExactlyOnce).await;
     for qos in [1u8, 2, 0] {
         let mut j = job("mqtt", &topic);
         if let Some(p) = j.publish.as_mut() {

@@ -6,52 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kala_executor::{Executor, RunContext};
-use kala_job::{Job, JobType, Publish};
+use kala_executor::Executor;
 use kala_publish::{BrokerConfig, Brokers};
 
-fn executor(brokers: &[(&str, String)]) -> (Executor, Arc<Brokers>) {
-    let configs = brokers
-        .iter()
-        .map(|(name, url)| BrokerConfig {
-            name: name.to_string(),
-            url: url.clone(),
-            ca_file: None,
-        })
-        .collect();
-    let brokers = Arc::new(Brokers::new(configs, "test-node").expect("brokers"));
-    let ex = Executor::new().expect("executor");
-    ex.set_publisher(kala_publish::publisher(brokers.clone()));
-    (ex, brokers)
-}
-
-fn job(broker: &str, to: &str) -> Job {
-    let mut j = Job::new("publisher", "");
-    j.job_type = JobType::Publish;
-    j.publish = Some(Box::new(Publish {
-        broker: broker.into(),
-        to: to.into(),
-        payload: r#"{"job":"{{.Name}}"}"#.into(),
-        ..Publish::default()
-    }));
-    j.validate(None).expect("valid");
-    j
-}
-
-fn ctx(job: &Job, point_s: i64) -> RunContext {
-    RunContext {
-        job_id: job.id.clone(),
-        job_name: job.name.clone(),
-        run_id: uuid::Uuid::new_v4().to_string(),
-        scheduled_at: Some(jiff::Timestamp::from_second(point_s).expect("time")),
-        attempt: 1,
-        node: "test-node".into(),
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
-}
+mod common;
+use common::{ctx, executor, job, mqtt_subscriber, unique};
 
 /// A Mosquitto of the test's own with a TLS listener (a CA and a server
 /// certificate for 127.0.0.1 made with openssl) and a plain one for the
@@ -78,84 +37,18 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (the openssl command is needed)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn tls_mosquitto() -> TlsMosquitto {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=kala test CA",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
+    let files = kala_testkit::tls::ca_and_server_cert(d, "IP:127.0.0.1").expect("certificates");
     let (plain, tls) = (free_port(), free_port());
     let conf = format!(
         "user root\npersistence false\nallow_anonymous true\nlog_dest stderr\n\
          listener {plain} 127.0.0.1\n\
          listener {tls} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n",
-        ca = d.join("ca.pem").display(),
-        cert = d.join("server.pem").display(),
-        key = d.join("server.key").display(),
+        ca = files.ca.display(),
+        cert = files.cert.display(),
+        key = files.key.display(),
     );
     std::fs::write(d.join("mosquitto.conf"), conf).expect("conf");
     let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
@@ -181,7 +74,7 @@ fn tls_mosquitto() -> TlsMosquitto {
         child,
         plain,
         tls,
-        ca: d.join("ca.pem"),
+        ca: files.ca.clone(),
         _dir: dir,
     }
 }
@@ -189,32 +82,9 @@ fn tls_mosquitto() -> TlsMosquitto {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_publishes_over_tls_and_refuses_an_unknown_issuer() {
     use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::mqttbytes::v5::Packet;
     let m = tls_mosquitto();
     let topic = unique("kala/tls/");
-    let mut opts = rumqttc::v5::MqttOptions::new(unique("sub-"), "127.0.0.1", m.plain);
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (sub, mut events) = rumqttc::v5::AsyncClient::new(opts, 64);
-    sub.subscribe(topic.clone(), QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let poller = tokio::spawn(async move {
-        loop {
-            match events.poll().await {
-                Ok(rumqttc::v5::Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = tx.send(None);
-                }
-                Ok(rumqttc::v5::Event::Incoming(Packet::Publish(p))) => {
-                    let _ = tx.send(Some(p));
-                }
-                Ok(_) => {}
-                Err(e) => panic!("subscriber: {e}"),
-            }
-        }
-    });
-    let subscribed = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
-    assert!(matches!(subscribed, Ok(Some(None))), "subscribed");
+    let (mut rx, poller) = mqtt_subscriber(m.plain, &topic, QoS::AtLeastOnce).await;
 
     // With the broker's CA: delivered, confirmed.
     let brokers = Arc::new(
