@@ -350,6 +350,18 @@ async fn every_change_has_one_entry_with_its_actor_and_diff() {
         .await;
         assert_eq!(st, 405, "{m} /api/v1/audit/");
     }
+    // Delete all: one entry, by its actor, with the number of jobs; the
+    // log stays.
+    let before = entries(&c, &s, "admin-1", "?limit=1000").await.len();
+    let (st, _) = call(&c, &s, "admin-1", "DELETE", "/api/v1/job/all/", None, None).await;
+    assert_eq!(st, 204);
+    let after = entries(&c, &s, "admin-1", "?limit=1000").await;
+    assert_eq!(after.len(), before + 1, "one entry for delete all");
+    assert_eq!(after[0]["action"], "delete_all");
+    assert_eq!(after[0]["actor"], "root");
+    assert_eq!(after[0]["diff"], json!({"jobs": 1}));
+    assert!(after[0].get("job_id").is_none(), "no job: {}", after[0]);
+    let now_all = after;
     // The file holds the same entries.
     let lines: Vec<Value> = std::fs::read_to_string(&file)
         .expect("audit file")
