@@ -417,6 +417,40 @@ async fn every_route_for_every_role() {
     )
     .await;
     assert_eq!(st, 400, "{v}");
+    // Deleting a job would delete its only-parented child of another
+    // owner: refused, nothing deleted.
+    let mut theirs = remote_job("theirs", "team-b");
+    theirs["parent_jobs"] = json!([a]);
+    theirs.as_object_mut().expect("obj").remove("schedule");
+    let (st, v) = call(&c, &s, Some(&admin), "POST", "/api/v1/job/", Some(&theirs)).await;
+    assert_eq!(st, 201, "{v}");
+    let theirs = v["id"].as_str().expect("id").to_string();
+    let before = snapshot(&c, &s, &admin).await;
+    let (st, v) = call(
+        &c,
+        &s,
+        Some(&team_token),
+        "DELETE",
+        &format!("/api/v1/job/{a}/"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 403, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or_default().contains(&theirs),
+        "{v}"
+    );
+    assert_eq!(snapshot(&c, &s, &admin).await, before);
+    let (st, _) = call(
+        &c,
+        &s,
+        Some(&admin),
+        "DELETE",
+        &format!("/api/v1/job/{theirs}/"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204);
     // Its stats count its owners' jobs only.
     let (_, mine_stats) = call(&c, &s, Some(&team_token), "GET", "/api/v1/stats/", None).await;
     let (_, all_stats) = call(&c, &s, Some(&admin), "GET", "/api/v1/stats/", None).await;

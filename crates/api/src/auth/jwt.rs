@@ -241,17 +241,16 @@ impl Verifier {
         ) {
             return Err(format!("algorithm {:?} is not accepted", header.alg));
         }
-        let found = self.find(&header).is_some();
-        if !found && self.inner.config.is_url() && self.may_fetch_on_miss() {
-            self.refresh().await;
+        let fits = |k: &&Key| k.alg == header.alg && (header.kid.is_none() || k.kid == header.kid);
+        let known = self.inner.keys.load().list.iter().any(|k| fits(&k));
+        if !known && self.inner.config.is_url() && self.may_fetch_on_miss() {
+            // A key the set does not have yet (a rotation): fetch it once,
+            // waiting at most 2 s so an identity provider that stalls
+            // does not hold the request (the periodic refresh goes on).
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.refresh()).await;
         }
         let keys = self.inner.keys.load();
-        let candidates: Vec<&Key> = keys
-            .list
-            .iter()
-            .filter(|k| k.alg == header.alg)
-            .filter(|k| header.kid.is_none() || k.kid == header.kid)
-            .collect();
+        let candidates: Vec<&Key> = keys.list.iter().filter(fits).collect();
         if candidates.is_empty() {
             return Err("no key of the set matches the token's kid and alg".into());
         }
@@ -280,14 +279,6 @@ impl Verifier {
             }
         }
         Err(last)
-    }
-
-    fn find(&self, header: &jsonwebtoken::Header) -> Option<()> {
-        let keys = self.inner.keys.load();
-        keys.list
-            .iter()
-            .any(|k| k.alg == header.alg && (header.kid.is_none() || k.kid == header.kid))
-            .then_some(())
     }
 
     fn may_fetch_on_miss(&self) -> bool {

@@ -77,29 +77,27 @@ pub(crate) fn check_create(s: &AppState, p: &Principal, job: &mut Job) -> Result
     Ok(())
 }
 
-/// A delete's rights: the job and every job deleted with it (its
-/// dependents) must be the caller's to change.
+/// A delete's rights: the job and every job deleted with it (the
+/// children it leaves without a parent, as the engine's own
+/// `plan_delete` finds them) must be the caller's to change.
 pub(crate) fn check_delete(s: &AppState, p: &Principal, id: &str) -> Result<(), ApiError> {
     visible(s, p, id)?;
     if p.owners.is_none() {
         return Ok(());
     }
-    let mut todo = vec![id.to_string()];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(next) = todo.pop() {
-        if !seen.insert(next.clone()) {
-            continue;
-        }
-        let Some(job) = s.engine.get(&next) else {
-            continue;
-        };
-        if !p.may_own(&job.owner) {
+    let lookup = |x: &str| s.engine.get(x).map(|j| (*j).clone());
+    let Some(plan) = kala_job::graph::plan_delete(id, lookup) else {
+        return Err(not_found(id));
+    };
+    for gone in plan.deleted.iter().filter(|g| g.as_str() != id) {
+        if let Some(job) = s.engine.get(gone)
+            && !p.may_own(&job.owner)
+        {
             return Err(forbidden(format!(
-                "delete: job {id} has dependent job {next} of owner {:?}, which {} may not delete",
+                "delete: job {id} would delete its dependent job {gone} of owner {:?}, which {} may not delete",
                 job.owner, p.name
             )));
         }
-        todo.extend(job.children().iter().cloned());
     }
     Ok(())
 }

@@ -18,7 +18,8 @@ use crate::schema::ErrorBody;
 
 const PAGE_DEFAULT: usize = 100;
 const PAGE_MAX: usize = 1_000;
-/// Entries read from the store per step while filtering.
+/// Entries read from the store per step while filtering (without a
+/// filter a step is the page itself).
 const STEP: usize = 500;
 
 #[derive(Deserialize, Default, utoipa::IntoParams)]
@@ -117,12 +118,14 @@ pub async fn audit_log(
             && q.actor.as_ref().is_none_or(|a| &e.actor == a)
             && (p.owners.is_none() || (!e.job_id.is_empty() && p.may_own(&e.owner)))
     };
+    let filtered = q.job.is_some() || q.actor.is_some() || since.is_some() || p.owners.is_some();
+    let step = if filtered { STEP } else { limit };
     let mut out: Vec<AuditEntry> = Vec::new();
     let mut before = q.cursor.clone();
     let mut more = true;
     'read: while out.len() < limit {
-        let page = s.engine.audit_log(before.as_deref(), STEP).await?;
-        let full = page.len() == STEP;
+        let page = s.engine.audit_log(before.as_deref(), step).await?;
+        let full = page.len() == step;
         for e in page {
             before = Some(e.id.clone());
             if since.is_some_and(|t| e.at < t) {
