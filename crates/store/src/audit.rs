@@ -42,7 +42,60 @@ pub struct AuditEntry {
     /// What changed: `{"field": {"before": …, "after": …}}` over the job's
     /// JSON (secrets masked), or details of the action.
     #[serde(default)]
-    pub diff: serde_json::Value,
+    pub diff: AuditDiff,
+}
+
+/// An entry's diff (or an action's details): a JSON object kept as its
+/// text. An entry is written once per change and read rarely, so it is
+/// never a tree in memory: the engine writes a create's diff straight
+/// from the job's JSON, the store writes the text as it is, and a read
+/// hands it to the client unparsed.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AuditDiff(Box<serde_json::value::RawValue>);
+
+impl AuditDiff {
+    /// The diff of `value` (a JSON object).
+    pub fn from_value(value: &serde_json::Value) -> AuditDiff {
+        serde_json::value::to_raw_value(value).map_or_else(|_| AuditDiff::default(), AuditDiff)
+    }
+
+    /// The diff whose JSON text is `json`; `None` if it is not JSON.
+    pub fn from_json(json: String) -> Option<AuditDiff> {
+        serde_json::value::RawValue::from_string(json)
+            .ok()
+            .map(AuditDiff)
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The diff as a tree (for checks and filters; `Null` never happens
+    /// for a diff this type made).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Default for AuditDiff {
+    /// `{}`.
+    fn default() -> Self {
+        AuditDiff(serde_json::value::RawValue::from_string("{}".into()).expect("{} is JSON"))
+    }
+}
+
+impl PartialEq for AuditDiff {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for AuditDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An entry id: the time in nanoseconds since 1970 (20 digits, so text

@@ -63,7 +63,7 @@ pub struct AuditOut {
     /// `{"field": {"before": …, "after": …}}`, secrets masked; details
     /// for actions without a job.
     #[schema(value_type = Object)]
-    diff: serde_json::Value,
+    diff: kala_store::AuditDiff,
 }
 
 impl From<AuditEntry> for AuditOut {

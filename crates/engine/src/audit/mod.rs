@@ -9,7 +9,7 @@
 pub(crate) mod model;
 
 use kala_job::Job;
-use kala_store::{AuditEntry, Batch, audit_id};
+use kala_store::{AuditDiff, AuditEntry, Batch, audit_id};
 use serde_json::Value;
 
 use crate::config::EngineError;
@@ -25,7 +25,7 @@ impl Inner {
         actor: &Actor,
         action: &str,
         job: Option<&Job>,
-        diff: Value,
+        diff: AuditDiff,
     ) -> Option<AuditEntry> {
         if !self.config.audit.enabled {
             return None;
@@ -82,7 +82,10 @@ impl Engine {
         action: &str,
         detail: Value,
     ) -> Result<(), EngineError> {
-        let Some(e) = self.inner.audit_entry(actor, action, None, detail) else {
+        let Some(e) = self
+            .inner
+            .audit_entry(actor, action, None, AuditDiff::from_value(&detail))
+        else {
             return Ok(());
         };
         self.inner

@@ -196,10 +196,8 @@ impl Engine {
                 .iter()
                 .filter_map(|d| st.job(d))
                 .filter_map(|j| {
-                    let mut diff = crate::audit::model::diff(Some(&j), None);
-                    if j.id != id {
-                        diff["deleted_with"] = serde_json::json!(id);
-                    }
+                    let with = (j.id != id).then_some(id);
+                    let diff = crate::audit::model::deleted(&j, with);
                     inner.audit_entry(actor, "delete", Some(&j), diff)
                 })
                 .collect();
@@ -268,7 +266,7 @@ impl Engine {
                 actor,
                 "delete_all",
                 None,
-                serde_json::json!({ "jobs": jobs }),
+                kala_store::AuditDiff::from_value(&serde_json::json!({ "jobs": jobs })),
             )
             .into_iter()
             .collect();
@@ -400,7 +398,7 @@ impl Engine {
             actor,
             "start",
             Some(&job),
-            serde_json::json!({ "disabled": job.disabled }),
+            kala_store::AuditDiff::from_value(&serde_json::json!({ "disabled": job.disabled })),
         ) {
             self.inner
                 .apply_audited(Batch {

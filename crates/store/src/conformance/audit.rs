@@ -6,7 +6,7 @@
 use jiff::Timestamp;
 use kala_job::Job;
 
-use crate::{AuditEntry, Batch, JobStore, audit_id};
+use crate::{AuditDiff, AuditEntry, Batch, JobStore, audit_id};
 
 /// An entry of `action` about `job` at `at_ns`.
 pub fn entry(action: &str, job: &str, at_ns: i128) -> AuditEntry {
@@ -22,7 +22,9 @@ pub fn entry(action: &str, job: &str, at_ns: i128) -> AuditEntry {
         job_name: "audited \"job\" ✓".into(),
         owner: "team-a".into(),
         node: "n1".into(),
-        diff: serde_json::json!({"disabled": {"before": false, "after": true}, "nested": [1, "two", null]}),
+        diff: AuditDiff::from_value(
+            &serde_json::json!({"disabled": {"before": false, "after": true}, "nested": [1, "two", null], "text": "a \"quoted\" ✓\n"}),
+        ),
     }
 }
 
