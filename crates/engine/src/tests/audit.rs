@@ -112,7 +112,7 @@ async fn entries_older_than_their_retention_are_pruned_at_start() {
 
 /// What the audit log costs a create on the durable embedded store, in
 /// this process (no HTTP): CPU per create and creates/s with the log on
-/// and off, 16 creates at a time, alternated. A measurement, not a
+/// and off, 16 creates at a time (`KALA_AUDIT_COST_AT_ONCE`), alternated. A measurement, not a
 /// check: `cargo test --release -p kala-engine --lib
 /// audit_cost_on_the_embedded_store -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,6 +130,11 @@ async fn audit_cost_on_the_embedded_store() {
         Duration::from_millis((ticks(11) + ticks(12)) * 10)
     }
     let n = 40_000usize;
+    let at_once: usize = std::env::var("KALA_AUDIT_COST_AT_ONCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let n = if at_once < 4 { n / 8 } else { n };
     let modes: Vec<bool> = match std::env::var("KALA_AUDIT_COST").as_deref() {
         Ok("on") => vec![true],
         Ok("off") => vec![false],
@@ -156,11 +161,11 @@ async fn audit_cost_on_the_embedded_store() {
             .await
             .unwrap();
             let (t, c) = (std::time::Instant::now(), cpu());
-            let tasks: Vec<_> = (0..16)
+            let tasks: Vec<_> = (0..at_once)
                 .map(|k| {
                     let engine = engine.clone();
                     tokio::spawn(async move {
-                        for i in 0..n / 16 {
+                        for i in 0..n / at_once {
                             let mut j = Job::new(format!("bench {k}-{i}"), "true");
                             j.schedule = "R/2030-01-01T00:00:00Z/PT1H".into();
                             engine.create(j).await.unwrap();
