@@ -66,9 +66,11 @@ type Handler = Arc<dyn Fn(Job) -> BoxFuture + Send + Sync>;
 /// The longest a template may take to render.
 pub const RENDER_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Renders a job's template on a blocking thread, not on the runtime's
-/// workers, bounded by [`RENDER_TIMEOUT`]; text without templating is
-/// returned as it is, with no thread involved.
+/// Renders a job's template: in place when its output is small by
+/// construction ([`template::renders_quickly`]: no `range`, at most 256
+/// KiB), otherwise on a blocking thread, not on the runtime's workers,
+/// bounded by [`RENDER_TIMEOUT`]; text without templating is returned as
+/// it is, with no thread involved.
 async fn render(text: &str, job: &Job, run: Option<&RunContext>) -> Result<String, String> {
     render_with(text, &job.template_delimiters, job, run).await
 }
@@ -82,6 +84,10 @@ async fn render_with(
 ) -> Result<String, String> {
     if delimiters.is_empty() {
         return Ok(text.to_string());
+    }
+    if template::renders_quickly(text, delimiters, job, run) {
+        // Bounded and small: no thread hand-off, no copy of the job.
+        return template::render_delimited(text, delimiters, job, run);
     }
     let (text, run) = (text.to_string(), run.cloned());
     let mut job = job.clone();

@@ -329,3 +329,25 @@ async fn templates_see_the_run() {
     let a = ex.run_as(&r, None, Some(&context(false))).await;
     assert!(a.output.starts_with("GET /node-a/2 HTTP/1.1"), "{a:?}");
 }
+
+/// A template with a `range` goes to a blocking thread, one without is
+/// rendered in place: both give the text the template says.
+#[tokio::test]
+async fn templates_render_the_same_in_place_and_on_a_thread() {
+    let mut job = Job::new("ranged", "echo");
+    job.template_delimiters = "{{ }}".into();
+    job.parent_jobs = Some(vec!["a".into(), "b".into()]);
+    let ranged = "{{range .ParentJobs}}{{.}},{{end}}{{.Name}}";
+    assert!(!template::renders_quickly(ranged, "{{ }}", &job, None));
+    assert_eq!(render(ranged, &job, None).await.unwrap(), "a,b,ranged");
+    let plain = "{{.Name}}/{{.Owner}}";
+    assert!(template::renders_quickly(plain, "{{ }}", &job, None));
+    assert_eq!(render(plain, &job, None).await.unwrap(), "ranged/");
+    job.template_delimiters = "broken".into();
+    assert!(
+        render(plain, &job, None)
+            .await
+            .unwrap_err()
+            .contains("invalid templating delimiters")
+    );
+}

@@ -129,3 +129,43 @@ fn go_time_format() {
     let t: Timestamp = "2026-11-22T15:23:44.516371803Z".parse().unwrap();
     assert_eq!(go_time(Some(t)), "2026-11-22 15:23:44.516371803 +0000 UTC");
 }
+
+/// What is rendered in place and what on a blocking thread: a short
+/// template over a small job is cheap; a `range`, a template whose
+/// actions could each print a large field, or many actions are not.
+#[test]
+fn only_small_bounded_templates_render_in_place() {
+    let j = job("{{ }}");
+    assert!(renders_quickly(
+        "echo {{.Name}} {{.Owner}}",
+        "{{ }}",
+        &j,
+        None
+    ));
+    assert!(renders_quickly("no template at all", "", &j, None));
+    assert!(!renders_quickly(
+        "{{range .ParentJobs}}{{.}}{{end}}",
+        "{{ }}",
+        &j,
+        None
+    ));
+    let mut big = job("{{ }}");
+    big.command = "x".repeat(64 * 1024);
+    assert!(renders_quickly("{{.Command}}", "{{ }}", &big, None));
+    assert!(
+        !renders_quickly(&"{{.Command}}".repeat(8), "{{ }}", &big, None),
+        "eight copies of a 64 KiB field could be 512 KiB"
+    );
+    assert!(!renders_quickly(
+        &"{{printf \"%999s\" .Name}}".repeat(300),
+        "{{ }}",
+        &j,
+        None
+    ));
+    // Either way the text is the same.
+    let t = "echo {{.Name}}-{{.Owner}}";
+    assert_eq!(
+        render_delimited(t, "{{ }}", &j, None).unwrap(),
+        "echo mock_job-mr.jedi@master.com"
+    );
+}
