@@ -1107,9 +1107,15 @@ async fn large_listings_do_not_block_other_requests() {
         .map(|_| {
             let (c, url) = (c.clone(), s.url("/api/v1/job/?stats=false"));
             tokio::spawn(async move {
-                let r = c.get(&url).send().await.unwrap();
+                let mut r = c.get(&url).send().await.unwrap();
                 assert_eq!(r.status().as_u16(), 200);
-                let body = r.bytes().await.unwrap();
+                // Read slowly, so that a listing lasts well past the
+                // /healthz below however busy the machine is.
+                let mut body = Vec::new();
+                while let Some(chunk) = r.chunk().await.unwrap() {
+                    body.extend_from_slice(&chunk);
+                    tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+                }
                 let ended = std::time::Instant::now();
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
                 assert_eq!(v["jobs"].as_object().unwrap().len(), 50_000);
