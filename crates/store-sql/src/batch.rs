@@ -126,6 +126,83 @@ impl EncodedBatch {
     }
 }
 
+impl EncodedBatch {
+    /// The batches of one group commit as one: what applying them one
+    /// after the other in this order writes. Their fences are left out
+    /// (the group checked them); every batch must have the same
+    /// `keep_runs` (the first's is kept).
+    ///
+    /// Batches are only grouped while they are all in flight at once, so
+    /// no order among them was promised to anyone; within that, the
+    /// merge keeps arrival order where it shows: the last put of a job
+    /// wins, a job's changes apply in arrival order, and of two versions
+    /// of one notice the later is stored.
+    pub fn merge(parts: &[&EncodedBatch]) -> EncodedBatch {
+        let Some(first) = parts.first() else {
+            return EncodedBatch::default();
+        };
+        let mut out = EncodedBatch {
+            keep_runs: first.keep_runs,
+            now: parts.iter().map(|b| b.now).max().unwrap_or(first.now),
+            ..EncodedBatch::default()
+        };
+        // Puts: latest arrival first, then a stable sort by id keeps it.
+        let mut puts: Vec<(&String, &String)> = parts
+            .iter()
+            .rev()
+            .flat_map(|b| b.put_ids.iter().zip(&b.put_jobs))
+            .collect();
+        puts.sort_by(|a, b| a.0.cmp(b.0));
+        puts.dedup_by(|a, b| a.0 == b.0);
+        for (id, job) in puts {
+            out.put_ids.push(id.clone());
+            out.put_jobs.push(job.clone());
+        }
+        let mut update: std::collections::BTreeMap<&str, Vec<JobChange>> = Default::default();
+        let mut notices: std::collections::HashMap<&str, usize> = Default::default();
+        for b in parts {
+            out.delete.extend(b.delete.iter().cloned());
+            out.run_job_ids.extend(b.run_job_ids.iter().cloned());
+            out.run_at.extend(b.run_at.iter().copied());
+            out.runs.extend(b.runs.iter().cloned());
+            out.touched.extend(b.touched.iter().cloned());
+            out.begin.extend(b.begin.iter().cloned());
+            out.end.extend(b.end.iter().cloned());
+            out.changed.extend(b.changed.iter().cloned());
+            out.audit.extend(b.audit.iter().cloned());
+            for (id, changes) in &b.update {
+                update
+                    .entry(id.as_str())
+                    .or_default()
+                    .extend(changes.iter().cloned());
+            }
+            for n in &b.notices {
+                match notices.get(n.0.as_str()) {
+                    Some(&at) => out.notices[at] = n.clone(),
+                    None => {
+                        notices.insert(n.0.as_str(), out.notices.len());
+                        out.notices.push(n.clone());
+                    }
+                }
+            }
+        }
+        out.update = update
+            .into_iter()
+            .map(|(id, c)| (id.to_string(), c))
+            .collect();
+        for ids in [
+            &mut out.delete,
+            &mut out.touched,
+            &mut out.end,
+            &mut out.changed,
+        ] {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        out
+    }
+}
+
 /// Runs `op`, and again (at most 5 more times, with a short growing pause)
 /// while `retryable` says its error is transient.
 pub async fn retry_transient<T, E, F, Fut>(
@@ -170,6 +247,75 @@ mod tests {
         assert_eq!(e.put_ids, ["a", "b"]);
         assert!(e.put_jobs[1].contains("\"second\""), "{}", e.put_jobs[1]);
         assert_eq!(e.delete, ["y", "z"]);
+    }
+
+    fn encoded(b: Batch) -> EncodedBatch {
+        EncodedBatch::new(&b).unwrap()
+    }
+
+    #[test]
+    fn a_merged_group_writes_what_its_batches_write_in_order() {
+        let mut a1 = Job::new("first", "true");
+        a1.id = "a".into();
+        let mut a2 = a1.clone();
+        a2.name = "second".into();
+        let mut b = Job::new("b", "true");
+        b.id = "b".into();
+        let run = |job: &str, secs: i64| kala_job::RunRecord {
+            job_id: job.into(),
+            ran_at: jiff::Timestamp::from_second(secs).unwrap(),
+            scheduled_at: None,
+            trigger: kala_job::Trigger::Manual,
+            outcome: kala_job::Outcome::Succeeded,
+            number_of_retries: 0,
+            execution_duration: 0,
+            exit_code: Some(0),
+            error: None,
+            output: String::new(),
+            run_id: None,
+            node: None,
+        };
+        let change = |id: &str, n: u64| kala_store::JobUpdate {
+            job_id: id.into(),
+            change: JobChange::Ran(kala_store::RunDelta {
+                successes: n,
+                ..kala_store::RunDelta::default()
+            }),
+        };
+        let one = encoded(Batch {
+            put: vec![a1, b],
+            runs: vec![run("b", 1)],
+            update: vec![change("b", 1)],
+            end: vec!["r2".into()],
+            keep_runs: Some(5),
+            ..Batch::default()
+        });
+        let two = encoded(Batch {
+            put: vec![a2],
+            delete: vec!["z".into()],
+            runs: vec![run("b", 2), run("c", 3)],
+            update: vec![change("b", 2), change("a", 7)],
+            end: vec!["r1".into(), "r2".into()],
+            keep_runs: Some(5),
+            ..Batch::default()
+        });
+        let m = EncodedBatch::merge(&[&one, &two]);
+        assert_eq!(m.put_ids, ["a", "b"]);
+        assert!(m.put_jobs[0].contains("\"second\""), "the later put wins");
+        assert_eq!(m.delete, ["z"]);
+        assert_eq!(m.run_job_ids, ["b", "b", "c"]);
+        assert_eq!(m.touched, ["b", "c"]);
+        assert_eq!(m.end, ["r1", "r2"]);
+        assert_eq!(m.keep_runs, Some(5));
+        let ids: Vec<&str> = m.update.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"], "rows locked in id order");
+        let JobChange::Ran(d) = &m.update[1].1[1] else {
+            panic!("{:?}", m.update)
+        };
+        assert_eq!((m.update[1].1.len(), d.successes), (2, 2), "arrival order");
+        assert_eq!(m.changed, ["a", "b", "z"]);
+        assert!(m.fence.is_none());
+        assert!(EncodedBatch::merge(&[]).put_ids.is_empty());
     }
 
     #[tokio::test]

@@ -81,7 +81,13 @@ where
         touch.sort_unstable();
         touch.dedup();
         let mut tx = self.pool().begin().await.map_err(map)?;
-        let (mut leases, mut locked) = lock_leases::<D>(&mut tx, &touch).await.map_err(map)?;
+        let Locked {
+            mut leases,
+            mut locked,
+            mut renew_only,
+        } = lock_leases::<D>(&mut tx, &touch, &req.node)
+            .await
+            .map_err(map)?;
         let missing: Vec<u32> = req
             .take
             .iter()
@@ -100,13 +106,23 @@ where
             });
             q.push(after);
             q.build().execute(&mut *tx).await.map_err(map)?;
-            (leases, locked) = lock_leases::<D>(&mut tx, &touch).await.map_err(map)?;
+            Locked {
+                leases,
+                locked,
+                renew_only,
+            } = lock_leases::<D>(&mut tx, &touch, &req.node)
+                .await
+                .map_err(map)?;
         }
         let mut renew = Vec::new();
         for l in leases.iter_mut() {
             // A row another transaction holds (a fenced batch, another
             // round) is left as it is this round, as last committed.
             if !locked.contains(&l.partition) {
+                continue;
+            }
+            // Locked to renew, and changed hands meanwhile: left as it is.
+            if renew_only.contains(&l.partition) && l.owner != req.node {
                 continue;
             }
             if req.take.contains(&l.partition) && l.takeable(&req) {
@@ -257,7 +273,8 @@ where
 async fn lock_leases<D: Dialect>(
     tx: &mut sqlx::Transaction<'_, D::DB>,
     touch: &[u32],
-) -> std::result::Result<(Vec<Lease>, std::collections::HashSet<u32>), sqlx::Error>
+    node: &str,
+) -> std::result::Result<Locked, sqlx::Error>
 where
     for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
@@ -265,31 +282,60 @@ where
     i64: for<'r> Decode<'r, D::DB> + Type<D::DB>,
     usize: ColumnIndex<<D::DB as Database>::Row>,
 {
-    let mut locked = Vec::new();
-    if !touch.is_empty() {
-        let parts: Vec<String> = touch.iter().map(u32::to_string).collect();
-        let mut q = QueryBuilder::<D::DB>::new(
-            "SELECT part, owner, token, expires_at FROM kala_leases WHERE part IN (",
-        );
-        q.push(parts.join(", ")).push(") ORDER BY part");
-        q.push(D::SYNTAX.skip_locked);
-        let rows = q.build().fetch_all(&mut **tx).await?;
-        locked = rows.iter().map(lease_of::<D>).collect::<Result<_, _>>()?;
-    }
-    let locked_parts: std::collections::HashSet<u32> = locked.iter().map(|l| l.partition).collect();
-    let mut all = locked;
+    // Every row as last committed: which of `touch` this node holds.
     let rows = QueryBuilder::<D::DB>::new(
         "SELECT part, owner, token, expires_at FROM kala_leases ORDER BY part",
     )
     .build()
     .fetch_all(&mut **tx)
     .await?;
-    for r in &rows {
-        let l = lease_of::<D>(r)?;
-        if !locked_parts.contains(&l.partition) {
-            all.push(l);
+    let mut all = rows
+        .iter()
+        .map(lease_of::<D>)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mine, theirs): (Vec<u32>, Vec<u32>) = touch
+        .iter()
+        .partition(|p| all.iter().any(|l| l.partition == **p && l.owner == node));
+    let mut out = Locked::default();
+    for (parts, lock, own) in [
+        (mine, D::SYNTAX.renew_lock, true),
+        (theirs, D::SYNTAX.skip_locked, false),
+    ] {
+        if parts.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = parts.iter().map(u32::to_string).collect();
+        let mut q = QueryBuilder::<D::DB>::new(
+            "SELECT part, owner, token, expires_at FROM kala_leases WHERE part IN (",
+        );
+        q.push(list.join(", ")).push(") ORDER BY part");
+        q.push(lock);
+        for r in q.build().fetch_all(&mut **tx).await? {
+            let l = lease_of::<D>(&r)?;
+            out.locked.insert(l.partition);
+            if own {
+                out.renew_only.insert(l.partition);
+            }
+            // The locked row is the latest committed version.
+            if let Some(slot) = all.iter_mut().find(|x| x.partition == l.partition) {
+                *slot = l;
+            } else {
+                all.push(l);
+            }
         }
     }
     all.sort_by_key(|l| l.partition);
-    Ok((all, locked_parts))
+    out.leases = all;
+    Ok(out)
+}
+
+/// The lease rows of a round: every one (as last committed, or as
+/// locked), which this round locked, and which of those it locked only
+/// to renew or release ([`crate::Syntax::renew_lock`]: a change of hands
+/// must not happen under that lock).
+#[derive(Default)]
+struct Locked {
+    leases: Vec<Lease>,
+    locked: std::collections::HashSet<u32>,
+    renew_only: std::collections::HashSet<u32>,
 }

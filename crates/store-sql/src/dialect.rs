@@ -99,6 +99,9 @@ impl Default for ConnectOptions {
     }
 }
 
+/// A pooled connection idle this long is pinged before it is used.
+pub const PING_IF_IDLE: Duration = Duration::from_secs(1);
+
 impl ConnectOptions {
     /// A pool on `options` (the backend's own connect options); `target`
     /// names the server in errors (host, port and database, no password).
@@ -142,6 +145,19 @@ impl ConnectOptions {
         sqlx::pool::PoolOptions::<D::DB>::new()
             .max_connections(self.max_connections.max(1))
             .acquire_timeout(self.acquire_timeout)
+            // A connection idle for a while is pinged before it is handed
+            // out (the server may have restarted or dropped it meanwhile);
+            // one in steady use is not, which saved a round trip on every
+            // statement of a busy instance (sqlx's default pings always).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     for s in D::SYNTAX.session {

@@ -29,6 +29,12 @@ pub fn map_err<D: Dialect>(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Whether `e` means the database cannot be reached (not a fault of
+/// what was sent).
+pub(crate) fn unavailable<D: Dialect>(e: &sqlx::Error) -> bool {
+    class::<D>(e) == ErrorClass::Unavailable
+}
+
 pub(crate) fn retryable<D: Dialect>(e: &sqlx::Error) -> bool {
     class::<D>(e) == ErrorClass::Retry
 }

@@ -13,19 +13,27 @@
 //! Modules: [`dialect`] (the trait and the shared connection settings),
 //! [`syntax`] (every statement that differs, both databases side by
 //! side), `store` ([`SqlStore`] and its queries), [`batch`] (a batch
-//! encoded once, the transaction retry), `error` (the errors every driver
-//! shares). Features `postgres` and `mysql` enable sqlx's drivers.
+//! encoded once, groups merged, the transaction retry), `group` (the
+//! queues of group commit and grouped reads), `error` (the errors every
+//! driver shares). Features `postgres` and `mysql` enable sqlx's drivers.
 //!
 //! Tables: `kala_jobs(id, job)`, `kala_runs(seq, job_id, ran_at, run)`,
 //! `kala_claims(job_id, scheduled_at, owner, expires_at)`; values are the
-//! JSON of `kala_store::json`. Every batch is one transaction; jobs are
-//! upserted in id order so two batches cannot deadlock on each other.
+//! JSON of `kala_store::json`. Batches applied while others are being
+//! written wait, and the next of four writers takes every waiting batch
+//! into one transaction (group commit: a group pays one transaction's
+//! round trips and WAL flush); each batch's fence is checked in it, and
+//! a batch whose fence fails is left out of the group alone. Concurrent
+//! `get`s likewise become one `SELECT … IN (…)`. Jobs are upserted in id
+//! order so two transactions cannot deadlock on each other.
 
 mod audit;
 pub mod batch;
 mod cluster;
+mod commit;
 pub mod dialect;
 mod error;
+mod group;
 mod migrate;
 mod store;
 pub mod syntax;

@@ -1,10 +1,12 @@
 //! [`SqlStore`]: every query of the SQL backends, written once.
 //!
 //! Owns: the `JobStore` implementation (batches, reads, retention, claims,
-//! running the migrations of `migrate` at connect) over any [`Dialect`].
+//! running the migrations of `migrate` at connect) over any [`Dialect`],
+//! and the statements of one batch (`write`); `commit` groups them.
 //! Must not: contain a database's own syntax; ask the dialect.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -19,9 +21,11 @@ use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Row, Type,
 };
 
-use crate::batch::{EncodedBatch, retry_transient};
+use crate::batch::EncodedBatch;
+use crate::commit::abandoned;
 use crate::dialect::{Dialect, RowsAffected};
-use crate::error::{map_err, retryable};
+use crate::error::map_err;
+use crate::group::{Lookup, Queue, Write};
 use crate::migrate::migrator;
 
 /// Rows per multi-row statement (2–3 bound values each: far below every
@@ -38,6 +42,10 @@ pub struct SqlStore<D: Dialect> {
     /// Woken when another instance committed a change (PostgreSQL's
     /// `LISTEN`); `None` where the database has no such thing.
     pub(crate) signal: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// Batches waiting for a writer (group commit, see `group`).
+    writes: Arc<Queue<Write>>,
+    /// Job reads waiting for a reader (one statement for those waiting).
+    reads: Arc<Queue<Lookup>>,
     dialect: PhantomData<D>,
 }
 
@@ -93,6 +101,8 @@ where
         Ok(SqlStore {
             pool,
             signal,
+            writes: Arc::default(),
+            reads: Arc::default(),
             dialect: PhantomData,
         })
     }
@@ -148,31 +158,6 @@ where
         Self::upsert(tx, &put_ids, &put_jobs).await
     }
 
-    /// Whether the fence holds, with the lease row held until the
-    /// transaction ends (so the lease cannot change hands before it
-    /// commits). `Some(why)` when it does not.
-    async fn check_fence(
-        tx: &mut sqlx::Transaction<'_, D::DB>,
-        (part, node, token, now): &(i64, String, i64, i64),
-    ) -> std::result::Result<Option<String>, sqlx::Error> {
-        let mut q = QueryBuilder::<D::DB>::new(
-            "SELECT owner, token, expires_at FROM kala_leases WHERE part = ",
-        );
-        q.push_bind(*part).push(D::SYNTAX.share_lock);
-        let Some(row) = q.build().fetch_optional(&mut **tx).await? else {
-            return Ok(Some(format!("partition {part} has no lease")));
-        };
-        let (owner, t, expires): (String, i64, i64) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-        if owner == *node && t == *token && expires > *now {
-            Ok(None)
-        } else {
-            Ok(Some(format!(
-                "{node} no longer holds the lease of partition {part} with token {token} (it is {owner}'s, token {t})"
-            )))
-        }
-    }
-
     /// Appends change rows for `ids` and wakes the other instances at
     /// commit (where the database can).
     async fn announce(
@@ -198,19 +183,11 @@ where
         Ok(())
     }
 
-    /// One try of a batch: `Ok(Err(why))` when its fence did not hold
-    /// (nothing written).
-    async fn apply_once(
-        &self,
+    /// Writes one batch (or a group merged into one) in `tx`.
+    pub(crate) async fn write(
+        tx: &mut sqlx::Transaction<'_, D::DB>,
         b: &EncodedBatch,
-    ) -> std::result::Result<std::result::Result<(), String>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(fence) = &b.fence
-            && let Some(why) = Self::check_fence(&mut tx, fence).await?
-        {
-            tx.rollback().await?;
-            return Ok(Err(why));
-        }
+    ) -> std::result::Result<(), sqlx::Error> {
         for table in [
             "kala_jobs WHERE id",
             "kala_runs WHERE job_id",
@@ -220,12 +197,12 @@ where
             for chunk in b.delete.chunks(CHUNK) {
                 let mut q = QueryBuilder::<D::DB>::new(format!("DELETE FROM {table}"));
                 push_in(&mut q, chunk);
-                q.build().execute(&mut *tx).await?;
+                q.build().execute(&mut **tx).await?;
             }
         }
-        Self::upsert(&mut tx, &b.put_ids, &b.put_jobs).await?;
+        Self::upsert(tx, &b.put_ids, &b.put_jobs).await?;
         for chunk in b.update.chunks(CHUNK) {
-            Self::update_jobs(&mut tx, chunk).await?;
+            Self::update_jobs(tx, chunk).await?;
         }
         let runs: Vec<_> = b.run_job_ids.iter().zip(&b.run_at).zip(&b.runs).collect();
         for chunk in runs.chunks(CHUNK) {
@@ -235,7 +212,7 @@ where
                     .push_bind(**at)
                     .push_bind(run.as_str());
             });
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut **tx).await?;
         }
         if let Some(keep) = b.keep_runs {
             for chunk in b.touched.chunks(CHUNK) {
@@ -246,7 +223,7 @@ where
                 q.push(") x WHERE rn > ")
                     .push_bind(i64::try_from(keep).unwrap_or(i64::MAX))
                     .push(after);
-                q.build().execute(&mut *tx).await?;
+                q.build().execute(&mut **tx).await?;
             }
         }
         for chunk in b.begin.chunks(CHUNK) {
@@ -259,12 +236,12 @@ where
                     .push_bind(node.as_str())
                     .push_bind(entry.as_str());
             });
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut **tx).await?;
         }
         for chunk in b.end.chunks(CHUNK) {
             let mut q = QueryBuilder::<D::DB>::new("DELETE FROM kala_open_runs WHERE run_id");
             push_in(&mut q, chunk);
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut **tx).await?;
         }
         for chunk in b.notices.chunks(CHUNK) {
             let mut q = QueryBuilder::<D::DB>::new(
@@ -279,11 +256,11 @@ where
                     .push_bind(json.as_str());
             });
             q.push(D::SYNTAX.upsert_notice);
-            q.build().execute(&mut *tx).await?;
+            q.build().execute(&mut **tx).await?;
         }
-        Self::insert_audit(&mut tx, &b.audit).await?;
-        Self::announce(&mut tx, &b.changed, b.now).await?;
-        tx.commit().await.map(Ok)
+        Self::insert_audit(tx, &b.audit).await?;
+        Self::announce(tx, &b.changed, b.now).await?;
+        Ok(())
     }
 }
 
@@ -308,31 +285,33 @@ where
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>> {
-        let mut q = QueryBuilder::<D::DB>::new("SELECT job FROM kala_jobs WHERE id = ");
-        q.push_bind(id);
-        let row = q
-            .build()
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err::<D>)?;
-        match row {
-            None => Ok(None),
-            Some(row) => {
-                let job: String = row.try_get(0).map_err(map_err::<D>)?;
-                decode(id, job.as_bytes()).map(Some)
-            }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lookup = Lookup {
+            id: id.to_string(),
+            reply,
+        };
+        if self.reads.push(lookup) {
+            tokio::spawn(Self::drain_reads(
+                self.pool.clone(),
+                Arc::clone(&self.reads),
+            ));
         }
+        answer.await.map_err(|_| abandoned::<D>("read"))?
     }
 
     async fn apply(&self, batch: Batch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let encoded = EncodedBatch::new(&batch)?;
-        retry_transient(retryable::<D>, || self.apply_once(&encoded))
-            .await
-            .map_err(map_err::<D>)?
-            .map_err(StoreError::Fenced)
+        let batch = EncodedBatch::new(&batch)?;
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        if self.writes.push(Write { batch, reply }) {
+            tokio::spawn(Self::drain_writes(
+                self.pool.clone(),
+                Arc::clone(&self.writes),
+            ));
+        }
+        outcome.await.map_err(|_| abandoned::<D>("write"))?
     }
 
     async fn runs(&self, job_id: &str, limit: Option<usize>) -> Result<Vec<RunRecord>> {

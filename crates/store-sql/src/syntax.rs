@@ -29,10 +29,25 @@ pub struct Syntax {
     pub upsert_node: &'static str,
     /// Migration 3: nodes, leases, changes.
     pub cluster: &'static str,
-    /// Appended to a `SELECT … FROM kala_leases WHERE …` to hold the row
-    /// against a lease change until the transaction ends, letting other
-    /// readers in.
-    pub share_lock: &'static str,
+    /// Appended to a fenced batch's `SELECT … FROM kala_leases WHERE …`
+    /// to hold the rows against a change of hands until the transaction
+    /// ends, letting other readers in. Where the database can, the lock
+    /// lets the owner's own renewal ([`Syntax::renew_lock`]) through.
+    pub fence_lock: &'static str,
+    /// Appended to the lease round's `SELECT … FROM kala_leases` for the
+    /// rows the instance holds and renews or releases: like
+    /// [`Syntax::skip_locked`], but where the database can, it does not
+    /// wait for (nor pass over) fenced batches in flight, which stay
+    /// valid under a renewal. PostgreSQL: `FOR NO KEY UPDATE` against the
+    /// batches' `FOR KEY SHARE`; a change of hands takes `FOR UPDATE`,
+    /// which conflicts with them.
+    pub renew_lock: &'static str,
+    /// Whether fenced batches may share a group commit. A group holds its
+    /// batches' lease rows (`fence_lock`) for the whole transaction; where
+    /// that lock also keeps the owner's renewal out (MySQL), the rounds
+    /// would pass over most rows while groups are written, so there each
+    /// fenced batch is a transaction of its own.
+    pub group_fenced: bool,
     /// Migration 4: the notification outbox.
     pub notices: &'static str,
     /// Appended to `INSERT INTO kala_notices (…) VALUES …` to replace an
@@ -74,7 +89,9 @@ impl Syntax {
         delete_all: &["TRUNCATE kala_jobs, kala_runs, kala_claims, kala_open_runs, kala_notices"],
         upsert_node: " ON CONFLICT (name) DO UPDATE SET expires_at = EXCLUDED.expires_at, info = EXCLUDED.info",
         cluster: include_str!("../migrations/postgres/0003_cluster.sql"),
-        share_lock: " FOR SHARE",
+        fence_lock: " FOR KEY SHARE",
+        renew_lock: " FOR NO KEY UPDATE SKIP LOCKED",
+        group_fenced: true,
         notices: include_str!("../migrations/postgres/0004_notices.sql"),
         upsert_notice: " ON CONFLICT (id) DO UPDATE SET pending = EXCLUDED.pending, next_at = EXCLUDED.next_at, done_at = EXCLUDED.done_at, notice = EXCLUDED.notice",
         audit: include_str!("../migrations/postgres/0005_audit.sql"),
@@ -126,7 +143,9 @@ impl Syntax {
         ],
         upsert_node: " ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at), info = VALUES(info)",
         cluster: include_str!("../migrations/mysql/0003_cluster.sql"),
-        share_lock: " LOCK IN SHARE MODE",
+        fence_lock: " LOCK IN SHARE MODE",
+        renew_lock: " FOR UPDATE SKIP LOCKED",
+        group_fenced: false,
         notices: include_str!("../migrations/mysql/0004_notices.sql"),
         upsert_notice: " ON DUPLICATE KEY UPDATE pending = VALUES(pending), next_at = VALUES(next_at), done_at = VALUES(done_at), notice = VALUES(notice)",
         audit: include_str!("../migrations/mysql/0005_audit.sql"),
