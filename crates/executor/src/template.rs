@@ -12,7 +12,9 @@ use gtmpl_value::Value;
 use jiff::Timestamp;
 use kala_job::Job;
 
+mod parsed;
 mod quick;
+use parsed::parsed;
 pub use quick::renders_quickly;
 
 /// Longest template source accepted (after delimiter translation).
@@ -50,9 +52,10 @@ pub(crate) fn render_delimited(
     job: &Job,
     run: Option<&crate::RunContext>,
 ) -> Result<String, String> {
-    let Some(source) = checked_source(text, delimiters)? else {
+    if delimiters.is_empty() {
         return Ok(text.to_string());
-    };
+    }
+    let tmpl = parsed(text, delimiters)?;
     let mut data = job_value(job);
     if let (Some(run), Value::Object(fields)) = (run, &mut data) {
         fields.insert(
@@ -72,9 +75,6 @@ pub(crate) fn render_delimited(
     }
     let ctx = gtmpl::Context::from(data);
     let out = no_panic(|| {
-        let mut tmpl = gtmpl::Template::default();
-        tmpl.parse(source)
-            .map_err(|e| format!("Error templatizing: Error parsing template: {e}"))?;
         tmpl.render(&ctx)
             .map_err(|e| format!("Error templatizing: {e}"))
     })?;

@@ -169,3 +169,30 @@ fn only_small_bounded_templates_render_in_place() {
         "echo mock_job-mr.jedi@master.com"
     );
 }
+
+#[test]
+fn parsed_templates_are_reused_per_text_and_delimiters() {
+    let mut a = job("{{ }}");
+    a.name = "first".into();
+    let mut b = job("{{ }}");
+    b.name = "second".into();
+    let t = "echo {{.Name}} <<.Name>>";
+    // The same text with the same delimiters: parsed once, each job's data.
+    assert_eq!(render(t, &a).unwrap(), "echo first <<.Name>>");
+    assert_eq!(render(t, &b).unwrap(), "echo second <<.Name>>");
+    assert!(std::sync::Arc::ptr_eq(
+        &parsed(t, "{{ }}").unwrap(),
+        &parsed(t, "{{ }}").unwrap()
+    ));
+    // Other delimiters: another template.
+    b.template_delimiters = "<< >>".into();
+    assert_eq!(render(t, &b).unwrap(), "echo {{.Name}} second");
+    // A template that does not parse fails every time; nothing is kept.
+    for _ in 0..2 {
+        let e = render("echo {{.Name", &a).unwrap_err();
+        assert!(e.contains("Error templatizing"), "{e}");
+    }
+    // Limits still hold for a template never seen before.
+    let deep = format!("{}x{}", "{{if 1}}".repeat(40), "{{end}}".repeat(40));
+    assert!(render(&deep, &a).is_err());
+}
