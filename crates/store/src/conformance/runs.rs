@@ -57,6 +57,37 @@ pub(super) async fn run_records(s: &dyn JobStore) {
     let kept = s.runs(&j.id, None).await.expect("runs");
     assert_eq!(kept.len(), 3, "[{}] keep_runs", s.name());
     assert_eq!(kept[2].ran_at, ts(base + 10_000_000_000));
+    // Several jobs in one batch: each trimmed on its own, a job under the
+    // limit untouched.
+    let other = Job::new("other", "true");
+    let same = base + 20_000_000_000;
+    s.apply(Batch {
+        runs: vec![
+            run(&j.id, same, Outcome::Succeeded),
+            run(&other.id, same, Outcome::Failed),
+            run(&other.id, same + 1, Outcome::Succeeded),
+        ],
+        keep_runs: Some(3),
+        ..Batch::default()
+    })
+    .await
+    .expect("append for two jobs with keep");
+    let kept = s.runs(&j.id, None).await.expect("runs");
+    assert_eq!(kept.len(), 3, "[{}] keep_runs, two jobs", s.name());
+    assert_eq!(
+        kept[0].ran_at,
+        ts(base + 4_000_000_000),
+        "[{}] oldest dropped",
+        s.name()
+    );
+    assert_eq!(kept[2].ran_at, ts(same));
+    let others = s.runs(&other.id, None).await.expect("runs");
+    assert_eq!(
+        others.len(),
+        2,
+        "[{}] a job under the limit keeps every run",
+        s.name()
+    );
     assert!(s.runs("no-such-id", None).await.expect("runs").is_empty());
     s.delete_all(Vec::new()).await.expect("delete_all");
 }
