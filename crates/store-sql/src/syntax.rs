@@ -21,14 +21,6 @@ pub struct Syntax {
     pub insert_if_absent: (&'static str, &'static str),
     /// Wraps a `SELECT seq …` to delete those run rows: (before, after).
     pub delete_runs_by_seq: (&'static str, &'static str),
-    /// Where the database can: the run rows of some jobs beyond the
-    /// newest N each, deleted through the `(job_id, ran_at, seq)` index
-    /// (each job's (N+1)-th newest row found by a backward index scan,
-    /// then every row at or before it), as three pieces around the jobs'
-    /// `VALUES` list and N. Otherwise (`None`) a window over all of those
-    /// jobs' rows numbers them (`delete_runs_by_seq`): the same rows, at
-    /// the cost of reading and sorting every one.
-    pub trim_runs: Option<[&'static str; 3]>,
     /// Empties the job tables (not membership and leases), in one
     /// transaction.
     pub delete_all: &'static [&'static str],
@@ -94,12 +86,6 @@ impl Syntax {
         upsert_job: " ON CONFLICT (id) DO UPDATE SET job = EXCLUDED.job",
         insert_if_absent: ("INSERT ", " ON CONFLICT DO NOTHING"),
         delete_runs_by_seq: ("DELETE FROM kala_runs WHERE seq IN (", ")"),
-        trim_runs: Some([
-            "DELETE FROM kala_runs r USING (SELECT j.id, c.ran_at, c.seq FROM (",
-            ") AS j(id) CROSS JOIN LATERAL (SELECT ran_at, seq FROM kala_runs \
-             WHERE job_id = j.id ORDER BY ran_at DESC, seq DESC OFFSET ",
-            " LIMIT 1) c) cut WHERE r.job_id = cut.id AND (r.ran_at, r.seq) <= (cut.ran_at, cut.seq)",
-        ]),
         delete_all: &["TRUNCATE kala_jobs, kala_runs, kala_claims, kala_open_runs, kala_notices"],
         upsert_node: " ON CONFLICT (name) DO UPDATE SET expires_at = EXCLUDED.expires_at, info = EXCLUDED.info",
         cluster: include_str!("../migrations/postgres/0003_cluster.sql"),
@@ -148,8 +134,6 @@ impl Syntax {
         upsert_job: " ON DUPLICATE KEY UPDATE job = VALUES(job)",
         insert_if_absent: ("INSERT IGNORE ", ""),
         delete_runs_by_seq: ("DELETE r FROM kala_runs r JOIN (", ") d ON r.seq = d.seq"),
-        // MariaDB has no LATERAL.
-        trim_runs: None,
         delete_all: &[
             "DELETE FROM kala_jobs",
             "DELETE FROM kala_runs",
