@@ -18,29 +18,9 @@ use sqlx::{
 
 use crate::batch::{EncodedBatch, retry_transient};
 use crate::dialect::{Dialect, RowsAffected};
-use crate::error::{map_err, retryable, unavailable};
+use crate::error::{copy_error, map_err, retryable, unavailable};
 use crate::group::{Lookup, Queue, WorkerGuard, Write};
 use crate::store::{SqlStore, push_in};
-
-/// The same error again, for each of the callers a grouped statement
-/// failed for.
-pub(crate) fn copy_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
-        StoreError::Full(why) => StoreError::Full(why.clone()),
-        StoreError::Fenced(why) => StoreError::Fenced(why.clone()),
-        other => StoreError::Backend(other.to_string()),
-    }
-}
-
-/// A grouped call whose worker went away before answering (the runtime
-/// is shutting down).
-pub(crate) fn abandoned<D: Dialect>(what: &str) -> StoreError {
-    StoreError::Unavailable(format!(
-        "{}: the {what} was abandoned (the runtime is shutting down)",
-        D::SYNTAX.name
-    ))
-}
 
 impl<D: Dialect> SqlStore<D>
 where

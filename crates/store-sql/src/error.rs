@@ -1,7 +1,8 @@
 //! Mapping sqlx errors to store errors, the same for every database but
 //! for the codes the [`Dialect`] classifies.
 //!
-//! Owns: [`map_err`], [`retryable`]. Must not: know any database's codes.
+//! Owns: [`map_err`], [`retryable`], and the errors of grouped calls
+//! (`copy_error`, `abandoned`). Must not: know any database's codes.
 
 use kala_store::StoreError;
 
@@ -37,4 +38,24 @@ pub(crate) fn unavailable<D: Dialect>(e: &sqlx::Error) -> bool {
 
 pub(crate) fn retryable<D: Dialect>(e: &sqlx::Error) -> bool {
     class::<D>(e) == ErrorClass::Retry
+}
+
+/// The same error again, for each of the callers a grouped statement
+/// failed for.
+pub(crate) fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+        StoreError::Full(why) => StoreError::Full(why.clone()),
+        StoreError::Fenced(why) => StoreError::Fenced(why.clone()),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// A grouped call whose worker went away before answering (the runtime
+/// is shutting down).
+pub(crate) fn abandoned<D: Dialect>(what: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "{}: the {what} was abandoned (the runtime is shutting down)",
+        D::SYNTAX.name
+    ))
 }

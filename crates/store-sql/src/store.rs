@@ -22,9 +22,8 @@ use sqlx::{
 };
 
 use crate::batch::EncodedBatch;
-use crate::commit::abandoned;
 use crate::dialect::{Dialect, RowsAffected};
-use crate::error::map_err;
+use crate::error::{abandoned, map_err};
 use crate::group::{Lookup, Queue, Write};
 use crate::migrate::migrator;
 
