@@ -32,6 +32,9 @@ async fn prepare(kind: &str, tag: &str) -> anyhow::Result<(String, String)> {
                 name: format!("KALA_BENCH_{tag}"),
                 subjects: vec![format!("kala.bench.{tag}")],
                 max_messages: 1_000_000,
+                // A bench cut short (timeout, ^C) leaves no stream behind
+                // for long.
+                max_age: Duration::from_secs(15 * 60),
                 ..Default::default()
             })
             .await
@@ -56,7 +59,13 @@ async fn prepare(kind: &str, tag: &str) -> anyhow::Result<(String, String)> {
                     durable: true,
                     ..Default::default()
                 },
-                lapin::types::FieldTable::default(),
+                // A bench cut short (timeout, ^C) leaves no queue filling
+                // RabbitMQ's memory behind: it goes 15 minutes after its
+                // last use.
+                lapin::types::FieldTable::from(std::collections::BTreeMap::from([(
+                    "x-expires".into(),
+                    lapin::types::AMQPValue::LongUInt(15 * 60 * 1000),
+                )])),
             )
             .await?;
             ("amqp://guest:guest@127.0.0.1:5672/%2f".into(), queue)

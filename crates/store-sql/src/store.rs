@@ -214,14 +214,26 @@ where
             q.build().execute(&mut **tx).await?;
         }
         if let Some(keep) = b.keep_runs {
+            let keep = i64::try_from(keep).unwrap_or(i64::MAX);
             for chunk in b.touched.chunks(CHUNK) {
-                let (before, after) = D::SYNTAX.delete_runs_by_seq;
-                let mut q = QueryBuilder::<D::DB>::new(before);
-                q.push(RUNS_BEYOND).push(" WHERE job_id");
-                push_in(&mut q, chunk);
-                q.push(") x WHERE rn > ")
-                    .push_bind(i64::try_from(keep).unwrap_or(i64::MAX))
-                    .push(after);
+                let mut q = match D::SYNTAX.trim_runs {
+                    Some([first, cut, last]) => {
+                        let mut q = QueryBuilder::<D::DB>::new(first);
+                        q.push_values(chunk, |mut row, id| {
+                            row.push_bind(id.as_str());
+                        });
+                        q.push(cut).push_bind(keep).push(last);
+                        q
+                    }
+                    None => {
+                        let (before, after) = D::SYNTAX.delete_runs_by_seq;
+                        let mut q = QueryBuilder::<D::DB>::new(before);
+                        q.push(RUNS_BEYOND).push(" WHERE job_id");
+                        push_in(&mut q, chunk);
+                        q.push(") x WHERE rn > ").push_bind(keep).push(after);
+                        q
+                    }
+                };
                 q.build().execute(&mut **tx).await?;
             }
         }

@@ -21,6 +21,18 @@ pub struct Syntax {
     pub insert_if_absent: (&'static str, &'static str),
     /// Wraps a `SELECT seq …` to delete those run rows: (before, after).
     pub delete_runs_by_seq: (&'static str, &'static str),
+    /// Where the database can: the run rows of some jobs beyond the
+    /// newest N each, found job by job through the `(job_id, ran_at,
+    /// seq)` index (a backward scan that skips N rows), then deleted by
+    /// their primary key; as three pieces around the jobs' `VALUES` list
+    /// and N. The plan does not depend on the table's statistics, which
+    /// may be missing or stale (a table that grew from empty, a server
+    /// without autovacuum): the window of `None` below was planned on
+    /// such a table as a sequential scan and sort of every run row, for
+    /// each batch (hundreds of ms each under load). Otherwise (`None`)
+    /// a window over those jobs' rows numbers them
+    /// (`delete_runs_by_seq`).
+    pub trim_runs: Option<[&'static str; 3]>,
     /// Empties the job tables (not membership and leases), in one
     /// transaction.
     pub delete_all: &'static [&'static str],
@@ -86,6 +98,12 @@ impl Syntax {
         upsert_job: " ON CONFLICT (id) DO UPDATE SET job = EXCLUDED.job",
         insert_if_absent: ("INSERT ", " ON CONFLICT DO NOTHING"),
         delete_runs_by_seq: ("DELETE FROM kala_runs WHERE seq IN (", ")"),
+        trim_runs: Some([
+            "DELETE FROM kala_runs WHERE seq = ANY(ARRAY(SELECT c.seq FROM (",
+            ") AS j(id) CROSS JOIN LATERAL (SELECT seq FROM kala_runs WHERE job_id = j.id \
+             ORDER BY ran_at DESC, seq DESC OFFSET ",
+            ") c))",
+        ]),
         delete_all: &["TRUNCATE kala_jobs, kala_runs, kala_claims, kala_open_runs, kala_notices"],
         upsert_node: " ON CONFLICT (name) DO UPDATE SET expires_at = EXCLUDED.expires_at, info = EXCLUDED.info",
         cluster: include_str!("../migrations/postgres/0003_cluster.sql"),
@@ -108,6 +126,13 @@ impl Syntax {
             SessionSetting {
                 sql: "SET lock_timeout = '1s'",
                 optional: false,
+            },
+            // JIT compiling pays off for long analytic queries, not for
+            // these: on a table without statistics (inflated estimates)
+            // it compiled each trim and lease statement for ~100 ms.
+            SessionSetting {
+                sql: "SET jit = off",
+                optional: true,
             },
             SessionSetting {
                 sql: "SET tcp_keepalives_idle = 5",
@@ -134,6 +159,9 @@ impl Syntax {
         upsert_job: " ON DUPLICATE KEY UPDATE job = VALUES(job)",
         insert_if_absent: ("INSERT IGNORE ", ""),
         delete_runs_by_seq: ("DELETE r FROM kala_runs r JOIN (", ") d ON r.seq = d.seq"),
+        // MariaDB has no LATERAL; MySQL plans each execution afresh, with
+        // index dives into the IN list.
+        trim_runs: None,
         delete_all: &[
             "DELETE FROM kala_jobs",
             "DELETE FROM kala_runs",
