@@ -24,15 +24,18 @@
 //!   same notices in the order they fall due
 //! * `audit`: entry id (time ordered) → the audit entry
 //!   (`kala_store::AuditEntry`)
+//! * `audit_recent`: the same, for the last few entries of commits that
+//!   wrote fewer than eight (moved into `audit` together; see `audit`)
 //! * `meta`:   "format" → 3 (1: unframed JSON, 2: framed JSON jobs;
 //!   both migrated when opened)
 //!
 //! Modules: this file ([`RedbStore`] and its reads), `writer` (the writer
-//! thread and its commits), `shared` (what readers and the writer share:
+//! thread and its commits), `audit` (the audit log's two tables), `shared` (what readers and the writer share:
 //! reopening after an I/O error, the health problem), `format` (the
 //! record frame's migration, verification, start-up reads guarded against
 //! redb's panics on damaged files).
 
+mod audit;
 mod format;
 mod shared;
 mod writer;
@@ -72,7 +75,6 @@ pub(crate) const NOTICES: TableDefinition<(&str, &str), &[u8]> = TableDefinition
 pub(crate) const DUE: TableDefinition<(&str, &str), i128> = TableDefinition::new("notice_due");
 pub(crate) const PENDING: TableDefinition<(i128, &str, &str), ()> =
     TableDefinition::new("pending_by_time");
-pub(crate) const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 
 /// The file name inside the `--bolt-path` directory.
 pub const FILE_NAME: &str = "kala.redb";
@@ -123,7 +125,8 @@ impl RedbStore {
             txn.open_table(NOTICES).map_err(backend)?;
             txn.open_table(PENDING).map_err(backend)?;
             txn.open_table(DUE).map_err(backend)?;
-            txn.open_table(AUDIT).map_err(backend)?;
+            txn.open_table(audit::AUDIT).map_err(backend)?;
+            txn.open_table(audit::AUDIT_RECENT).map_err(backend)?;
             let mut meta = txn.open_table(META).map_err(backend)?;
             let format = meta.get("format").map_err(backend)?.map(|v| v.value());
             match format {
@@ -359,18 +362,10 @@ impl JobStore for RedbStore {
 
     async fn audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
         let txn = self.db()?.begin_read().map_err(backend)?;
-        let table = txn.open_table(AUDIT).map_err(backend)?;
-        let range = match before {
-            Some(b) => table.range(..b),
-            None => table.range::<&str>(..),
-        }
-        .map_err(backend)?;
-        let mut out = Vec::new();
-        for entry in range.rev().take(limit) {
-            let (k, v) = entry.map_err(backend)?;
-            out.push(decode(k.value(), v.value())?);
-        }
-        Ok(out)
+        audit::read(&txn, before, limit)?
+            .iter()
+            .map(|(k, v)| decode(k, v))
+            .collect()
     }
 
     async fn prune_audit(&self, before: Timestamp) -> Result<u64> {

@@ -13,8 +13,9 @@ use kala_store::{Claim, Result, Retention, StoreError};
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 
+use crate::audit::AuditTables;
 use crate::shared::{PROBE_EVERY, Shared, commit_error};
-use crate::{AUDIT, CLAIMS, DUE, JOBS, NOTICES, OPEN_RUNS, PENDING, RUNS, backend};
+use crate::{CLAIMS, DUE, JOBS, NOTICES, OPEN_RUNS, PENDING, RUNS, backend};
 
 /// The most batches folded into one commit.
 const MAX_GROUP: usize = 4096;
@@ -135,7 +136,9 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
         let mut notices = txn.open_table(NOTICES).map_err(backend)?;
         let mut pending = txn.open_table(PENDING).map_err(backend)?;
         let mut due = txn.open_table(DUE).map_err(backend)?;
-        let mut audit = txn.open_table(AUDIT).map_err(backend)?;
+        let mut audit = AuditTables::open(&txn)?;
+        // The group's audit entries, appended together at its end.
+        let mut entries: Vec<&(String, Vec<u8>)> = Vec::new();
         for m in group {
             let reply = match &m.op {
                 Op::Apply(e) => {
@@ -214,22 +217,14 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
                     for id in &e.end {
                         open.remove(id.as_str()).map_err(backend)?;
                     }
-                    for (id, bytes) in &e.audit {
-                        audit
-                            .insert(id.as_str(), bytes.as_slice())
-                            .map_err(backend)?;
-                    }
+                    entries.extend(&e.audit);
                     Reply::Done
                 }
                 Op::Prune(retention, now) => {
                     Reply::Pruned(prune(&mut runs, &mut claims, *retention, *now)?)
                 }
-                Op::DeleteAll(entries) => {
-                    for (id, bytes) in entries {
-                        audit
-                            .insert(id.as_str(), bytes.as_slice())
-                            .map_err(backend)?;
-                    }
+                Op::DeleteAll(audited) => {
+                    entries.extend(audited);
                     jobs.retain(|_, _| false).map_err(backend)?;
                     runs.retain(|_, _| false).map_err(backend)?;
                     claims.retain(|_, _| false).map_err(backend)?;
@@ -256,11 +251,7 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
                 Op::PruneAudit(before) => {
                     // Ids begin with the time in ns, 20 digits.
                     let cutoff = format!("{:020}", before.as_nanosecond().max(0));
-                    let n = audit.len().map_err(backend)?;
-                    audit
-                        .retain_in::<&str, _>(..cutoff.as_str(), |_, _| false)
-                        .map_err(backend)?;
-                    Reply::Pruned(n - audit.len().map_err(backend)?)
+                    Reply::Pruned(audit.prune(&cutoff)?)
                 }
                 Op::Claim(c) => {
                     let key = (c.job_id.as_str(), c.scheduled_at.as_nanosecond());
@@ -282,6 +273,7 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
             };
             replies.push(reply);
         }
+        audit.append(&entries)?;
     }
     txn.commit().map_err(backend)?;
     Ok(replies)
