@@ -56,7 +56,25 @@ impl Dialect for PgDialect {
             connect.get_port(),
             connect.get_database().unwrap_or_default()
         );
-        options.connect.pool::<PgDialect>(connect, &target).await
+        let pool = options.connect.pool::<PgDialect>(connect, &target).await?;
+        // kala's tables grow from empty and churn (a job's row is
+        // rewritten at every run): without autovacuum they are never
+        // analyzed nor vacuumed. kala's hot statements do not depend on
+        // statistics, but the tables bloat; say so once.
+        let autovacuum: Option<String> = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten();
+        if autovacuum.as_deref() == Some("off") {
+            tracing::warn!(
+                server = %target,
+                "PostgreSQL's autovacuum is off: kala's tables (kala_jobs, kala_runs, …) are \
+                 neither vacuumed nor analyzed and grow with dead rows; run VACUUM ANALYZE on \
+                 them regularly, or turn autovacuum on"
+            );
+        }
+        Ok(pool)
     }
 
     /// `LISTEN kala_changes` on a connection of its own: every commit
