@@ -19,13 +19,13 @@ use model::Actor;
 
 impl Inner {
     /// An entry of `action` by `actor` about `job` (its id, name, owner),
-    /// or `None` when the audit log is off.
+    /// or `None` when the audit log is off (and `diff` is not computed).
     pub(crate) fn audit_entry(
         &self,
         actor: &Actor,
         action: &str,
         job: Option<&Job>,
-        diff: AuditDiff,
+        diff: impl FnOnce() -> AuditDiff,
     ) -> Option<AuditEntry> {
         if !self.config.audit.enabled {
             return None;
@@ -42,7 +42,7 @@ impl Inner {
             job_name: job.map(|j| j.name.clone()).unwrap_or_default(),
             owner: job.map(|j| j.owner.clone()).unwrap_or_default(),
             node: self.config.node_id.clone(),
-            diff,
+            diff: diff(),
         })
     }
 
@@ -84,7 +84,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let Some(e) = self
             .inner
-            .audit_entry(actor, action, None, AuditDiff::from_value(&detail))
+            .audit_entry(actor, action, None, || AuditDiff::from_value(&detail))
         else {
             return Ok(());
         };

@@ -127,12 +127,9 @@ impl Engine {
         ids.push(&id);
         let _stripes = inner.lock_stripes(&ids).await;
         let audit: Vec<_> = inner
-            .audit_entry(
-                actor,
-                "create",
-                Some(&job),
-                crate::audit::model::diff(None, Some(&job)),
-            )
+            .audit_entry(actor, "create", Some(&job), || {
+                crate::audit::model::diff(None, Some(&job))
+            })
             .into_iter()
             .collect();
         let batch = if inner.cluster.is_some() {
@@ -197,7 +194,7 @@ impl Engine {
                 .filter_map(|d| st.job(d))
                 .filter_map(|j| {
                     let with = (j.id != id).then_some(id);
-                    let diff = crate::audit::model::deleted(&j, with);
+                    let diff = || crate::audit::model::deleted(&j, with);
                     inner.audit_entry(actor, "delete", Some(&j), diff)
                 })
                 .collect();
@@ -262,12 +259,9 @@ impl Engine {
         }
         let jobs = inner.lock().jobs.len();
         let audit: Vec<_> = inner
-            .audit_entry(
-                actor,
-                "delete_all",
-                None,
-                kala_store::AuditDiff::from_value(&serde_json::json!({ "jobs": jobs })),
-            )
+            .audit_entry(actor, "delete_all", None, || {
+                kala_store::AuditDiff::from_value(&serde_json::json!({ "jobs": jobs }))
+            })
             .into_iter()
             .collect();
         inner.store.delete_all(audit.clone()).await?;
@@ -332,12 +326,9 @@ impl Engine {
         change.apply(&mut job);
         let action = if disabled { "disable" } else { "enable" };
         let audit: Vec<_> = inner
-            .audit_entry(
-                actor,
-                action,
-                Some(&job),
-                crate::audit::model::diff(Some(&before), Some(&job)),
-            )
+            .audit_entry(actor, action, Some(&job), || {
+                crate::audit::model::diff(Some(&before), Some(&job))
+            })
             .into_iter()
             .collect();
         let batch = if inner.cluster.is_some() {
@@ -394,12 +385,9 @@ impl Engine {
             .lock()
             .job(id)
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
-        if let Some(e) = self.inner.audit_entry(
-            actor,
-            "start",
-            Some(&job),
-            kala_store::AuditDiff::from_value(&serde_json::json!({ "disabled": job.disabled })),
-        ) {
+        if let Some(e) = self.inner.audit_entry(actor, "start", Some(&job), || {
+            kala_store::AuditDiff::from_value(&serde_json::json!({ "disabled": job.disabled }))
+        }) {
             self.inner
                 .apply_audited(Batch {
                     audit: vec![e],

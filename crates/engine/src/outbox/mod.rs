@@ -88,12 +88,9 @@ impl crate::Engine {
         job.notify.clone_from(&targets);
         inner.check_notify(&job)?;
         let audit: Vec<_> = inner
-            .audit_entry(
-                actor,
-                "notify",
-                Some(&job),
-                crate::audit::model::diff(Some(&before), Some(&job)),
-            )
+            .audit_entry(actor, "notify", Some(&job), || {
+                crate::audit::model::diff(Some(&before), Some(&job))
+            })
             .into_iter()
             .collect();
         let batch = if inner.cluster.is_some() {

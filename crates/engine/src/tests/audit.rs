@@ -78,6 +78,11 @@ async fn a_refused_change_leaves_no_entry_and_the_log_can_be_off() {
         .unwrap();
     h.engine.delete_all_as(&alice()).await.unwrap();
     assert!(quiet.audit(None, 10).await.unwrap().is_empty(), "{id}");
+    // With the log off, no diff is computed either.
+    let entry = h.engine.inner.audit_entry(&alice(), "create", None, || {
+        panic!("a diff computed with the log off")
+    });
+    assert!(entry.is_none());
 }
 
 #[tokio::test]
