@@ -61,11 +61,11 @@ impl Dialect for PgDialect {
         // rewritten at every run): without autovacuum they are never
         // analyzed nor vacuumed. kala's hot statements do not depend on
         // statistics, but the tables bloat; say so once.
+        // Only a warning: a server that will not say is not refused.
         let autovacuum: Option<String> = sqlx::query_scalar("SELECT current_setting('autovacuum')")
-            .fetch_optional(&pool)
+            .fetch_one(&pool)
             .await
-            .ok()
-            .flatten();
+            .ok();
         if autovacuum.as_deref() == Some("off") {
             tracing::warn!(
                 server = %target,

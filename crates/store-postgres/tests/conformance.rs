@@ -6,23 +6,13 @@
 use std::sync::Arc;
 
 use kala_store::JobStore;
-use kala_store_postgres::{ConnectOptions, PostgresOptions, PostgresStore};
+use kala_store_postgres::PostgresStore;
 
-fn url() -> String {
-    std::env::var("KALA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_passes_the_conformance_suite() {
-    let schema = format!("kala_test_{}", uuid::Uuid::new_v4().simple());
-    let options = PostgresOptions {
-        connect: ConnectOptions {
-            address: url(),
-            ..ConnectOptions::default()
-        },
-        schema: Some(schema.clone()),
-    };
+    let (schema, options) = common::fresh_schema();
     let open = || {
         let o = options.clone();
         async move {

@@ -9,27 +9,17 @@
 //! if it cannot be reached.
 
 use kala_store::JobStore;
-use kala_store_postgres::{ConnectOptions, PostgresOptions, PostgresStore};
+use kala_store_postgres::PostgresStore;
 use kala_store_sql::Syntax;
 
-fn url() -> String {
-    std::env::var("KALA_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trim_of_old_runs_uses_the_index_without_statistics() {
-    let schema = format!("kala_test_{}", uuid::Uuid::new_v4().simple());
-    let options = PostgresOptions {
-        connect: ConnectOptions {
-            address: url(),
-            ..ConnectOptions::default()
-        },
-        schema: Some(schema.clone()),
-    };
+    let (schema, options) = common::fresh_schema();
     let s = PostgresStore::connect(&options)
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {:?} is needed: {e}", url()));
+        .unwrap_or_else(|e| panic!("PostgreSQL at {:?} is needed: {e}", common::url()));
     let mut conn = s.pool().acquire().await.expect("a connection");
 
     let jit: String = sqlx::query_scalar("SHOW jit")

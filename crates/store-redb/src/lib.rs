@@ -24,14 +24,15 @@
 //!   same notices in the order they fall due
 //! * `audit`: entry id (time ordered) → the audit entry
 //!   (`kala_store::AuditEntry`)
-//! * `audit_recent`: the same, for the last few entries of commits that
-//!   wrote fewer than eight (moved into `audit` together; see `audit`)
+//! * `audit_recent`: the same, for the entries of commits that wrote one
+//!   or two, moved into `audit` eight at a time (see `audit`)
 //! * `meta`:   "format" → 3 (1: unframed JSON, 2: framed JSON jobs;
 //!   both migrated when opened)
 //!
 //! Modules: this file ([`RedbStore`] and its reads), `writer` (the writer
-//! thread and its commits), `audit` (the audit log's two tables), `shared` (what readers and the writer share:
-//! reopening after an I/O error, the health problem), `format` (the
+//! thread and its commits), `audit` (the audit log's two tables),
+//! `shared` (what readers and the writer share: reopening after an I/O
+//! error, the health problem), `format` (the
 //! record frame's migration, verification, start-up reads guarded against
 //! redb's panics on damaged files).
 

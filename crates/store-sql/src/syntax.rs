@@ -128,8 +128,8 @@ impl Syntax {
                 optional: false,
             },
             // JIT compiling pays off for long analytic queries, not for
-            // these: on a table without statistics (inflated estimates)
-            // it compiled each trim and lease statement for ~100 ms.
+            // kala's: on a table without statistics (inflated estimates)
+            // it compiled each trim of old runs for ~100 ms.
             SessionSetting {
                 sql: "SET jit = off",
                 optional: true,
