@@ -16,18 +16,28 @@
 //! two, written in the same commit as its change either way; reads merge
 //! them by id.
 //!
-//! Owns: the two tables' definitions, [`AuditTables`] (writes, in the
-//! writer thread's transaction), [`read`]. Must not: decode entries.
+//! Keys are entry ids as `u128`s and values packed entries
+//! (`audit_record`); format 3 kept both as text in `audit` and
+//! `audit_recent`, which [`migrate`] moves into these tables.
+//!
+//! Owns: the tables' definitions, [`AuditTables`] (writes, in the
+//! writer thread's transaction), [`read`], [`migrate`]. Must not: decode
+//! entries (but for the migration).
 
 use kala_store::Result;
 use redb::{
     ReadTransaction, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 
-use crate::backend;
+use crate::{audit_record, backend};
 
-pub(crate) const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
-pub(crate) const AUDIT_RECENT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit_recent");
+pub(crate) const AUDIT: TableDefinition<u128, &[u8]> = TableDefinition::new("audit_log");
+pub(crate) const AUDIT_RECENT: TableDefinition<u128, &[u8]> =
+    TableDefinition::new("audit_log_recent");
+
+/// Format 3's tables: entry id as text → framed JSON entry.
+const AUDIT_V3: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
+const AUDIT_RECENT_V3: TableDefinition<&str, &[u8]> = TableDefinition::new("audit_recent");
 
 /// A commit with at most this many entries writes them to `audit_recent`.
 pub(crate) const SMALL: usize = 2;
@@ -38,8 +48,8 @@ pub(crate) const FOLD: u64 = 8;
 
 /// Both tables, open in a write transaction.
 pub(crate) struct AuditTables<'t> {
-    main: Table<'t, &'static str, &'static [u8]>,
-    recent: Table<'t, &'static str, &'static [u8]>,
+    main: Table<'t, u128, &'static [u8]>,
+    recent: Table<'t, u128, &'static [u8]>,
 }
 
 impl<'t> AuditTables<'t> {
@@ -50,20 +60,16 @@ impl<'t> AuditTables<'t> {
         })
     }
 
-    /// Appends one commit's entries (id → framed entry).
-    pub(crate) fn append(&mut self, entries: &[&(String, Vec<u8>)]) -> Result<()> {
+    /// Appends one commit's entries (key → packed entry).
+    pub(crate) fn append(&mut self, entries: &[&(u128, Vec<u8>)]) -> Result<()> {
         if entries.len() > SMALL {
-            for (id, bytes) in entries {
-                self.main
-                    .insert(id.as_str(), bytes.as_slice())
-                    .map_err(backend)?;
+            for (k, bytes) in entries {
+                self.main.insert(*k, bytes.as_slice()).map_err(backend)?;
             }
             return Ok(());
         }
-        for (id, bytes) in entries {
-            self.recent
-                .insert(id.as_str(), bytes.as_slice())
-                .map_err(backend)?;
+        for (k, bytes) in entries {
+            self.recent.insert(*k, bytes.as_slice()).map_err(backend)?;
         }
         if self.recent.len().map_err(backend)? >= FOLD {
             self.fold()?;
@@ -76,24 +82,22 @@ impl<'t> AuditTables<'t> {
         let mut moved = Vec::new();
         for entry in self.recent.iter().map_err(backend)? {
             let (k, v) = entry.map_err(backend)?;
-            moved.push((k.value().to_string(), v.value().to_vec()));
+            moved.push((k.value(), v.value().to_vec()));
         }
-        for (id, bytes) in &moved {
-            self.main
-                .insert(id.as_str(), bytes.as_slice())
-                .map_err(backend)?;
+        for (k, bytes) in &moved {
+            self.main.insert(*k, bytes.as_slice()).map_err(backend)?;
         }
         self.recent.retain(|_, _| false).map_err(backend)?;
         Ok(())
     }
 
-    /// Deletes the entries whose id sorts before `cutoff`; how many.
-    pub(crate) fn prune(&mut self, cutoff: &str) -> Result<u64> {
+    /// Deletes the entries whose key is before `cutoff`; how many.
+    pub(crate) fn prune(&mut self, cutoff: u128) -> Result<u64> {
         let mut n = 0;
         for table in [&mut self.main, &mut self.recent] {
             let before = table.len().map_err(backend)?;
             table
-                .retain_in::<&str, _>(..cutoff, |_, _| false)
+                .retain_in::<u128, _>(..cutoff, |_, _| false)
                 .map_err(backend)?;
             n += before - table.len().map_err(backend)?;
         }
@@ -101,29 +105,65 @@ impl<'t> AuditTables<'t> {
     }
 }
 
-/// Up to `limit` entries with ids before `before` (all when `None`),
+/// Up to `limit` entries with keys before `upper` (all when `None`),
 /// newest first, from both tables.
 pub(crate) fn read(
     txn: &ReadTransaction,
-    before: Option<&str>,
+    upper: Option<u128>,
     limit: usize,
-) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+) -> Result<Vec<(u128, Vec<u8>)>> {
+    let mut out: Vec<(u128, Vec<u8>)> = Vec::new();
     for def in [AUDIT, AUDIT_RECENT] {
         let table = txn.open_table(def).map_err(backend)?;
-        let range = match before {
+        let range = match upper {
             Some(b) => table.range(..b),
-            None => table.range::<&str>(..),
+            None => table.range::<u128>(..),
         }
         .map_err(backend)?;
         for entry in range.rev().take(limit) {
             let (k, v) = entry.map_err(backend)?;
-            out.push((k.value().to_string(), v.value().to_vec()));
+            out.push((k.value(), v.value().to_vec()));
         }
     }
-    out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    out.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
     out.truncate(limit);
     Ok(out)
+}
+
+/// Format 3 → 4, inside the opening transaction: every entry of the old
+/// tables (id as text → framed JSON) is packed into the new ones under
+/// its id's key, and the old tables go (all or nothing; a damaged entry
+/// stops the opening with its id, as a read would). An id of another
+/// form than `audit_id`'s (only an embedder could have written one) takes
+/// the first free key where it sorts, and that key's id from then on.
+pub(crate) fn migrate(txn: &WriteTransaction) -> Result<u64> {
+    let mut moved = 0;
+    let mut main = txn.open_table(AUDIT).map_err(backend)?;
+    for def in [AUDIT_V3, AUDIT_RECENT_V3] {
+        let mut entries = Vec::new();
+        {
+            let old = txn.open_table(def).map_err(backend)?;
+            for entry in old.iter().map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                let e: kala_store::AuditEntry =
+                    kala_store::json::decode_framed(&format!("audit/{}", k.value()), v.value())?;
+                entries.push(e);
+            }
+        }
+        for e in entries {
+            let mut k = audit_record::key(&e.id)
+                .or_else(|| audit_record::bound(&e.id))
+                .unwrap_or(u128::MAX);
+            while main.get(k).map_err(backend)?.is_some() && k < u128::MAX {
+                k += 1;
+            }
+            main.insert(k, audit_record::encode(&e).as_slice())
+                .map_err(backend)?;
+            moved += 1;
+        }
+        txn.delete_table(def).map_err(backend)?;
+    }
+    Ok(moved)
 }
 
 #[cfg(test)]
@@ -131,11 +171,11 @@ mod tests {
     use super::*;
     use redb::{Database, ReadableDatabase};
 
-    fn entry(i: usize) -> (String, Vec<u8>) {
-        (format!("{i:020}"), format!("entry {i}").into_bytes())
+    fn entry(i: usize) -> (u128, Vec<u8>) {
+        (i as u128, format!("entry {i}").into_bytes())
     }
 
-    fn commit(db: &Database, entries: &[(String, Vec<u8>)]) {
+    fn commit(db: &Database, entries: &[(u128, Vec<u8>)]) {
         let txn = db.begin_write().expect("begin");
         {
             let mut t = AuditTables::open(&txn).expect("open");
@@ -180,10 +220,10 @@ mod tests {
         // Reads merge both, newest first, across pages.
         let txn = db.begin_read().expect("read");
         let all = read(&txn, None, 100).expect("read");
-        let ids: Vec<usize> = all.iter().map(|(k, _)| k.parse().expect("id")).collect();
+        let ids: Vec<usize> = all.iter().map(|(k, _)| *k as usize).collect();
         assert_eq!(ids, (0..11 + SMALL + 1).rev().collect::<Vec<_>>());
-        let page = read(&txn, Some(&entry(12).0), 4).expect("page");
-        let ids: Vec<usize> = page.iter().map(|(k, _)| k.parse().expect("id")).collect();
+        let page = read(&txn, Some(entry(12).0), 4).expect("page");
+        let ids: Vec<usize> = page.iter().map(|(k, _)| *k as usize).collect();
         assert_eq!(ids, vec![11, 10, 9, 8], "a page spans both tables");
         assert_eq!(page[0].1, b"entry 11");
         drop(txn);
@@ -192,7 +232,7 @@ mod tests {
         let txn = db.begin_write().expect("begin");
         let pruned = {
             let mut t = AuditTables::open(&txn).expect("open");
-            t.prune(&entry(9).0).expect("prune")
+            t.prune(entry(9).0).expect("prune")
         };
         txn.commit().expect("commit");
         assert_eq!(pruned, 9, "0..=7 from the log, 8 from recent");

@@ -19,8 +19,9 @@ use crate::{JOBS, RUNS, backend};
 
 /// The file's format: 1 stored plain JSON values; 2 frames each value with
 /// a version byte and a CRC-32 (`kala_store::json::encode_framed`); 3
-/// stores jobs packed ([`encode_job`]).
-pub(crate) const FORMAT: u64 = 3;
+/// stores jobs packed ([`encode_job`]); 4 keys audit entries by a `u128`
+/// and packs them (`audit_record`).
+pub(crate) const FORMAT: u64 = 4;
 
 /// The version byte of a packed job record.
 const PACKED: u8 = 3;

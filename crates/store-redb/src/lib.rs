@@ -22,21 +22,23 @@
 //!   notice still to deliver
 //! * `pending_by_time`: (next attempt in ns, job id, notice id) → (): the
 //!   same notices in the order they fall due
-//! * `audit`: entry id (time ordered) → the audit entry
-//!   (`kala_store::AuditEntry`)
-//! * `audit_recent`: the same, for the entries of commits that wrote one
-//!   or two, moved into `audit` eight at a time (see `audit`)
-//! * `meta`:   "format" → 3 (1: unframed JSON, 2: framed JSON jobs;
-//!   both migrated when opened)
+//! * `audit_log`: entry id as a `u128` (time ordered) → the audit entry
+//!   (`kala_store::AuditEntry`), packed (`audit_record`)
+//! * `audit_log_recent`: the same, for the entries of commits that wrote
+//!   one or two, moved into `audit_log` eight at a time (see `audit`)
+//! * `meta`:   "format" → 4 (1: unframed JSON, 2: framed JSON jobs, 3:
+//!   audit entries as JSON under text ids; all migrated when opened)
 //!
 //! Modules: this file ([`RedbStore`] and its reads), `writer` (the writer
 //! thread and its commits), `audit` (the audit log's two tables),
+//! `audit_record` (an entry's key and packed record),
 //! `shared` (what readers and the writer share: reopening after an I/O
 //! error, the health problem), `format` (the
 //! record frame's migration, verification, start-up reads guarded against
 //! redb's panics on damaged files).
 
 mod audit;
+mod audit_record;
 mod format;
 mod shared;
 mod writer;
@@ -134,15 +136,18 @@ impl RedbStore {
                 None => {
                     meta.insert("format", FORMAT).map_err(backend)?;
                 }
-                Some(v @ (1 | 2)) => {
+                Some(v @ 1..=3) => {
                     drop(meta);
                     if v == 1 {
                         migrate_to_framed(&txn)?;
                     }
-                    migrate_to_packed(&txn)?;
+                    if v <= 2 {
+                        migrate_to_packed(&txn)?;
+                    }
+                    let entries = audit::migrate(&txn)?;
                     let mut meta = txn.open_table(META).map_err(backend)?;
                     meta.insert("format", FORMAT).map_err(backend)?;
-                    tracing::info!(path = %path.display(), from = v, "store migrated to format 3 (checksummed, packed jobs)");
+                    tracing::info!(path = %path.display(), from = v, audit_entries = entries, "store migrated to format 4 (checksummed, packed jobs and audit entries)");
                 }
                 Some(FORMAT) => {}
                 Some(v) => {
@@ -363,9 +368,9 @@ impl JobStore for RedbStore {
 
     async fn audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
         let txn = self.db()?.begin_read().map_err(backend)?;
-        audit::read(&txn, before, limit)?
+        audit::read(&txn, before.and_then(audit_record::bound), limit)?
             .iter()
-            .map(|(k, v)| decode(k, v))
+            .map(|(k, v)| audit_record::decode(*k, v))
             .collect()
     }
 
@@ -451,11 +456,20 @@ impl JobStore for RedbStore {
     }
 }
 
-/// Audit entries as (id, framed entry).
-fn encode_audit(audit: &[AuditEntry]) -> Result<Vec<(String, Vec<u8>)>> {
+/// Audit entries as (key, packed entry); an id not made by
+/// `kala_store::audit_id` is refused (nothing of the batch is written).
+fn encode_audit(audit: &[AuditEntry]) -> Result<Vec<(u128, Vec<u8>)>> {
     audit
         .iter()
-        .map(|e| Ok((e.id.clone(), encode(e)?)))
+        .map(|e| {
+            let k = audit_record::key(&e.id).ok_or_else(|| {
+                StoreError::Backend(format!(
+                    "audit entry id {:?} is not of the form kala_store::audit_id makes",
+                    e.id
+                ))
+            })?;
+            Ok((k, audit_record::encode(e)))
+        })
         .collect()
 }
 

@@ -32,15 +32,15 @@ pub(crate) struct Encoded {
     /// Notices: (job id, notice id, next attempt in ns while pending,
     /// framed notice).
     pub notices: Vec<(String, String, Option<i128>, Vec<u8>)>,
-    /// Audit entries: entry id → framed entry.
-    pub audit: Vec<(String, Vec<u8>)>,
+    /// Audit entries: key → packed entry (`audit_record`).
+    pub audit: Vec<(u128, Vec<u8>)>,
 }
 
 pub(crate) enum Op {
     Apply(Encoded),
     Prune(Retention, Timestamp),
     /// With the audit entries to write in the same commit.
-    DeleteAll(Vec<(String, Vec<u8>)>),
+    DeleteAll(Vec<(u128, Vec<u8>)>),
     Claim(Claim),
     PruneNotices(Timestamp),
     PruneAudit(Timestamp),
@@ -138,7 +138,7 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
         let mut due = txn.open_table(DUE).map_err(backend)?;
         let mut audit = AuditTables::open(&txn)?;
         // The group's audit entries, appended together at its end.
-        let mut entries: Vec<&(String, Vec<u8>)> = Vec::new();
+        let mut entries: Vec<&(u128, Vec<u8>)> = Vec::new();
         for m in group {
             let reply = match &m.op {
                 Op::Apply(e) => {
@@ -249,9 +249,7 @@ fn commit_group(db: &Database, group: &[Msg]) -> Result<Vec<Reply>> {
                     Reply::Pruned(n - notices.len().map_err(backend)?)
                 }
                 Op::PruneAudit(before) => {
-                    // Ids begin with the time in ns, 20 digits.
-                    let cutoff = format!("{:020}", before.as_nanosecond().max(0));
-                    Reply::Pruned(audit.prune(&cutoff)?)
+                    Reply::Pruned(audit.prune(crate::audit_record::time_bound(*before))?)
                 }
                 Op::Claim(c) => {
                     let key = (c.job_id.as_str(), c.scheduled_at.as_nanosecond());

@@ -182,7 +182,7 @@ fn a_format_2_store_is_migrated_to_packed_jobs() {
         .unwrap()
         .unwrap()
         .value();
-    assert_eq!(format, 3);
+    assert_eq!(format, 4);
 }
 
 /// Enough jobs for the parallel read (one thread per core, by id range):
