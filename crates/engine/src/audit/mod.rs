@@ -6,6 +6,7 @@
 //! Owns: `Inner::audit_entry`, `Inner::apply_audited`,
 //! `Inner::prune_audit`, `Engine::record_audit`, `Engine::audit_log`.
 
+mod fields;
 pub(crate) mod model;
 
 use kala_job::Job;
