@@ -1,20 +1,21 @@
-//! The audit log's two tables: `audit` holds the log, `audit_recent` the
-//! last few entries of commits that wrote only a few.
+//! The audit log's two tables: `audit_log` holds the log,
+//! `audit_log_recent` the last few entries of commits that wrote only a
+//! few.
 //!
 //! Why two: every commit copies the path from the root to each leaf it
-//! changes (copy-on-write), so an entry appended to the big `audit` tree
+//! changes (copy-on-write), so an entry appended to the big log's tree
 //! costs a commit that tree's depth in page writes (three or more), and a
 //! change made alone (one client, one create) paid them for its one entry:
 //! 10.3 page writes per commit instead of 7.5 without the log. A commit
-//! with at most [`SMALL`] entries appends them to the small
-//! `audit_recent` (one leaf), and the commit that brings it to [`FOLD`]
-//! entries moves them all into `audit` at once, next to each other (8.7
+//! with at most [`SMALL`] entries appends them to the small recent table
+//! (one leaf), and the commit that brings it to [`FOLD`] entries, or past
+//! one leaf, moves them all into the log at once, next to each other (8.7
 //! page writes per commit, one create at a time). A larger commit (many
-//! clients at once share one) writes straight to `audit` and leaves
-//! `audit_recent` alone: moving entries costs the writer thread time,
-//! which is what bounds a busy server. An entry is in exactly one of the
-//! two, written in the same commit as its change either way; reads merge
-//! them by id.
+//! clients at once share one) writes straight to the log and leaves the
+//! recent table alone: moving entries costs the writer thread time, which
+//! is what bounds a busy server. An entry is in exactly one of the two,
+//! written in the same commit as its change either way; reads merge them
+//! by id.
 //!
 //! Keys are entry ids as `u128`s and values packed entries
 //! (`audit_record`); format 3 kept both as text in `audit` and
@@ -42,9 +43,10 @@ const AUDIT_RECENT_V3: TableDefinition<&str, &[u8]> = TableDefinition::new("audi
 /// A commit with at most this many entries writes them to `audit_recent`.
 pub(crate) const SMALL: usize = 2;
 
-/// How many entries `audit_recent` gathers before they move (about one
-/// leaf page of entries).
-pub(crate) const FOLD: u64 = 8;
+/// The most entries `audit_recent` gathers before they move; they move
+/// earlier when they no longer fit its one leaf (packed entries of
+/// creates are ~250 bytes, so ~15 fit a 4 KiB page).
+pub(crate) const FOLD: u64 = 16;
 
 /// Both tables, open in a write transaction.
 pub(crate) struct AuditTables<'t> {
@@ -71,7 +73,8 @@ impl<'t> AuditTables<'t> {
         for (k, bytes) in entries {
             self.recent.insert(*k, bytes.as_slice()).map_err(backend)?;
         }
-        if self.recent.len().map_err(backend)? >= FOLD {
+        let n = self.recent.len().map_err(backend)?;
+        if n >= FOLD || (n > 1 && self.recent.stats().map_err(backend)?.tree_height() > 1) {
             self.fold()?;
         }
         Ok(())
@@ -200,42 +203,66 @@ mod tests {
     fn small_commits_gather_in_recent_and_move_together_reads_see_one_log() {
         let dir = tempfile::tempdir().expect("dir");
         let db = Database::create(dir.path().join("a.redb")).expect("db");
-        // Seven commits of one entry each stay in audit_recent.
-        for i in 0..7 {
+        let f = FOLD as usize;
+        // FOLD - 1 commits of one small entry each stay in audit_recent.
+        for i in 0..f - 1 {
             commit(&db, &[entry(i)]);
         }
-        assert_eq!(counts(&db), (0, 7));
-        // The eighth moves all eight.
-        commit(&db, &[entry(7)]);
-        assert_eq!(counts(&db), (8, 0));
+        assert_eq!(counts(&db), (0, FOLD - 1));
+        // The next moves them all.
+        commit(&db, &[entry(f - 1)]);
+        assert_eq!(counts(&db), (FOLD, 0));
         // Two more small commits (one of SMALL entries), then a larger
         // one goes straight to the log, leaving the small ones where they
         // are.
-        commit(&db, &[entry(8)]);
-        commit(&db, &[entry(9), entry(10)]);
-        let big: Vec<_> = (11..11 + SMALL + 1).map(entry).collect();
+        commit(&db, &[entry(f)]);
+        commit(&db, &[entry(f + 1), entry(f + 2)]);
+        let big: Vec<_> = (f + 3..f + 3 + SMALL + 1).map(entry).collect();
         commit(&db, &big);
-        assert_eq!(counts(&db), (8 + SMALL as u64 + 1, 3));
+        assert_eq!(counts(&db), (FOLD + SMALL as u64 + 1, 3));
 
         // Reads merge both, newest first, across pages.
         let txn = db.begin_read().expect("read");
         let all = read(&txn, None, 100).expect("read");
         let ids: Vec<usize> = all.iter().map(|(k, _)| *k as usize).collect();
-        assert_eq!(ids, (0..11 + SMALL + 1).rev().collect::<Vec<_>>());
-        let page = read(&txn, Some(entry(12).0), 4).expect("page");
+        assert_eq!(ids, (0..f + 3 + SMALL + 1).rev().collect::<Vec<_>>());
+        let page = read(&txn, Some(entry(f + 4).0), 4).expect("page");
         let ids: Vec<usize> = page.iter().map(|(k, _)| *k as usize).collect();
-        assert_eq!(ids, vec![11, 10, 9, 8], "a page spans both tables");
-        assert_eq!(page[0].1, b"entry 11");
+        assert_eq!(
+            ids,
+            vec![f + 3, f + 2, f + 1, f],
+            "a page spans both tables"
+        );
+        assert_eq!(page[0].1, format!("entry {}", f + 3).into_bytes());
         drop(txn);
 
         // Pruning takes from both.
         let txn = db.begin_write().expect("begin");
         let pruned = {
             let mut t = AuditTables::open(&txn).expect("open");
-            t.prune(entry(9).0).expect("prune")
+            t.prune(entry(f + 1).0).expect("prune")
         };
         txn.commit().expect("commit");
-        assert_eq!(pruned, 9, "0..=7 from the log, 8 from recent");
+        assert_eq!(pruned, FOLD + 1, "0..FOLD from the log, FOLD from recent");
         assert_eq!(counts(&db), (SMALL as u64 + 1, 2));
+    }
+
+    /// Large entries move as soon as they no longer fit one leaf, so a
+    /// lone change never copies more than audit_recent's one page.
+    #[test]
+    fn recent_moves_once_it_outgrows_one_leaf() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Database::create(dir.path().join("a.redb")).expect("db");
+        let mut moved_at = None;
+        for i in 0..FOLD as usize {
+            commit(&db, &[(i as u128, vec![b'x'; 1500])]);
+            if counts(&db).1 == 0 {
+                moved_at = Some(i + 1);
+                break;
+            }
+        }
+        let n = moved_at.expect("moved before FOLD entries");
+        assert!((2..=4).contains(&n), "moved after {n} entries of 1.5 KB");
+        assert_eq!(counts(&db), (n as u64, 0));
     }
 }

@@ -25,7 +25,8 @@
 //! * `audit_log`: entry id as a `u128` (time ordered) → the audit entry
 //!   (`kala_store::AuditEntry`), packed (`audit_record`)
 //! * `audit_log_recent`: the same, for the entries of commits that wrote
-//!   one or two, moved into `audit_log` eight at a time (see `audit`)
+//!   one or two, moved into `audit_log` sixteen at a time or once they
+//!   outgrow one leaf (see `audit`)
 //! * `meta`:   "format" → 4 (1: unframed JSON, 2: framed JSON jobs, 3:
 //!   audit entries as JSON under text ids; all migrated when opened)
 //!
