@@ -186,3 +186,48 @@ fn any_cursor_pages_as_text_order_would() {
         s.close().await.expect("close");
     });
 }
+
+/// How long opening a format-3 store with `KALA_MIGRATE_ENTRIES` (default
+/// 200,000) audit entries takes (the migration to format 4). A
+/// measurement, not a check: `cargo test --release -p kala-store-redb
+/// --test audit_format -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn migration_time() {
+    let n: usize = std::env::var("KALA_MIGRATE_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("kala.redb");
+    {
+        let db = redb::Database::create(&path).expect("db");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut main = txn.open_table(AUDIT_V3).expect("audit");
+            for i in 0..n {
+                let e = entry(i, None);
+                let bytes = kala_store::json::encode_framed(&e).expect("frame");
+                main.insert(e.id.as_str(), bytes.as_slice())
+                    .expect("insert");
+            }
+            txn.open_table(META)
+                .expect("meta")
+                .insert("format", 3)
+                .expect("format");
+        }
+        txn.commit().expect("commit");
+    }
+    let before = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let t = std::time::Instant::now();
+    let s = RedbStore::open_dir(dir.path()).expect("open migrates");
+    let took = t.elapsed();
+    drop(s);
+    let after = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "{n} entries migrated in {took:?} ({:.1} µs each); file {:.1} → {:.1} MB",
+        took.as_secs_f64() * 1e6 / n as f64,
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    );
+}
