@@ -222,45 +222,21 @@ fn masked(job: &Job) -> Map<String, Value> {
 /// Top-level keys of a job's JSON that change with runs, not changes.
 const VOLATILE: [&str; 4] = ["metadata", "next_run_at", "scheduled_runs", "is_done"];
 
-/// A JSON object's fields in their order, each value as its text.
-struct RawFields<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
-
-impl<'de> serde::Deserialize<'de> for RawFields<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> serde::de::Visitor<'de> for Fields {
-            type Value = RawFields<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<RawFields<'de>, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(40));
-                while let Some(kv) = map.next_entry()? {
-                    out.push(kv);
-                }
-                Ok(RawFields(out))
-            }
-        }
-        d.deserialize_map(Fields)
-    }
-}
-
 /// The JSON text of each field of a job with every field at its
 /// default, in the order a job's JSON has them.
 fn blank() -> &'static [(String, String)] {
     static BLANK: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
     BLANK.get_or_init(|| {
-        let bytes = serde_json::to_vec(&JobOut::new(&Job::new("", ""), None)).unwrap_or_default();
-        serde_json::from_slice::<RawFields<'_>>(&bytes)
-            .map(|m| {
-                m.0.into_iter()
-                    .map(|(k, v)| (k.to_string(), v.get().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let mut fields = Vec::new();
+        let listed = for_each_field(
+            &JobOut::new(&Job::new("", ""), None),
+            |_| true,
+            |k, v| fields.push((k.to_string(), v.to_string())),
+        );
+        if listed.is_err() {
+            fields.clear();
+        }
+        fields
     })
 }
 
