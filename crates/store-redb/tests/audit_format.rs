@@ -36,6 +36,27 @@ fn json(entries: &[AuditEntry]) -> serde_json::Value {
     serde_json::to_value(entries).expect("json")
 }
 
+/// A format-3 store at `path`: `main`'s entries in `audit`, `recent`'s in
+/// `audit_recent`, as framed JSON under their text ids.
+fn write_format_3(path: &std::path::Path, main: &[AuditEntry], recent: &[AuditEntry]) {
+    let db = redb::Database::create(path).expect("db");
+    let txn = db.begin_write().expect("txn");
+    for (def, entries) in [(AUDIT_V3, main), (AUDIT_RECENT_V3, recent)] {
+        let mut table = txn.open_table(def).expect("table");
+        for e in entries {
+            let bytes = kala_store::json::encode_framed(e).expect("frame");
+            table
+                .insert(e.id.as_str(), bytes.as_slice())
+                .expect("insert");
+        }
+    }
+    txn.open_table(META)
+        .expect("meta")
+        .insert("format", 3)
+        .expect("format");
+    txn.commit().expect("commit");
+}
+
 #[test]
 fn a_format_3_audit_log_is_migrated_entries_equal_and_in_order() {
     let dir = tempfile::tempdir().expect("dir");
@@ -44,26 +65,7 @@ fn a_format_3_audit_log_is_migrated_entries_equal_and_in_order() {
     // them; the last one with an id an embedder made up.
     let mut old: Vec<AuditEntry> = (0..7).map(|i| entry(i, None)).collect();
     old.push(entry(7, Some("zz-not-an-audit-id")));
-    {
-        let db = redb::Database::create(&path).expect("db");
-        let txn = db.begin_write().expect("txn");
-        {
-            let mut main = txn.open_table(AUDIT_V3).expect("audit");
-            let mut recent = txn.open_table(AUDIT_RECENT_V3).expect("recent");
-            for (i, e) in old.iter().enumerate() {
-                let bytes = kala_store::json::encode_framed(e).expect("frame");
-                let table = if i < 5 { &mut main } else { &mut recent };
-                table
-                    .insert(e.id.as_str(), bytes.as_slice())
-                    .expect("insert");
-            }
-            txn.open_table(META)
-                .expect("meta")
-                .insert("format", 3)
-                .expect("format");
-        }
-        txn.commit().expect("commit");
-    }
+    write_format_3(&path, &old[..5], &old[5..]);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (all, page, next) = rt.block_on(async {
         let s = RedbStore::open_dir(dir.path()).expect("open migrates");
@@ -200,24 +202,8 @@ fn migration_time() {
         .unwrap_or(200_000);
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("kala.redb");
-    {
-        let db = redb::Database::create(&path).expect("db");
-        let txn = db.begin_write().expect("txn");
-        {
-            let mut main = txn.open_table(AUDIT_V3).expect("audit");
-            for i in 0..n {
-                let e = entry(i, None);
-                let bytes = kala_store::json::encode_framed(&e).expect("frame");
-                main.insert(e.id.as_str(), bytes.as_slice())
-                    .expect("insert");
-            }
-            txn.open_table(META)
-                .expect("meta")
-                .insert("format", 3)
-                .expect("format");
-        }
-        txn.commit().expect("commit");
-    }
+    let entries: Vec<AuditEntry> = (0..n).map(|i| entry(i, None)).collect();
+    write_format_3(&path, &entries, &[]);
     let before = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let t = std::time::Instant::now();
     let s = RedbStore::open_dir(dir.path()).expect("open migrates");
