@@ -15,7 +15,7 @@ use crate::timer::Overdue;
 impl Inner {
     /// Follows the other instances' changes until shutdown: woken by the
     /// database's notification where it has one, and polls every
-    /// [`EngineConfig::change_poll`] regardless.
+    /// [`EngineConfig::change_poll`](crate::EngineConfig::change_poll) regardless.
     pub async fn follow_loop(self: Arc<Self>, mut cursor: u64) {
         let Some(coord) = self.store.coordination() else {
             return;

@@ -3,7 +3,7 @@
 //!
 //! Owns: [`Cluster`] (the partitions this instance holds, with their
 //! fencing tokens; the nodes it last saw), the membership loop (heartbeat,
-//! lease keeping and rebalancing every [`EngineConfig::heartbeat`]), the
+//! lease keeping and rebalancing every [`EngineConfig::heartbeat`](crate::EngineConfig::heartbeat)), the
 //! takeover of newly held partitions (runs of dead instances recorded as
 //! interrupted, the partition's jobs re-read, re-armed), the change
 //! follower (jobs other instances created, changed or deleted), and the
