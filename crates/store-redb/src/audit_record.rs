@@ -14,33 +14,22 @@
 //! touch tables.
 
 use jiff::Timestamp;
-use kala_store::{AuditDiff, AuditEntry, Result, StoreError};
+use kala_store::{AuditDiff, AuditEntry, Result, StoreError, audit_id_of, audit_id_parts};
 
 /// The version byte of a packed entry.
 const PACKED: u8 = 4;
 
 /// The key of the entry whose id is `id`, if `id` has the form
-/// [`kala_store::audit_id`] gives: 20 decimal digits (the time in ns), a
-/// dash, 16 lowercase hex digits. Keys sort as the ids do.
+/// [`kala_store::audit_id`] gives ([`kala_store::audit_id_parts`]). Keys
+/// sort as the ids do.
 pub(crate) fn key(id: &str) -> Option<u128> {
-    let b = id.as_bytes();
-    if b.len() != 37 || b[20] != b'-' {
-        return None;
-    }
-    let (ns, tail) = (&id[..20], &id[21..]);
-    if !ns.bytes().all(|c| c.is_ascii_digit())
-        || !tail.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return None;
-    }
-    let ns: u64 = ns.parse().ok()?;
-    let tail = u64::from_str_radix(tail, 16).ok()?;
-    Some(((ns as u128) << 64) | tail as u128)
+    let (ns, tail) = audit_id_parts(id)?;
+    Some((u128::from(ns) << 64) | u128::from(tail))
 }
 
 /// The id of key `k` (the inverse of [`key`]).
 pub(crate) fn id(k: u128) -> String {
-    format!("{:020}-{:016x}", (k >> 64) as u64, k as u64)
+    audit_id_of((k >> 64) as u64, k as u64)
 }
 
 /// The first key whose id sorts at or after `s`, `None` when every id

@@ -111,7 +111,14 @@ pub fn audit_id(at: Timestamp) -> String {
     let Ok(ns) = u64::try_from(ns) else {
         return format!("{ns:020}-{:08x}{n:08x}", seed() as u32);
     };
-    // Written by hand: `format!` with padding cost a create ~0.3 µs.
+    audit_id_of(ns, (u64::from(seed() as u32) << 32) | u64::from(n))
+}
+
+/// The id of time `ns` and `tail` (seed and counter): 20 decimal digits,
+/// a dash, 16 lowercase hex digits; in the order of `(ns, tail)`, for
+/// every pair. Written by hand: `format!` with padding cost a create
+/// ~0.3 µs.
+pub fn audit_id_of(ns: u64, tail: u64) -> String {
     let mut id = [b'0'; 37];
     id[20] = b'-';
     let mut v = ns;
@@ -119,11 +126,24 @@ pub fn audit_id(at: Timestamp) -> String {
         *d = b'0' + (v % 10) as u8;
         v /= 10;
     }
-    let tail = (u64::from(seed() as u32) << 32) | u64::from(n);
     for (i, d) in id[21..].iter_mut().enumerate() {
         *d = b"0123456789abcdef"[((tail >> (60 - 4 * i)) & 0xf) as usize];
     }
     id.iter().map(|&b| b as char).collect()
+}
+
+/// The time and tail of an id of [`audit_id_of`]'s form (the inverse);
+/// `None` for any other text.
+pub fn audit_id_parts(id: &str) -> Option<(u64, u64)> {
+    let (ns, tail) = id.split_once('-')?;
+    if ns.len() != 20
+        || tail.len() != 16
+        || !ns.bytes().all(|c| c.is_ascii_digit())
+        || !tail.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    Some((ns.parse().ok()?, u64::from_str_radix(tail, 16).ok()?))
 }
 
 fn seed() -> u64 {
@@ -186,17 +206,21 @@ mod tests {
     #[test]
     fn ids_have_the_documented_form() {
         for ns in [0i128, 1, 1_796_686_539_794_905_217, i128::from(u64::MAX)] {
-            let id = audit_id(
-                Timestamp::from_nanosecond(ns.min(Timestamp::MAX.as_nanosecond())).unwrap(),
-            );
+            let id = audit_id(Timestamp::from_nanosecond(ns).unwrap());
             let (time, tail) = id.split_once('-').expect("a dash");
-            assert_eq!(
-                time,
-                format!("{:020}", ns.min(Timestamp::MAX.as_nanosecond()))
-            );
+            assert_eq!(time, format!("{ns:020}"));
             assert_eq!(tail.len(), 16);
             assert_eq!(&tail[..8], format!("{:08x}", seed() as u32));
             assert!(u32::from_str_radix(&tail[8..], 16).is_ok(), "{id}");
+            let parts = audit_id_parts(&id).expect("parts");
+            assert_eq!(audit_id_of(parts.0, parts.1), id, "parts and id agree");
+        }
+        for (ns, tail) in [(0, 0), (u64::MAX, u64::MAX), (12, 0xfc98_4b04_0000_0000)] {
+            assert_eq!(
+                audit_id_of(ns, tail),
+                format!("{ns:020}-{tail:016x}"),
+                "the form for every pair"
+            );
         }
     }
 }

@@ -44,7 +44,9 @@ use jiff::{SignedDuration, Timestamp};
 use kala_job::{Job, JobId, RunRecord, Trigger};
 use serde::{Deserialize, Serialize};
 
-pub use audit::{AuditDiff, AuditEntry, audit_id, audit_page, unique_u64};
+pub use audit::{
+    AuditDiff, AuditEntry, audit_id, audit_id_of, audit_id_parts, audit_page, unique_u64,
+};
 pub use cluster::{
     ALL_JOBS, Coordination, Fence, JobChange, JobUpdate, Lease, LeaseRequest, NodeInfo, NodeRole,
     PARTITIONS, RunDelta, partition_of,
