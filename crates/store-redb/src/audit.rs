@@ -25,7 +25,7 @@
 //! writer thread's transaction), [`read`], [`migrate`]. Must not: decode
 //! entries (but for the migration).
 
-use kala_store::Result;
+use kala_store::{Result, StoreError};
 use redb::{
     ReadTransaction, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
@@ -40,10 +40,11 @@ pub(crate) const AUDIT_RECENT: TableDefinition<u128, &[u8]> =
 const AUDIT_V3: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 const AUDIT_RECENT_V3: TableDefinition<&str, &[u8]> = TableDefinition::new("audit_recent");
 
-/// A commit with at most this many entries writes them to `audit_recent`.
+/// A commit with at most this many entries writes them to
+/// `audit_log_recent`.
 pub(crate) const SMALL: usize = 2;
 
-/// The most entries `audit_recent` gathers before they move; they move
+/// The most entries `audit_log_recent` gathers before they move; they move
 /// earlier when they no longer fit its one leaf (packed entries of
 /// creates are ~250 bytes, so ~15 fit a 4 KiB page).
 pub(crate) const FOLD: u64 = 16;
@@ -80,7 +81,7 @@ impl<'t> AuditTables<'t> {
         Ok(())
     }
 
-    /// Moves every entry of `audit_recent` into `audit`.
+    /// Moves every entry of `audit_log_recent` into `audit_log`.
     fn fold(&mut self) -> Result<()> {
         let mut moved = Vec::new();
         for entry in self.recent.iter().map_err(backend)? {
@@ -154,11 +155,13 @@ pub(crate) fn migrate(txn: &WriteTransaction) -> Result<u64> {
             }
         }
         for e in entries {
-            let mut k = audit_record::key(&e.id)
-                .or_else(|| audit_record::bound(&e.id))
-                .unwrap_or(u128::MAX);
-            while main.get(k).map_err(backend)?.is_some() && k < u128::MAX {
-                k += 1;
+            // An id of audit_id's form is its own bound.
+            let mut k = audit_record::bound(&e.id).unwrap_or(u128::MAX);
+            while main.get(k).map_err(backend)?.is_some() {
+                k = k.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+                    key: format!("audit/{}", e.id),
+                    reason: "no free key after it for its made-up id".into(),
+                })?;
             }
             main.insert(k, audit_record::encode(&e).as_slice())
                 .map_err(backend)?;
@@ -204,7 +207,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let db = Database::create(dir.path().join("a.redb")).expect("db");
         let f = FOLD as usize;
-        // FOLD - 1 commits of one small entry each stay in audit_recent.
+        // FOLD - 1 commits of one small entry each stay in audit_log_recent.
         for i in 0..f - 1 {
             commit(&db, &[entry(i)]);
         }
@@ -248,7 +251,7 @@ mod tests {
     }
 
     /// Large entries move as soon as they no longer fit one leaf, so a
-    /// lone change never copies more than audit_recent's one page.
+    /// lone change never copies more than audit_log_recent's one page.
     #[test]
     fn recent_moves_once_it_outgrows_one_leaf() {
         let dir = tempfile::tempdir().expect("dir");

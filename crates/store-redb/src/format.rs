@@ -1,9 +1,10 @@
-//! The record format on disk. Format 3: a job is `[3][CRC-32][packed job]`
-//! (`kala_job::packed`: the file is ~4x smaller than with JSON jobs);
-//! runs, open runs and notices are framed JSON
-//! (`[2][CRC-32][JSON]`). Formats 1 (plain JSON) and 2 (framed JSON jobs)
-//! are migrated when opened. Reads of the whole file at start-up run
-//! guarded, because redb panics on some damaged files.
+//! The record format on disk (format 4). A job is
+//! `[3][CRC-32][packed job]` (`kala_job::packed`: the file is ~4x smaller
+//! than with JSON jobs); runs, open runs and notices are framed JSON
+//! (`[2][CRC-32][JSON]`); audit entries are packed (`audit_record`).
+//! Formats 1 (plain JSON) and 2 (framed JSON jobs) are migrated here when
+//! opened, format 3's audit tables in `audit`. Reads of the whole file at
+//! start-up run guarded, because redb panics on some damaged files.
 //!
 //! Owns: `FORMAT`, the job record, the migrations, [`Verified`],
 //! `guarded`, `read_all`.

@@ -20,9 +20,9 @@ use jiff::SignedDuration;
 use kala_job::Job;
 use kala_job::wire::JobOut;
 use kala_store::{AuditDiff, AuditEntry};
+use serde_json::{Map, Value, json};
 
 use super::fields::for_each_field;
-use serde_json::{Map, Value, json};
 
 /// Who makes a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
